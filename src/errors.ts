@@ -1,0 +1,30 @@
+/**
+ * Errors the user can fix (a flag, a config key, a projection file, an unreachable
+ * database). The CLI prints `message` as one line and exits 2, without a stack.
+ *
+ * Detected by `code`, not `instanceof`: a projection module may load its own copy of projd.
+ */
+export const USER_ERROR_CODE = 'PROJD_USER_ERROR';
+
+export class UserError extends Error {
+  readonly code = USER_ERROR_CODE;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'UserError';
+  }
+}
+
+export function isUserError(error: unknown): error is UserError {
+  return (
+    typeof error === 'object' &&
+    error !== null &&
+    (error as { code?: unknown }).code === USER_ERROR_CODE
+  );
+}
+
+/** The message of anything thrown, for one-line logs and error texts. */
+export function errorMessage(error: unknown): string {
+  if (error instanceof Error) return error.message;
+  if (error === undefined) return 'undefined';
+  return String(error);
+}
