@@ -1,0 +1,115 @@
+import type pg from 'pg';
+import type { ResolvedConfig } from './config/types.js';
+import type { Logger } from './log.js';
+import { silentLogger } from './log.js';
+import { loadProjections } from './projection/loadProjections.js';
+import type { Projection } from './projection/types.js';
+import { createRunner, type Runner, type RunnerState } from './runner/createRunner.js';
+import { checkServer, createPool } from './store/connect.js';
+import { createListener, type Listener } from './store/createListener.js';
+import { migrate } from './store/migrate.js';
+
+export interface AppOptions {
+  /** @defaultValue a logger that writes nothing */
+  logger?: Logger;
+  /** Projections to run instead of loading `config.projections.dir`. */
+  projections?: Projection[];
+}
+
+export interface ProjectionSnapshot {
+  name: string;
+  version: number;
+  state: RunnerState;
+}
+
+export interface App {
+  /** Migrates, loads projections, starts listening and catching up. Resolves once running. */
+  start(): Promise<void>;
+  /** Lets batches in flight finish, then releases the listener and the pool. Idempotent. */
+  stop(): Promise<void>;
+  /** Resolves once every projection has applied everything committed when it looked. */
+  caughtUp(): Promise<void>;
+  projections(): ProjectionSnapshot[];
+}
+
+/**
+ * The composition root: everything that holds a connection is made here, and released here
+ * in reverse order. The CLI's `run` is a thin layer over this; applications can embed it too.
+ */
+export function createApp(config: ResolvedConfig, options: AppOptions = {}): App {
+  const logger = options.logger ?? silentLogger();
+  let pool: pg.Pool | undefined;
+  let listener: Listener | undefined;
+  let runners: Runner[] = [];
+  let starting: Promise<void> | undefined;
+  let stopping: Promise<void> | undefined;
+
+  async function start(): Promise<void> {
+    starting ??= startOnce();
+    return starting;
+  }
+
+  async function startOnce(): Promise<void> {
+    // Projections first: a bad module is reported before anything touches the database.
+    const projections = options.projections ?? (await loadProjections(config.projections.dir));
+    pool = createPool({ url: config.database.url, max: config.database.poolSize });
+    pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
+    await checkServer(pool, config.database.url);
+    const applied = await migrate(pool);
+    if (applied.length > 0) logger.info({ applied }, 'store.migrated');
+
+    const activePool = pool;
+    runners = projections.map((projection) =>
+      createRunner({
+        pool: activePool,
+        projection,
+        batchSize: config.projections.batchSize,
+        pollInterval: config.projections.pollInterval,
+        logger,
+      }),
+    );
+    const wakeAll = () => runners.forEach((runner) => runner.wake());
+    listener = createListener({
+      url: config.database.listenUrl,
+      logger,
+      onNotification: wakeAll,
+      onReconnected: wakeAll,
+    });
+    await listener.start();
+    for (const runner of runners) runner.start();
+    logger.info({ projections: projections.map((projection) => projection.name) }, 'daemon.started');
+  }
+
+  async function release(): Promise<void> {
+    await Promise.all(runners.map((runner) => runner.stop()));
+    await listener?.stop();
+    await pool?.end();
+    logger.info('daemon.stopped');
+  }
+
+  return {
+    start,
+    stop() {
+      // A stop during start waits for start to settle, so nothing it opens is left behind.
+      stopping ??= (starting ?? Promise.resolve()).catch(() => undefined).then(release);
+      return stopping;
+    },
+    async caughtUp() {
+      await Promise.all(runners.map((runner) => runner.caughtUp));
+    },
+    projections() {
+      return runners.map(({ projection, state }) => ({ name: projection.name, version: projection.version, state }));
+    },
+  };
+}
+
+/** `projd migrate`: creates or upgrades projd's tables, and returns the migrations it applied. */
+export async function migrateStore(config: ResolvedConfig): Promise<string[]> {
+  const pool = createPool({ url: config.database.url, max: 1 });
+  try {
+    await checkServer(pool, config.database.url);
+    return await migrate(pool);
+  } finally {
+    await pool.end();
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * Config as written (`Config`, every key optional) and as checked (`ResolvedConfig`,
+ * defaults applied, durations in milliseconds, paths absolute).
+ * Every key is documented, with its default, in `config.example.yaml`.
+ */
+export interface Config {
+  database?: {
+    /** Connection URL. `DATABASE_URL` overrides it. Required from one or the other. */
+    url?: string;
+    /** Direct (non-pooled) connection for LISTEN, needed behind PgBouncer in transaction mode. @defaultValue `database.url` */
+    listenUrl?: string;
+    /** Connections in the pool shared by all projections. @defaultValue 10 */
+    poolSize?: number;
+  };
+  projections?: {
+    /** Folder of projection modules, relative to the config file. @defaultValue `./projections` */
+    dir?: string;
+    /** Most events applied in one transaction. @defaultValue 1000 */
+    batchSize?: number;
+    /** Fallback wake-up when no notification arrives: a duration such as `5s` or a number of ms. @defaultValue `5s` */
+    pollInterval?: string | number;
+  };
+  metrics?: {
+    /** @defaultValue `127.0.0.1` */
+    host?: string;
+    /** 0 disables the HTTP server. @defaultValue 9464 */
+    port?: number;
+  };
+  log?: {
+    /** @defaultValue `info` */
+    level?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  };
+  /** How long shutdown waits for the batch in flight before giving up. @defaultValue `10s` */
+  shutdownTimeout?: string | number;
+}
+
+export interface ResolvedConfig {
+  database: {
+    url: string;
+    listenUrl: string;
+    poolSize: number;
+  };
+  projections: {
+    /** Absolute path. */
+    dir: string;
+    batchSize: number;
+    /** Milliseconds. */
+    pollInterval: number;
+  };
+  metrics: {
+    host: string;
+    port: number;
+  };
+  log: {
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  };
+  /** Milliseconds. */
+  shutdownTimeout: number;
+}

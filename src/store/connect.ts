@@ -1,0 +1,81 @@
+import pg from 'pg';
+import { UserError, errorMessage } from '../errors.js';
+
+/** Oldest server with `xid8` and `pg_current_snapshot()`. */
+export const MIN_SERVER_VERSION_NUM = 130000;
+
+export interface PoolOptions {
+  url: string;
+  max: number;
+  applicationName?: string;
+}
+
+export function createPool(options: PoolOptions): pg.Pool {
+  return new pg.Pool({
+    connectionString: options.url,
+    max: options.max,
+    application_name: options.applicationName ?? 'projd',
+    keepAlive: true,
+  });
+}
+
+/** SQLSTATEs and socket errors that mean "cannot reach or log in to this database". */
+const CONNECTION_FAILURE_CODES = new Set([
+  'ECONNREFUSED',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  '28000', // invalid_authorization_specification
+  '28P01', // invalid_password
+  '3D000', // invalid_catalog_name: the database does not exist
+  '57P03', // cannot_connect_now: the server is starting up or shutting down
+]);
+
+/** The URL without its password, for messages. */
+export function redactUrl(url: string): string {
+  try {
+    const parsed = new URL(url);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return '(unparsable database URL)';
+  }
+}
+
+/**
+ * Checks that the server is reachable, accepts the credentials and is new enough.
+ * Every failure here is the user's to fix, so it becomes a one-line `UserError`.
+ */
+export async function checkServer(pool: pg.Pool, url: string): Promise<void> {
+  let versionNum: number;
+  let version: string;
+  try {
+    const { rows } = await pool.query<{ num: string; version: string }>(
+      "select current_setting('server_version_num') as num, current_setting('server_version') as version",
+    );
+    versionNum = Number(rows[0]!.num);
+    version = rows[0]!.version;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    const isConnectionFailure =
+      (code !== undefined && CONNECTION_FAILURE_CODES.has(code)) || error instanceof AggregateError;
+    if (isConnectionFailure) {
+      throw new UserError(`cannot connect to database ${redactUrl(url)}: ${connectionErrorMessage(error)}`, {
+        cause: error,
+      });
+    }
+    throw error;
+  }
+  if (versionNum < MIN_SERVER_VERSION_NUM) {
+    throw new UserError(
+      `database ${redactUrl(url)} runs PostgreSQL ${version}; projd needs PostgreSQL 13 or newer (for xid8)`,
+    );
+  }
+}
+
+function connectionErrorMessage(error: unknown): string {
+  // Node reports a refused connection to "localhost" as an AggregateError of one error per address.
+  if (error instanceof AggregateError && error.errors.length > 0) return errorMessage(error.errors[0]);
+  return errorMessage(error);
+}

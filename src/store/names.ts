@@ -1,0 +1,20 @@
+import { createHash } from 'node:crypto';
+
+/** projd's schema. Fixed for now; every identifier in SQL comes from here. */
+export const SCHEMA = 'projd';
+export const EVENTS_TABLE = `${SCHEMA}.events`;
+export const CHECKPOINTS_TABLE = `${SCHEMA}.checkpoints`;
+export const MIGRATIONS_TABLE = `${SCHEMA}.migrations`;
+
+/** The channel the events trigger notifies; the payload is always empty. */
+export const EVENTS_CHANNEL = 'projd_events';
+
+/**
+ * The 64-bit advisory-lock key of a name, as a decimal string for a `bigint` parameter.
+ * Computed here rather than with `hashtext`, which is 32-bit and has changed between
+ * PostgreSQL versions: every daemon, whatever its server, must agree on the key.
+ */
+export function advisoryLockKey(scope: 'projection' | 'migrate', name: string): string {
+  const digest = createHash('sha256').update(`projd:${scope}:${name}`).digest();
+  return digest.readBigInt64BE(0).toString();
+}

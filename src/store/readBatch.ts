@@ -1,0 +1,120 @@
+import type { ProjdEvent } from '../projection/types.js';
+import type { Queryable } from './queryable.js';
+import { EVENTS_TABLE } from './names.js';
+import type { Position } from './position.js';
+
+export interface ReadBatchOptions {
+  after: Position;
+  eventTypes: readonly string[];
+  limit: number;
+}
+
+export interface Batch {
+  /** The projection's events after `after`, in delivery order, at most `limit`. */
+  events: ProjdEvent[];
+  /**
+   * Where the checkpoint may move: the last event read when the batch is full, else the last
+   * event of any type below the snapshot gate, so a projection of rare events skips the
+   * others once instead of rescanning them. Null when nothing new is below the gate.
+   */
+  scannedTo: Position | null;
+  /** True when `limit` events were read: more may be waiting. */
+  full: boolean;
+  /** Committed events exist above the gate: an older transaction still open holds them back. */
+  heldBack: boolean;
+}
+
+/**
+ * One statement, so all three parts share one snapshot and one gate: the transactions
+ * below `pg_snapshot_xmin` are all finished, so the set of events below it can no longer grow.
+ * Filtering by type happens here, not in the client.
+ */
+export const readBatchSql = /* sql */ `
+  with gate as materialized (
+    select pg_snapshot_xmin(pg_current_snapshot()) as xmin
+  ),
+  batch as (
+    select e.position, e.transaction_id, e.stream_id, e.stream_version, e.type,
+           e.data, e.metadata, e.schema_version, e.created_at
+      from ${EVENTS_TABLE} e
+     where (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+       and e.transaction_id < (select xmin from gate)
+       and e.type = any($3::text[])
+     order by e.transaction_id, e.position
+     limit $4
+  ),
+  scan_end as (
+    select e.transaction_id, e.position
+      from ${EVENTS_TABLE} e
+     where (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
+       and e.transaction_id < (select xmin from gate)
+     order by e.transaction_id desc, e.position desc
+     limit 1
+  ),
+  held_back as (
+    -- Written as ORDER BY … LIMIT 1 so the planner walks the index from the gate up; as a
+    -- bare EXISTS it guesses a third of the table qualifies and scans all of it.
+    select (
+      select e.transaction_id from ${EVENTS_TABLE} e
+       where e.transaction_id >= (select xmin from gate)
+       order by e.transaction_id
+       limit 1
+    ) is not null as held_back
+  )
+  select b.position::text as position, b.transaction_id::text as transaction_id,
+         b.stream_id, b.stream_version, b.type, b.data, b.metadata, b.schema_version, b.created_at,
+         s.transaction_id::text as scan_end_transaction_id, s.position::text as scan_end_position,
+         h.held_back
+    from held_back h
+    left join scan_end s on true
+    left join batch b on true
+   order by b.transaction_id, b.position`;
+
+interface ReadBatchRow {
+  position: string | null;
+  transaction_id: string | null;
+  stream_id: string;
+  stream_version: number;
+  type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+  schema_version: number;
+  created_at: Date;
+  scan_end_transaction_id: string | null;
+  scan_end_position: string | null;
+  held_back: boolean;
+}
+
+export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
+  const { rows } = await db.query<ReadBatchRow>(readBatchSql, [
+    options.after.transactionId.toString(),
+    options.after.position.toString(),
+    options.eventTypes,
+    options.limit,
+  ]);
+  const first = rows[0]!; // held_back always yields exactly one row to join onto
+  const events: ProjdEvent[] = [];
+  for (const row of rows) {
+    if (row.position === null || row.transaction_id === null) continue;
+    events.push({
+      position: BigInt(row.position),
+      transactionId: BigInt(row.transaction_id),
+      streamId: row.stream_id,
+      streamVersion: row.stream_version,
+      type: row.type,
+      data: row.data,
+      metadata: row.metadata,
+      schemaVersion: row.schema_version,
+      createdAt: row.created_at,
+    });
+  }
+  const full = events.length === options.limit;
+  const last = events.at(-1);
+  let scannedTo: Position | null = null;
+  if (full && last) {
+    scannedTo = { transactionId: last.transactionId, position: last.position };
+  } else if (first.scan_end_transaction_id !== null && first.scan_end_position !== null) {
+    scannedTo = { transactionId: BigInt(first.scan_end_transaction_id), position: BigInt(first.scan_end_position) };
+  }
+  return { events, scannedTo, full, heldBack: first.held_back };
+}
