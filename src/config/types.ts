@@ -7,27 +7,27 @@ export interface Config {
   database?: {
     /** Connection URL. `DATABASE_URL` overrides it. Required from one or the other. */
     url?: string;
-    /** Direct (non-pooled) connection for LISTEN, needed behind PgBouncer in transaction mode. @defaultValue `database.url` */
+    /** Direct (non-pooled) connection for LISTEN, needed behind PgBouncer in transaction mode; empty means unset. @defaultValue the resolved `database.url` */
     listenUrl?: string;
-    /** Connections in the pool shared by all projections. @defaultValue 10 */
+    /** Connections in the pool shared by all projections, 1 to 1000. @defaultValue 10 */
     poolSize?: number;
   };
   projections?: {
     /** Folder of projection modules, relative to the config file. @defaultValue `./projections` */
     dir?: string;
-    /** Most events applied in one transaction. @defaultValue 1000 */
+    /** Most events applied in one transaction, 1 to 100000. @defaultValue 1000 */
     batchSize?: number;
     /** Fallback wake-up when no notification arrives: a duration such as `5s` or a number of ms. @defaultValue `5s` */
     pollInterval?: string | number;
   };
   metrics?: {
-    /** @defaultValue `127.0.0.1` */
+    /** Address the HTTP server listens on. @defaultValue `127.0.0.1` */
     host?: string;
-    /** 0 disables the HTTP server. @defaultValue 9464 */
+    /** Port of the HTTP server, 0 to 65535; 0 disables it. @defaultValue 9464 */
     port?: number;
   };
   log?: {
-    /** @defaultValue `info` */
+    /** Lowest level written: one of pino's levels, or `silent`. @defaultValue `info` */
     level?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
   };
   /** How long shutdown waits for the batch in flight before giving up. @defaultValue `10s` */

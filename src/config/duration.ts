@@ -1,0 +1,41 @@
+import { UserError } from '../errors.js';
+
+const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
+
+const DURATION = /^(\d+(?:\.\d+)?|\.\d+)(ms|s|m|h)$/;
+
+/**
+ * Milliseconds in `value`, or `undefined` when it is not a duration: a non-negative number
+ * is milliseconds, a string is a number followed by `ms`, `s`, `m` or `h` (`250ms`, `1.5s`).
+ * A bare numeric string is refused, since `"500"` could as well mean seconds.
+ */
+export function durationMs(value: unknown): number | undefined {
+  if (typeof value === 'number') return Number.isFinite(value) && value >= 0 ? value : undefined;
+  if (typeof value !== 'string') return undefined;
+  const match = DURATION.exec(value);
+  if (!match) return undefined;
+  const [, amount, unit] = match as unknown as [string, string, keyof typeof UNIT_MS];
+  return Number(amount) * UNIT_MS[unit];
+}
+
+/**
+ * Milliseconds in `value` (see {@link durationMs}); throws a `UserError` naming `keyPath`
+ * (a config key or a flag) and the value when it is not a duration.
+ */
+export function parseDuration(value: unknown, keyPath: string): number {
+  const ms = durationMs(value);
+  if (ms === undefined) {
+    throw new UserError(
+      `${keyPath} must be a duration such as 250ms, 5s, 2m or 1h, got ${describeValue(value)}`,
+    );
+  }
+  return ms;
+}
+
+/** A value as it reads in a one-line error: strings quoted, collections named. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (Array.isArray(value)) return 'a list';
+  if (value instanceof Map || (typeof value === 'object' && value !== null)) return 'a mapping';
+  return String(value);
+}

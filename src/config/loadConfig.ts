@@ -1,0 +1,307 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { LineCounter, parseDocument } from 'yaml';
+import { UserError, errorMessage } from '../errors.js';
+import { describeValue, durationMs } from './duration.js';
+import { interpolate, type Env } from './interpolate.js';
+import type { ResolvedConfig } from './types.js';
+
+/** The config file read when none is named, in the working folder. */
+export const DEFAULT_CONFIG_FILE = 'projd.yaml';
+
+/** pino's levels, plus `silent`. */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** How one key's value is checked. */
+interface KeyCheck<T> {
+  /** What a valid value is, ending the sentence "<key> must be …". */
+  expected: string;
+  /** The checked value, or `undefined` when the value is invalid. */
+  parse(value: unknown): T | undefined;
+  /** `''` counts as not set, so `${VAR:-}` can leave the key to its default. */
+  emptyIsUnset?: boolean;
+  /** A path, resolved against the config file's folder. */
+  isPath?: boolean;
+}
+
+const nonEmptyText: KeyCheck<string> = {
+  expected: 'a non-empty string',
+  parse: (value) => (typeof value === 'string' && value !== '' ? value : undefined),
+};
+
+function integer(min: number, max: number): KeyCheck<number> {
+  return {
+    expected: `an integer from ${min} to ${max}`,
+    parse: (value) => {
+      // A string of digits is accepted so that `${VAR}` can supply a number.
+      const number = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+      return typeof number === 'number' && Number.isInteger(number) && number >= min && number <= max
+        ? number
+        : undefined;
+    },
+  };
+}
+
+// Node's timers fire at once for delays above 2^31 - 1 ms; 596h stays below that.
+const MAX_DURATION_MS = 596 * 3_600_000;
+
+const duration: KeyCheck<number> = {
+  expected: 'a duration from 1ms to 596h, such as 250ms, 5s, 2m or 1h',
+  parse: (value) => {
+    const ms = durationMs(value);
+    return ms !== undefined && ms >= 1 && ms <= MAX_DURATION_MS ? ms : undefined;
+  },
+};
+
+function oneOf<const T extends string>(choices: readonly T[]): KeyCheck<T> {
+  return {
+    expected: `one of ${choices.join(', ')}`,
+    parse: (value) => choices.find((choice) => choice === value),
+  };
+}
+
+/** Every accepted key, by its dotted path, with its check. */
+const KEY_CHECKS = {
+  'database.url': { ...nonEmptyText, emptyIsUnset: true },
+  'database.listenUrl': { ...nonEmptyText, emptyIsUnset: true },
+  'database.poolSize': integer(1, 1000),
+  'projections.dir': { ...nonEmptyText, isPath: true },
+  'projections.batchSize': integer(1, 100_000),
+  'projections.pollInterval': duration,
+  'metrics.host': nonEmptyText,
+  'metrics.port': integer(0, 65_535),
+  'log.level': oneOf(LOG_LEVELS),
+  shutdownTimeout: duration,
+} satisfies Record<string, KeyCheck<unknown>>;
+
+/** The dotted path of an accepted config key, e.g. `metrics.port`. */
+export type ConfigKey = keyof typeof KEY_CHECKS;
+
+/** Every accepted config key; each one is documented in `config.example.yaml`. */
+export const CONFIG_KEYS = Object.keys(KEY_CHECKS) as readonly ConfigKey[];
+
+/** Mappings that hold keys (`database`, `metrics`, …). */
+const SECTIONS: ReadonlySet<string> = new Set(
+  CONFIG_KEYS.flatMap((key) => key.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))),
+);
+
+/** Checked values by key path: durations in ms, paths absolute. */
+type ConfigValues = {
+  [K in ConfigKey]: Exclude<ReturnType<(typeof KEY_CHECKS)[K]['parse']>, undefined>;
+};
+type ConfigLayer = Partial<ConfigValues>;
+
+function isConfigKey(key: string): key is ConfigKey {
+  return Object.hasOwn(KEY_CHECKS, key);
+}
+
+export interface LoadConfigOptions {
+  /** Config file to read; it must exist. @defaultValue `projd.yaml` in `cwd` if there is one, else built-in defaults only */
+  file?: string;
+  /** Environment for `${VAR}` references and `DATABASE_URL`. */
+  env: NodeJS.ProcessEnv;
+  /** Folder in which `file` and the default config file are found. @defaultValue `process.cwd()` */
+  cwd?: string;
+}
+
+/**
+ * Reads, checks and resolves the configuration: built-in defaults, then the config file,
+ * then the environment. Throws a one-line `UserError` naming the file, key and value for
+ * anything the user can fix.
+ */
+export async function loadConfig(options: LoadConfigOptions): Promise<ResolvedConfig> {
+  const cwd = path.resolve(options.cwd ?? process.cwd());
+  const file = await readConfigFile(options.file, cwd);
+  const baseDir = file ? path.dirname(file.path) : cwd;
+  const fileValues = file
+    ? checkConfigTree(parseYaml(file.text, file.source), { source: file.source, baseDir, env: options.env })
+    : {};
+  return mergeLayers(
+    { defaults: defaultValues(baseDir), file: fileValues, env: envValues(options.env) },
+    file?.source ?? DEFAULT_CONFIG_FILE,
+  );
+}
+
+function defaultValues(baseDir: string): Omit<ConfigValues, 'database.url' | 'database.listenUrl'> {
+  return {
+    'database.poolSize': 10,
+    'projections.dir': path.resolve(baseDir, 'projections'),
+    'projections.batchSize': 1000,
+    'projections.pollInterval': 5000,
+    'metrics.host': '127.0.0.1',
+    'metrics.port': 9464,
+    'log.level': 'info',
+    shutdownTimeout: 10_000,
+  };
+}
+
+function envValues(env: Env): ConfigLayer {
+  return env.DATABASE_URL ? { 'database.url': env.DATABASE_URL } : {};
+}
+
+/** The one place the layers meet: built-in defaults < config file < environment. */
+function mergeLayers(
+  layers: { defaults: ReturnType<typeof defaultValues>; file: ConfigLayer; env: ConfigLayer },
+  source: string,
+): ResolvedConfig {
+  const values = { ...layers.defaults, ...layers.file, ...layers.env };
+  const url = values['database.url'];
+  if (url === undefined) {
+    throw new UserError(`no database configured: set DATABASE_URL or database.url in ${source}`);
+  }
+  return {
+    database: {
+      url,
+      listenUrl: values['database.listenUrl'] ?? url,
+      poolSize: values['database.poolSize'],
+    },
+    projections: {
+      dir: values['projections.dir'],
+      batchSize: values['projections.batchSize'],
+      pollInterval: values['projections.pollInterval'],
+    },
+    metrics: { host: values['metrics.host'], port: values['metrics.port'] },
+    log: { level: values['log.level'] },
+    shutdownTimeout: values.shutdownTimeout,
+  };
+}
+
+async function readConfigFile(
+  file: string | undefined,
+  cwd: string,
+): Promise<{ path: string; source: string; text: string } | undefined> {
+  const source = file ?? DEFAULT_CONFIG_FILE;
+  const absolute = path.resolve(cwd, source);
+  try {
+    return { path: absolute, source, text: await readFile(absolute, 'utf8') };
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      if (file === undefined) return undefined;
+      throw new UserError(`config file ${file} not found`, { cause: error });
+    }
+    if (code === 'EISDIR') throw new UserError(`config file ${source} is a folder`, { cause: error });
+    throw new UserError(`config file ${source} cannot be read: ${errorMessage(error)}`, { cause: error });
+  }
+}
+
+/** The YAML as plain values, mappings as `Map`s; `null` for an empty file. */
+function parseYaml(text: string, source: string): unknown {
+  const lineCounter = new LineCounter();
+  const document = parseDocument(text, { prettyErrors: false, lineCounter });
+  const [error] = document.errors;
+  if (error) {
+    const { line, col } = lineCounter.linePos(error.pos[0]);
+    const reason =
+      error.code === 'MULTIPLE_DOCS'
+        ? 'a config file holds one document, found a second one'
+        : firstLine(error.message);
+    throw new UserError(`${source}:${line}:${col}: invalid YAML: ${reason}`, { cause: error });
+  }
+  try {
+    // Maps keep keys as written: no `__proto__` games, no warnings for collection keys.
+    return document.toJS({ mapAsMap: true });
+  } catch (error) {
+    throw new UserError(`${source}: invalid YAML: ${firstLine(errorMessage(error))}`, { cause: error });
+  }
+}
+
+interface CheckContext {
+  /** The config file as the user named it, starting every message. */
+  source: string;
+  /** Folder that relative paths start from. */
+  baseDir: string;
+  env: Env;
+}
+
+/**
+ * The checked values of a parsed config file. A key with no value (`port:`) is left to
+ * its default; string values have their `${VAR}` references replaced before the check.
+ */
+function checkConfigTree(tree: unknown, context: CheckContext): ConfigLayer {
+  if (tree === null || tree === undefined) return {};
+  if (!(tree instanceof Map)) {
+    throw new UserError(`${context.source}: the top level must be a mapping of keys, got ${describeValue(tree)}`);
+  }
+  const values: Partial<Record<ConfigKey, unknown>> = {};
+  const visit = (mapping: Map<unknown, unknown>, prefix: string): void => {
+    for (const [rawKey, value] of mapping) {
+      const name = typeof rawKey === 'object' && rawKey !== null ? JSON.stringify(rawKey) : String(rawKey);
+      const key = prefix + name;
+      if (name.includes('.')) {
+        throw new UserError(`${context.source}: unknown key '${key}' (write nested keys, not a dotted name)`);
+      }
+      if (isConfigKey(key)) {
+        const checked = checkValue(key, value, context);
+        if (checked !== undefined) values[key] = checked;
+      } else if (SECTIONS.has(key)) {
+        if (value === null) continue;
+        if (!(value instanceof Map)) {
+          throw new UserError(`${context.source}: ${key} must be a mapping, got ${describeValue(value)}`);
+        }
+        visit(value, `${key}.`);
+      } else {
+        const suggestion = suggestKey(key);
+        const hint = suggestion === undefined ? '' : ` (did you mean '${suggestion}'?)`;
+        throw new UserError(`${context.source}: unknown key '${key}'${hint}`);
+      }
+    }
+  };
+  visit(tree, '');
+  return values as ConfigLayer;
+}
+
+function checkValue(key: ConfigKey, raw: unknown, context: CheckContext): unknown {
+  if (raw === null) return undefined;
+  const check: KeyCheck<unknown> = KEY_CHECKS[key];
+  const value = typeof raw === 'string' ? interpolate(raw, context.env, `${context.source}: ${key}`) : raw;
+  if (check.emptyIsUnset && value === '') return undefined;
+  const parsed = check.parse(value);
+  if (parsed === undefined) {
+    const origin = value === raw ? '' : ` (from ${describeValue(raw)})`;
+    throw new UserError(`${context.source}: ${key} must be ${check.expected}, got ${describeValue(value)}${origin}`);
+  }
+  return check.isPath ? path.resolve(context.baseDir, parsed as string) : parsed;
+}
+
+/**
+ * The accepted key or section a mistyped `key` most likely meant: one within an edit or
+ * two, ignoring case, `-` and `_`; else the same name under another section.
+ */
+function suggestKey(key: string): string | undefined {
+  const normalize = (text: string): string => text.toLowerCase().replace(/[-_]/g, '');
+  const leaf = (text: string): string => text.slice(text.lastIndexOf('.') + 1);
+  const typed = normalize(key);
+  const limit = Math.min(2, Math.max(1, Math.floor(leaf(typed).length / 3)));
+  let best: { candidate: string; distance: number } | undefined;
+  for (const candidate of [...SECTIONS, ...CONFIG_KEYS]) {
+    const distance = editDistance(typed, normalize(candidate));
+    if (distance <= limit && (best === undefined || distance < best.distance)) best = { candidate, distance };
+  }
+  return best?.candidate ?? CONFIG_KEYS.find((candidate) => normalize(leaf(candidate)) === leaf(typed));
+}
+
+/** Edits (insert, delete, substitute, swap two neighbours) that turn `a` into `b`. */
+function editDistance(a: string, b: string): number {
+  // rows[i][j]: edits between the first i characters of a and the first j of b. Row 0 and
+  // column 0 are distances to the empty string; the other cells are filled below.
+  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
+    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : i)),
+  );
+  const at = (i: number, j: number): number => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
+  for (let i = 1; i <= a.length; i++) {
+    const row = rows[i]!;
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
+        row[j] = Math.min(at(i, j), at(i - 2, j - 2) + 1);
+      }
+    }
+  }
+  return at(a.length, b.length);
+}
+
+function firstLine(text: string): string {
+  return text.split('\n', 1)[0] ?? text;
+}
