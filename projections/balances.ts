@@ -1,0 +1,48 @@
+import { defineProjection, type ProjdEvent, type ProjectionDb } from 'projd';
+
+/** Amounts are integers in minor units (cents), so sums stay exact. */
+interface AccountOpened {
+  owner: string;
+}
+interface AmountMoved {
+  amount: number;
+}
+
+/** One row per account: its owner and current balance. */
+export default defineProjection({
+  name: 'balances',
+  version: 1,
+  setup: `
+    create table if not exists balances (
+      account_id text primary key,
+      owner text,
+      balance bigint not null default 0,
+      updated_position bigint not null
+    )`,
+  reset: 'truncate balances',
+  handlers: {
+    'account.opened': async (event: ProjdEvent<AccountOpened>, db) => {
+      await db.query(
+        `insert into balances (account_id, owner, updated_position) values ($1, $2, $3)
+         on conflict (account_id) do update set owner = excluded.owner, updated_position = excluded.updated_position`,
+        [event.streamId, event.data.owner, event.position],
+      );
+    },
+    'account.credited': async (event: ProjdEvent<AmountMoved>, db) => {
+      await addToBalance(db, event, event.data.amount);
+    },
+    'account.debited': async (event: ProjdEvent<AmountMoved>, db) => {
+      await addToBalance(db, event, -event.data.amount);
+    },
+  },
+});
+
+async function addToBalance(db: ProjectionDb, event: ProjdEvent, amount: number): Promise<void> {
+  // An account credited before its account.opened event still gets a row.
+  await db.query(
+    `insert into balances (account_id, balance, updated_position) values ($1, $2, $3)
+     on conflict (account_id) do update
+       set balance = balances.balance + excluded.balance, updated_position = excluded.updated_position`,
+    [event.streamId, amount, event.position],
+  );
+}

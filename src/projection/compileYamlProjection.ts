@@ -1,0 +1,382 @@
+import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { UserError } from '../errors.js';
+import { checkProjectionDefinition, describeValue } from './defineProjection.js';
+import type { EventHandler, ProjdEvent, Projection } from './types.js';
+
+/**
+ * The placeholders a YAML handler may use, the type each is cast to, and how its value is
+ * taken from the event. The casts let PostgreSQL resolve operators such as `:data->>'amount'`,
+ * which are ambiguous on an untyped parameter (json or jsonb?). `transactionId` stays untyped:
+ * it is an `xid8`, which converts to nothing, so it takes the type of the column it goes to.
+ */
+const EVENT_PARAMETERS = {
+  position: { type: 'bigint', value: (event) => String(event.position) },
+  transactionId: { type: undefined, value: (event) => String(event.transactionId) },
+  streamId: { type: 'text', value: (event) => event.streamId },
+  streamVersion: { type: 'integer', value: (event) => event.streamVersion },
+  type: { type: 'text', value: (event) => event.type },
+  data: { type: 'jsonb', value: (event) => JSON.stringify(event.data) },
+  metadata: { type: 'jsonb', value: (event) => JSON.stringify(event.metadata) },
+  schemaVersion: { type: 'integer', value: (event) => event.schemaVersion },
+  createdAt: { type: 'timestamptz', value: (event) => event.createdAt },
+} satisfies Record<string, { type: string | undefined; value: (event: ProjdEvent) => unknown }>;
+
+type EventParameterName = keyof typeof EVENT_PARAMETERS;
+
+const PARAMETER_TYPES: Readonly<Record<string, string>> = Object.fromEntries(
+  Object.entries(EVENT_PARAMETERS).flatMap(([name, { type }]) => (type === undefined ? [] : [[name, type]])),
+);
+
+/** A statement with `$1…$n` in place of named placeholders; `names[i]` fills `$(i+1)`. */
+export interface NamedParameters {
+  text: string;
+  names: string[];
+}
+
+/**
+ * Rewrites `:name` placeholders to `$1…$n` (a name used twice gets the same number), leaving
+ * `::casts`, string literals (`'…'`, `E'…'`), quoted identifiers, dollar-quoted strings and
+ * comments untouched. A name listed in `types` becomes `$n::type`.
+ *
+ * @throws Error on a positional `$1`, which cannot be mixed with named placeholders.
+ */
+export function compileNamedParameters(sql: string, types: Readonly<Record<string, string>> = {}): NamedParameters {
+  const names: string[] = [];
+  let text = '';
+  for (const token of tokenizeSql(sql)) {
+    if (token.kind === 'positional') {
+      throw new Error(`positional parameter ${token.text}; write a named placeholder such as :streamId`);
+    }
+    if (token.kind !== 'placeholder') {
+      text += token.text;
+      continue;
+    }
+    let index = names.indexOf(token.name);
+    if (index === -1) index = names.push(token.name) - 1;
+    const type = Object.hasOwn(types, token.name) ? types[token.name] : undefined;
+    if (type === undefined) {
+      text += `$${index + 1}`;
+    } else {
+      // `$1::jsonb[0]` would read as a cast to an array type.
+      const subscripted = sql.slice(token.start + token.text.length).trimStart().startsWith('[');
+      text += subscripted ? `($${index + 1}::${type})` : `$${index + 1}::${type}`;
+    }
+  }
+  return { text, names };
+}
+
+/** Splits SQL at top-level `;`, dropping statements that hold only spaces and comments. */
+export function splitSqlStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let start = 0;
+  let significant = false;
+  for (const token of tokenizeSql(sql)) {
+    if (token.kind === 'semicolon') {
+      if (significant) statements.push(sql.slice(start, token.start).trim());
+      start = token.start + 1;
+      significant = false;
+    } else if (token.kind !== 'comment' && token.text.trim() !== '') {
+      significant = true;
+    }
+  }
+  if (significant) statements.push(sql.slice(start).trim());
+  return statements;
+}
+
+/**
+ * Compiles a declarative projection:
+ *
+ * ```yaml
+ * name: deposits
+ * version: 1
+ * setup: create table if not exists deposits (account_id text primary key, total bigint not null)
+ * reset: truncate deposits
+ * handlers:
+ *   account.credited: |
+ *     insert into deposits (account_id, total) values (:streamId, (:data->>'amount')::bigint)
+ *     on conflict (account_id) do update set total = deposits.total + excluded.total
+ * ```
+ *
+ * A handler is SQL (one string, possibly several statements separated by `;`, or a list of
+ * strings) run in order in the batch's transaction, with the event's fields bound to the
+ * placeholders of `EVENT_PARAMETERS`. Placeholders are compiled once, here.
+ *
+ * @param file Named in every message, as `<file>:<line>:<col>: …`, and kept as `source`.
+ * @throws UserError for invalid YAML, an invalid definition or an unknown placeholder.
+ */
+export function compileYamlProjection(text: string, file: string): Projection {
+  const lineCounter = new LineCounter();
+  const doc = parseDocument(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  const at = (offset: number): string => {
+    const { line, col } = lineCounter.linePos(offset);
+    return `${file}:${line}:${col}`;
+  };
+
+  const [parseError] = doc.errors;
+  if (parseError !== undefined) {
+    const message =
+      parseError.code === 'MULTIPLE_DOCS' ? 'a projection file holds one YAML document' : firstLine(parseError.message);
+    throw new UserError(`${at(parseError.pos[0])}: ${message}`, { cause: parseError });
+  }
+
+  const root = doc.contents;
+  if (!isMap(root)) {
+    throw new UserError(
+      `${at(root?.range?.[0] ?? 0)}: expected a mapping with keys name, version, handlers (and setup, reset), got ${
+        root === null ? 'an empty file' : describeValue(root.toJS(doc))
+      }`,
+    );
+  }
+
+  const definition: Record<string, unknown> = {};
+  let handlerPairs: Array<{ eventType: string; key: Node; value: unknown }> | undefined;
+  for (const pair of root.items) {
+    const key = stringKey(pair.key, at);
+    if (key === 'handlers' && isMap(pair.value)) {
+      handlerPairs = pair.value.items.map((handler) => ({
+        eventType: stringKey(handler.key, at, 'an event type'),
+        key: handler.key as Node,
+        value: handler.value,
+      }));
+    } else {
+      definition[key] = isNode(pair.value) ? pair.value.toJS(doc) : pair.value;
+    }
+  }
+
+  if (handlerPairs !== undefined) {
+    const name = definition.name;
+    const label = typeof name === 'string' && name !== '' ? `projection '${name}'` : 'projection';
+    const handlers: Record<string, EventHandler> = {};
+    for (const { eventType, key, value } of handlerPairs) {
+      const fail = (offset: number, problem: string): never => {
+        throw new UserError(`${at(offset)}: ${label}: handler for '${eventType}' ${problem}`);
+      };
+      handlers[eventType] = compileHandler(doc, text, key, value, fail);
+    }
+    definition.handlers = handlers;
+  }
+
+  const check = checkProjectionDefinition(definition);
+  if (!check.ok) throw new UserError(`${at(locate(root, check.path))}: ${check.message}`);
+  return Object.freeze({ ...check.projection, source: file });
+}
+
+/** A handler's SQL, split into statements and compiled once; the handler only binds values. */
+function compileHandler(
+  doc: Document,
+  source: string,
+  key: Node,
+  value: unknown,
+  fail: (offset: number, problem: string) => never,
+): EventHandler {
+  const keyOffset = key.range?.[0] ?? 0;
+  const entries: Array<{ sql: string; node: Node }> = [];
+  if (isScalar(value) && typeof value.value === 'string') {
+    entries.push({ sql: value.value, node: value });
+  } else if (isSeq(value)) {
+    for (const item of value.items) {
+      if (!isScalar(item) || typeof item.value !== 'string') {
+        const offset = isNode(item) ? (item.range?.[0] ?? keyOffset) : keyOffset;
+        fail(offset, `has a list entry that is not a SQL string: ${describeNode(doc, item)}`);
+      }
+      entries.push({ sql: item.value as string, node: item });
+    }
+  } else {
+    fail(keyOffset, `must be a SQL string or a list of SQL strings, got ${describeNode(doc, value)}`);
+  }
+
+  const statements: Array<{ text: string; values: Array<(event: ProjdEvent) => unknown> }> = [];
+  for (const { sql, node } of entries) {
+    const nodeOffset = node.range?.[0] ?? keyOffset;
+    for (const statement of splitSqlStatements(sql)) {
+      let compiled: NamedParameters;
+      try {
+        compiled = compileNamedParameters(statement, PARAMETER_TYPES);
+      } catch (error) {
+        fail(nodeOffset, `uses a ${(error as Error).message}`);
+      }
+      const values = compiled.names.map((name) => {
+        if (!isEventParameter(name)) {
+          const suggestion = Object.keys(EVENT_PARAMETERS).find((known) => known.toLowerCase() === name.toLowerCase());
+          const hint = suggestion === undefined ? '' : ` (did you mean :${suggestion}?)`;
+          fail(
+            placeholderOffset(source, node, name) ?? nodeOffset,
+            `uses unknown placeholder :${name}${hint}; the placeholders are ${Object.keys(EVENT_PARAMETERS)
+              .map((known) => `:${known}`)
+              .join(', ')}`,
+          );
+        }
+        return EVENT_PARAMETERS[name].value;
+      });
+      statements.push({ text: compiled.text, values });
+    }
+  }
+  if (statements.length === 0) fail(keyOffset, 'has no SQL statement');
+
+  return async (event, db) => {
+    for (const statement of statements) {
+      await db.query(
+        statement.text,
+        statement.values.map((value) => value(event)),
+      );
+    }
+  };
+}
+
+function isEventParameter(name: string): name is EventParameterName {
+  return Object.hasOwn(EVENT_PARAMETERS, name);
+}
+
+/** Where `:name` first appears in the node's source text, to point at the exact line. */
+function placeholderOffset(source: string, node: Node, name: string): number | undefined {
+  if (node.range === undefined || node.range === null) return undefined;
+  const [start, end] = node.range;
+  const pattern = new RegExp(`(?<![\\w$:]):${name}(?![\\w$])`);
+  const match = pattern.exec(source.slice(start, end));
+  return match === null ? undefined : start + match.index;
+}
+
+function stringKey(key: unknown, at: (offset: number) => string, what = 'a key'): string {
+  if (isScalar(key) && typeof key.value === 'string') return key.value;
+  const offset = isNode(key) ? (key.range?.[0] ?? 0) : 0;
+  const shown = isScalar(key) ? describeValue(key.value) : 'a complex key';
+  throw new UserError(`${at(offset)}: ${what} must be a string, got ${shown}`);
+}
+
+/** The offset of the key (or list item) a definition problem points at. */
+function locate(root: Node, path: readonly string[]): number {
+  let offset = root.range?.[0] ?? 0;
+  let node: unknown = root;
+  for (const segment of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((item) => isScalar(item.key) && item.key.value === segment);
+      if (pair === undefined) break;
+      offset = (pair.key as Node).range?.[0] ?? offset;
+      node = pair.value;
+    } else if (isSeq(node)) {
+      const item = node.items[Number(segment)];
+      if (!isNode(item)) break;
+      offset = item.range?.[0] ?? offset;
+      node = item;
+    } else {
+      break;
+    }
+  }
+  return offset;
+}
+
+function describeNode(doc: Document, value: unknown): string {
+  return describeValue(isNode(value) ? value.toJS(doc) : value);
+}
+
+function firstLine(message: string): string {
+  return message.split('\n', 1)[0]!.trim();
+}
+
+type SqlToken =
+  | { kind: 'code' | 'quoted' | 'comment' | 'semicolon' | 'positional'; text: string; start: number }
+  | { kind: 'placeholder'; name: string; text: string; start: number };
+
+/** Letters, digits, `_`, `$` and non-ASCII letters continue an identifier in PostgreSQL. */
+const IDENTIFIER_CHAR = /[\p{L}\p{N}_$]/u;
+const PLACEHOLDER = /:([A-Za-z_][A-Za-z0-9_]*)/y;
+const POSITIONAL = /\$\d+/y;
+const DOLLAR_QUOTE_OPEN = /\$(?:[\p{L}_][\p{L}\p{N}_]*)?\$/uy;
+
+/**
+ * Cuts SQL into code, quoted text (strings, identifiers, dollar quotes), comments, `;`,
+ * `:name` placeholders and `$n` parameters. Concatenating every token's text gives the input
+ * back. Unterminated quotes and comments run to the end; PostgreSQL reports them.
+ */
+function tokenizeSql(sql: string): SqlToken[] {
+  const tokens: SqlToken[] = [];
+  let codeStart = 0;
+  let i = 0;
+  const emit = (kind: SqlToken['kind'], end: number, name = ''): void => {
+    if (codeStart < i) tokens.push({ kind: 'code', text: sql.slice(codeStart, i), start: codeStart });
+    const text = sql.slice(i, end);
+    tokens.push(kind === 'placeholder' ? { kind, name, text, start: i } : { kind, text, start: i });
+    i = end;
+    codeStart = end;
+  };
+  const isIdentifierChar = (index: number): boolean => index >= 0 && IDENTIFIER_CHAR.test(sql[index]!);
+
+  while (i < sql.length) {
+    const char = sql[i]!;
+    const next = sql[i + 1];
+    if (char === "'") {
+      // E'…' strings also escape with a backslash: E'it\'s'.
+      const escapes = (sql[i - 1] === 'e' || sql[i - 1] === 'E') && !isIdentifierChar(i - 2);
+      emit('quoted', endOfQuoted(sql, i, "'", escapes));
+    } else if (char === '"') {
+      emit('quoted', endOfQuoted(sql, i, '"', false));
+    } else if (char === '-' && next === '-') {
+      const newline = sql.indexOf('\n', i);
+      emit('comment', newline === -1 ? sql.length : newline);
+    } else if (char === '/' && next === '*') {
+      emit('comment', endOfBlockComment(sql, i));
+    } else if (char === '$' && !isIdentifierChar(i - 1)) {
+      POSITIONAL.lastIndex = i;
+      DOLLAR_QUOTE_OPEN.lastIndex = i;
+      const positional = POSITIONAL.exec(sql);
+      const open = positional === null ? DOLLAR_QUOTE_OPEN.exec(sql) : null;
+      if (positional !== null) {
+        emit('positional', i + positional[0].length);
+      } else if (open !== null) {
+        const close = sql.indexOf(open[0], i + open[0].length);
+        emit('quoted', close === -1 ? sql.length : close + open[0].length);
+      } else {
+        i += 1;
+      }
+    } else if (char === ':' && next === ':') {
+      i += 2;
+    } else if (char === ':' && !isIdentifierChar(i - 1)) {
+      PLACEHOLDER.lastIndex = i;
+      const placeholder = PLACEHOLDER.exec(sql);
+      if (placeholder === null) i += 1;
+      else emit('placeholder', i + placeholder[0].length, placeholder[1]);
+    } else if (char === ';') {
+      emit('semicolon', i + 1);
+    } else {
+      i += 1;
+    }
+  }
+  if (codeStart < sql.length) tokens.push({ kind: 'code', text: sql.slice(codeStart), start: codeStart });
+  return tokens;
+}
+
+/** The index after a quoted string or identifier opened at `start`; a doubled quote escapes. */
+function endOfQuoted(sql: string, start: number, quote: string, backslashEscapes: boolean): number {
+  let i = start + 1;
+  while (i < sql.length) {
+    const char = sql[i];
+    if (backslashEscapes && char === '\\') {
+      i += 2;
+    } else if (char === quote) {
+      if (sql[i + 1] !== quote) return i + 1;
+      i += 2;
+    } else {
+      i += 1;
+    }
+  }
+  return sql.length;
+}
+
+/** PostgreSQL block comments nest: `/* a /* b *\/ still a comment *\/`. */
+function endOfBlockComment(sql: string, start: number): number {
+  let depth = 0;
+  let i = start;
+  while (i < sql.length) {
+    if (sql.startsWith('/*', i)) {
+      depth += 1;
+      i += 2;
+    } else if (sql.startsWith('*/', i)) {
+      depth -= 1;
+      i += 2;
+      if (depth === 0) return i;
+    } else {
+      i += 1;
+    }
+  }
+  return sql.length;
+}

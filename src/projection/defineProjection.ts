@@ -1,0 +1,171 @@
+import { UserError } from '../errors.js';
+import { PROJECTION_KIND, type EventHandler, type Projection, type ProjectionDefinition } from './types.js';
+
+const NAME_PATTERN = /^[a-z][a-z0-9_]*$/;
+/** PostgreSQL cuts identifiers at 63 bytes, and a projection's name often names its table. */
+const MAX_NAME_LENGTH = 63;
+/** `projd.checkpoints.version` is an `integer`. */
+const MAX_VERSION = 2_147_483_647;
+const DEFINITION_KEYS: readonly string[] = ['name', 'version', 'setup', 'reset', 'handlers'];
+
+/**
+ * The outcome of checking a definition. A failure carries the key path at fault
+ * (`['handlers', 'account.credited']`), so a YAML file can point at its line, and a
+ * message that already names the projection.
+ */
+export type DefinitionCheck =
+  | { ok: true; projection: Projection }
+  | { ok: false; path: readonly string[]; message: string };
+
+/**
+ * Checks and normalizes a projection definition. The result is frozen and branded with
+ * `kind: PROJECTION_KIND`, a plain string, so the loader recognises it even when the module
+ * was built against another copy of projd.
+ *
+ * @throws UserError naming the projection and the key at fault, e.g.
+ *   `projection 'balances': version must be a positive integer, got "1"`.
+ */
+export function defineProjection(definition: ProjectionDefinition): Projection {
+  const check = checkProjectionDefinition(definition);
+  if (!check.ok) throw new UserError(check.message);
+  return check.projection;
+}
+
+/** `defineProjection` without the throw: for callers that add their own context (file, line). */
+export function checkProjectionDefinition(value: unknown): DefinitionCheck {
+  if (!isPlainObject(value)) {
+    return { ok: false, path: [], message: `projection: definition must be an object, got ${describeValue(value)}` };
+  }
+  const label = typeof value.name === 'string' && value.name !== '' ? `projection '${value.name}'` : 'projection';
+  const fail = (path: readonly string[], problem: string): DefinitionCheck => ({
+    ok: false,
+    path,
+    message: `${label}: ${problem}`,
+  });
+
+  for (const key of Object.keys(value)) {
+    if (DEFINITION_KEYS.includes(key)) continue;
+    const suggestion = closestKey(key);
+    const hint = suggestion === undefined ? '' : ` (did you mean '${suggestion}'?)`;
+    return fail([key], `unknown key '${key}'${hint}; the keys are ${DEFINITION_KEYS.join(', ')}`);
+  }
+
+  const { name, version, setup, reset, handlers } = value;
+  if (name === undefined) return fail(['name'], 'name is required');
+  if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
+    return fail(['name'], `name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got ${describeValue(name)}`);
+  }
+  if (name.length > MAX_NAME_LENGTH) {
+    return fail(['name'], `name must be at most ${MAX_NAME_LENGTH} characters, got ${name.length}`);
+  }
+
+  if (version === undefined) return fail(['version'], 'version is required');
+  if (typeof version !== 'number' || !Number.isInteger(version) || version < 1) {
+    return fail(['version'], `version must be a positive integer, got ${describeValue(version)}`);
+  }
+  if (version > MAX_VERSION) return fail(['version'], `version must be at most ${MAX_VERSION}, got ${version}`);
+
+  const statements: Record<'setup' | 'reset', readonly string[]> = { setup: [], reset: [] };
+  for (const [key, sql] of [['setup', setup], ['reset', reset]] as const) {
+    const normalized = normalizeStatements(sql);
+    if (!normalized.ok) {
+      const path = normalized.index === undefined ? [key] : [key, String(normalized.index)];
+      return fail(path, `${key}${normalized.problem}`);
+    }
+    statements[key] = normalized.statements;
+  }
+
+  if (handlers === undefined) return fail(['handlers'], 'handlers is required');
+  if (!isPlainObject(handlers)) {
+    return fail(['handlers'], `handlers must be an object of event type → function, got ${describeValue(handlers)}`);
+  }
+  const eventTypes = Object.keys(handlers).sort();
+  if (eventTypes.length === 0) return fail(['handlers'], 'handlers must name at least one event type');
+  const handlerMap = new Map<string, EventHandler>();
+  for (const eventType of eventTypes) {
+    if (eventType.trim() === '') return fail(['handlers', eventType], 'handlers has an empty event type');
+    if (eventType.trim() !== eventType) {
+      return fail(['handlers', eventType], `event type ${JSON.stringify(eventType)} has leading or trailing spaces`);
+    }
+    const handler = handlers[eventType];
+    if (typeof handler !== 'function') {
+      return fail(['handlers', eventType], `handler for '${eventType}' must be a function, got ${describeValue(handler)}`);
+    }
+    handlerMap.set(eventType, handler as EventHandler);
+  }
+
+  const projection: Projection = Object.freeze({
+    kind: PROJECTION_KIND,
+    name,
+    version,
+    setup: Object.freeze([...statements.setup]),
+    reset: Object.freeze([...statements.reset]),
+    handlers: handlerMap,
+    eventTypes: Object.freeze(eventTypes),
+  });
+  return { ok: true, projection };
+}
+
+/** Whether a value is a projection checked by (any copy of) `defineProjection`. */
+export function isProjection(value: unknown): value is Projection {
+  return typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === PROJECTION_KIND;
+}
+
+type NormalizedStatements =
+  | { ok: true; statements: readonly string[] }
+  | { ok: false; index?: number; problem: string };
+
+function normalizeStatements(value: unknown): NormalizedStatements {
+  if (value === undefined) return { ok: true, statements: [] };
+  if (typeof value === 'string') {
+    return value.trim() === '' ? { ok: false, problem: ' must not be empty' } : { ok: true, statements: [value] };
+  }
+  if (!Array.isArray(value)) {
+    return { ok: false, problem: ` must be a SQL string or a list of SQL strings, got ${describeValue(value)}` };
+  }
+  for (const [index, item] of value.entries()) {
+    if (typeof item !== 'string' || item.trim() === '') {
+      return { ok: false, index, problem: `[${index}] must be a non-empty SQL string, got ${describeValue(item)}` };
+    }
+  }
+  return { ok: true, statements: value as string[] };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (typeof value !== 'object' || value === null) return false;
+  const prototype: unknown = Object.getPrototypeOf(value);
+  return prototype === Object.prototype || prototype === null;
+}
+
+/** A short, quoted rendering of a wrong value for messages: `"1"`, `1.5`, `an array`. */
+export function describeValue(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'function') return 'a function';
+  if (Array.isArray(value)) return 'a list';
+  if (value === null || typeof value !== 'object') return String(value);
+  return isPlainObject(value) ? 'an object' : `an instance of ${value.constructor?.name ?? 'an unknown class'}`;
+}
+
+/** The known key a typo most likely meant: at most two edits away. */
+function closestKey(key: string): string | undefined {
+  let best: { key: string; distance: number } | undefined;
+  for (const candidate of DEFINITION_KEYS) {
+    const distance = editDistance(key.toLowerCase(), candidate);
+    if (distance <= 2 && (best === undefined || distance < best.distance)) best = { key: candidate, distance };
+  }
+  return best?.key;
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution);
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}

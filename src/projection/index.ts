@@ -1,0 +1,9 @@
+export { checkProjectionDefinition, defineProjection, isProjection, type DefinitionCheck } from './defineProjection.js';
+export {
+  compileNamedParameters,
+  compileYamlProjection,
+  splitSqlStatements,
+  type NamedParameters,
+} from './compileYamlProjection.js';
+export { loadProjections } from './loadProjections.js';
+export * from './types.js';

@@ -1,0 +1,303 @@
+import { describe, expect, it } from 'vitest';
+import { isUserError } from '../../src/errors.js';
+import {
+  compileNamedParameters,
+  compileYamlProjection,
+  splitSqlStatements,
+} from '../../src/projection/compileYamlProjection.js';
+import { PROJECTION_KIND, type ProjdEvent, type ProjectionDb } from '../../src/projection/types.js';
+
+describe('compileNamedParameters', () => {
+  it('numbers placeholders in order of first use, reusing the number of a repeated name', () => {
+    expect(compileNamedParameters('select :a, :b, :a')).toEqual({ text: 'select $1, $2, $1', names: ['a', 'b'] });
+  });
+
+  it('finds placeholders after punctuation and at the ends', () => {
+    expect(compileNamedParameters(':a,(:b)=:c||:d')).toEqual({ text: '$1,($2)=$3||$4', names: ['a', 'b', 'c', 'd'] });
+  });
+
+  it('casts a placeholder whose type is known, parenthesized before a subscript', () => {
+    const types = { data: 'jsonb', streamId: 'text' };
+    expect(compileNamedParameters(`select (:data->>'amount')::bigint, :streamId, :other`, types)).toEqual({
+      text: `select ($1::jsonb->>'amount')::bigint, $2::text, $3`,
+      names: ['data', 'streamId', 'other'],
+    });
+    expect(compileNamedParameters(`select :data['amount'], :data ['x']`, types).text).toBe(
+      `select ($1::jsonb)['amount'], ($1::jsonb) ['x']`,
+    );
+  });
+
+  describe('never touches', () => {
+    it.each([
+      ['casts', `select x::text, :a::jsonb, y ::int`, `select x::text, $1::jsonb, y ::int`],
+      ['string literals', `select ':a', 'it''s :a', :a`, `select ':a', 'it''s :a', $1`],
+      ['escape strings', `select E'it\\'s :a', e'\\\\', :a`, `select E'it\\'s :a', e'\\\\', $1`],
+      ['quoted identifiers', `select "col:a", "say ""hi"" :a" from t where x = :a`, `select "col:a", "say ""hi"" :a" from t where x = $1`],
+      ['dollar-quoted strings', `select $$ :a ' $$, $fn$ :a $$ nested $$ $fn$, :a`, `select $$ :a ' $$, $fn$ :a $$ nested $$ $fn$, $1`],
+      ['line comments', `select 1 -- :a isn't used\n, :a`, `select 1 -- :a isn't used\n, $1`],
+      ['block comments, nested', `select /* :a /* :a */ :a */ :a`, `select /* :a /* :a */ :a */ $1`],
+      ['array slices and identifiers ending in a colon-like shape', `select arr[lo:hi], arr[1:2], :a`, `select arr[lo:hi], arr[1:2], $1`],
+      ['assignments', `select f(x := 1), :a`, `select f(x := 1), $1`],
+      ['identifiers containing $', `select a$b, :a`, `select a$b, $1`],
+    ])('%s', (_, sql, text) => {
+      expect(compileNamedParameters(sql)).toEqual({ text, names: ['a'] });
+    });
+  });
+
+  it('leaves an unterminated literal alone for PostgreSQL to report', () => {
+    expect(compileNamedParameters(`select :a, 'oops :b`)).toEqual({ text: `select $1, 'oops :b`, names: ['a'] });
+    expect(compileNamedParameters(`select :a /* :b`)).toEqual({ text: `select $1 /* :b`, names: ['a'] });
+  });
+
+  it('refuses positional parameters, outside literals only', () => {
+    expect(() => compileNamedParameters('select $1, :a')).toThrow('positional parameter $1');
+    expect(compileNamedParameters(`select '$1', :a`).text).toBe(`select '$1', $1`);
+  });
+
+  it('returns SQL without placeholders unchanged', () => {
+    const sql = `select 1; -- done\n`;
+    expect(compileNamedParameters(sql)).toEqual({ text: sql, names: [] });
+  });
+});
+
+describe('splitSqlStatements', () => {
+  it('splits at top-level semicolons only', () => {
+    expect(
+      splitSqlStatements(`insert into a values (';');\n update b set c = $$;$$ /* ; */; -- ;\n select ";" ;`),
+    ).toEqual([`insert into a values (';')`, `update b set c = $$;$$ /* ; */`, `-- ;\n select ";"`]);
+  });
+
+  it('drops empty statements and comment-only ones', () => {
+    expect(splitSqlStatements(`;; select 1;\n-- just a note\n;  `)).toEqual(['select 1']);
+    expect(splitSqlStatements('/* nothing */')).toEqual([]);
+  });
+});
+
+const event: ProjdEvent = {
+  position: 9007199254740993n,
+  transactionId: 18446744073709551n,
+  streamId: 'account-1',
+  streamVersion: 2,
+  type: 'account.credited',
+  data: { amount: 250 },
+  metadata: { actor: 'ada' },
+  schemaVersion: 1,
+  createdAt: new Date('2024-05-01T10:00:00Z'),
+};
+
+function recordingDb(): ProjectionDb & { calls: Array<{ text: string; values: readonly unknown[] | undefined }> } {
+  const calls: Array<{ text: string; values: readonly unknown[] | undefined }> = [];
+  return {
+    calls,
+    query: async (text, values) => {
+      calls.push({ text, values });
+      return { rows: [], rowCount: 0 };
+    },
+  };
+}
+
+/** The UserError message `compileYamlProjection` throws for a file. */
+function errorOf(yaml: string, file = 'projections/deposits.yaml'): string {
+  try {
+    compileYamlProjection(yaml, file);
+  } catch (error) {
+    expect(isUserError(error)).toBe(true);
+    const message = (error as Error).message;
+    expect(message).not.toContain('\n');
+    return message;
+  }
+  throw new Error('expected compileYamlProjection to throw');
+}
+
+const DEPOSITS = `name: deposits
+version: 1
+setup: |
+  create table if not exists deposits (account_id text primary key, total bigint not null default 0)
+reset: truncate deposits
+handlers:
+  account.credited: |
+    insert into deposits (account_id, total) values (:streamId, (:data->>'amount')::bigint)
+    on conflict (account_id) do update set total = deposits.total + excluded.total
+`;
+
+describe('compileYamlProjection', () => {
+  it('compiles the documented format into a projection', () => {
+    const projection = compileYamlProjection(DEPOSITS, 'projections/deposits.yaml');
+    expect(projection.kind).toBe(PROJECTION_KIND);
+    expect(projection.name).toBe('deposits');
+    expect(projection.version).toBe(1);
+    expect(projection.setup).toEqual([
+      'create table if not exists deposits (account_id text primary key, total bigint not null default 0)\n',
+    ]);
+    expect(projection.reset).toEqual(['truncate deposits']);
+    expect(projection.eventTypes).toEqual(['account.credited']);
+    expect(projection.source).toBe('projections/deposits.yaml');
+    expect(Object.isFrozen(projection)).toBe(true);
+  });
+
+  it('runs a handler’s statement with the event bound, placeholders compiled once', async () => {
+    const projection = compileYamlProjection(DEPOSITS, 'deposits.yaml');
+    const db = recordingDb();
+    await projection.handlers.get('account.credited')!(event, db);
+    expect(db.calls).toEqual([
+      {
+        text:
+          `insert into deposits (account_id, total) values ($1::text, ($2::jsonb->>'amount')::bigint)\n` +
+          `on conflict (account_id) do update set total = deposits.total + excluded.total`,
+        values: ['account-1', '{"amount":250}'],
+      },
+    ]);
+  });
+
+  it('binds every placeholder: 64-bit values as decimal strings, JSON as text, the time as a Date', async () => {
+    const yaml = `name: all
+version: 1
+handlers:
+  account.credited: >-
+    select :position, :transactionId, :streamId, :streamVersion, :type,
+    :data, :metadata, :schemaVersion, :createdAt, :position
+`;
+    const db = recordingDb();
+    await compileYamlProjection(yaml, 'all.yaml').handlers.get('account.credited')!(event, db);
+    expect(db.calls[0]!.text).toBe(
+      'select $1::bigint, $2, $3::text, $4::integer, $5::text, ' +
+        '$6::jsonb, $7::jsonb, $8::integer, $9::timestamptz, $1::bigint',
+    );
+    expect(db.calls[0]!.values).toEqual([
+      '9007199254740993',
+      '18446744073709551',
+      'account-1',
+      2,
+      'account.credited',
+      '{"amount":250}',
+      '{"actor":"ada"}',
+      1,
+      new Date('2024-05-01T10:00:00Z'),
+    ]);
+  });
+
+  it('runs a list of statements, and statements separated by ;, in order', async () => {
+    const yaml = `name: audit
+version: 1
+setup:
+  - create table if not exists audit (position bigint primary key)
+  - create table if not exists audit_count (n bigint not null)
+handlers:
+  account.credited:
+    - insert into audit (position) values (:position)
+    - |
+      update audit_count set n = n + 1;
+      delete from audit where position < :position - 100;
+`;
+    const projection = compileYamlProjection(yaml, 'audit.yaml');
+    expect(projection.setup).toHaveLength(2);
+    const db = recordingDb();
+    await projection.handlers.get('account.credited')!(event, db);
+    expect(db.calls).toEqual([
+      { text: 'insert into audit (position) values ($1::bigint)', values: ['9007199254740993'] },
+      { text: 'update audit_count set n = n + 1', values: [] },
+      { text: 'delete from audit where position < $1::bigint - 100', values: ['9007199254740993'] },
+    ]);
+  });
+
+  describe('errors name <file>:<line>:<col>', () => {
+    it('invalid YAML', () => {
+      expect(errorOf('name: deposits\nversion: [1\nhandlers: {}\n')).toMatch(/^projections\/deposits\.yaml:3:1: /);
+      expect(errorOf('name: "deposits\n')).toBe('projections/deposits.yaml:2:1: Missing closing "quote');
+    });
+
+    it('a duplicated key', () => {
+      expect(errorOf('name: a\nname: b\n')).toBe('projections/deposits.yaml:2:1: Map keys must be unique');
+    });
+
+    it('several documents', () => {
+      expect(errorOf('name: a\n---\nname: b\n')).toBe(
+        'projections/deposits.yaml:2:1: a projection file holds one YAML document',
+      );
+    });
+
+    it('a file that is not a mapping', () => {
+      expect(errorOf('')).toBe(
+        'projections/deposits.yaml:1:1: expected a mapping with keys name, version, handlers (and setup, reset), got an empty file',
+      );
+      expect(errorOf('- a\n- b\n')).toContain('projections/deposits.yaml:1:1: expected a mapping');
+    });
+
+    it('an invalid value, at its key', () => {
+      expect(errorOf(DEPOSITS.replace('version: 1', 'version: "1"'))).toBe(
+        `projections/deposits.yaml:2:1: projection 'deposits': version must be a positive integer, got "1"`,
+      );
+      expect(errorOf(DEPOSITS.replace('name: deposits', 'name: Deposits'))).toMatch(
+        /^projections\/deposits\.yaml:1:1: projection 'Deposits': name must match/,
+      );
+    });
+
+    it('a missing key', () => {
+      expect(errorOf('name: deposits\nhandlers:\n  a: select 1\n')).toBe(
+        `projections/deposits.yaml:1:1: projection 'deposits': version is required`,
+      );
+    });
+
+    it('an unknown key, with the key it was likely meant to be', () => {
+      expect(errorOf(DEPOSITS.replace('handlers:', 'handler:'))).toBe(
+        `projections/deposits.yaml:6:1: projection 'deposits': unknown key 'handler' (did you mean 'handlers'?); ` +
+          'the keys are name, version, setup, reset, handlers',
+      );
+    });
+
+    it('an empty list entry in setup', () => {
+      expect(errorOf(`name: a\nversion: 1\nsetup:\n  - create table a (id int)\n  - ""\nhandlers:\n  x: select 1\n`)).toBe(
+        `projections/deposits.yaml:5:5: projection 'a': setup[1] must be a non-empty SQL string, got ""`,
+      );
+    });
+
+    it('an unknown placeholder, naming the event type and the placeholder at its line', () => {
+      const yaml = DEPOSITS.replace(`(:data->>'amount')::bigint`, `:amount`);
+      expect(errorOf(yaml)).toBe(
+        `projections/deposits.yaml:8:65: projection 'deposits': handler for 'account.credited' uses unknown placeholder :amount; ` +
+          'the placeholders are :position, :transactionId, :streamId, :streamVersion, :type, :data, :metadata, :schemaVersion, :createdAt',
+      );
+      expect(errorOf(DEPOSITS.replace(':streamId', ':streamid'))).toContain(
+        `handler for 'account.credited' uses unknown placeholder :streamid (did you mean :streamId?)`,
+      );
+    });
+
+    it('a positional parameter', () => {
+      expect(errorOf(DEPOSITS.replace(':streamId', '$1'))).toBe(
+        `projections/deposits.yaml:7:21: projection 'deposits': handler for 'account.credited' uses a positional parameter $1; ` +
+          'write a named placeholder such as :streamId',
+      );
+    });
+
+    it('a handler that is not SQL', () => {
+      const base = 'name: a\nversion: 1\nhandlers:\n';
+      expect(errorOf(`${base}  a.b: 42\n`)).toBe(
+        `projections/deposits.yaml:4:3: projection 'a': handler for 'a.b' must be a SQL string or a list of SQL strings, got 42`,
+      );
+      expect(errorOf(`${base}  a.b:\n`)).toBe(
+        `projections/deposits.yaml:4:3: projection 'a': handler for 'a.b' must be a SQL string or a list of SQL strings, got null`,
+      );
+      expect(errorOf(`${base}  a.b:\n    - select 1\n    - {x: 1}\n`)).toBe(
+        `projections/deposits.yaml:6:7: projection 'a': handler for 'a.b' has a list entry that is not a SQL string: an object`,
+      );
+      expect(errorOf(`${base}  a.b: "-- nothing"\n`)).toBe(
+        `projections/deposits.yaml:4:3: projection 'a': handler for 'a.b' has no SQL statement`,
+      );
+    });
+
+    it('handlers that are not a mapping, or empty', () => {
+      expect(errorOf('name: a\nversion: 1\nhandlers: [select 1]\n')).toBe(
+        `projections/deposits.yaml:3:1: projection 'a': handlers must be an object of event type → function, got a list`,
+      );
+      expect(errorOf('name: a\nversion: 1\nhandlers: {}\n')).toBe(
+        `projections/deposits.yaml:3:1: projection 'a': handlers must name at least one event type`,
+      );
+    });
+
+    it('an event type that is not a string', () => {
+      expect(errorOf('name: a\nversion: 1\nhandlers:\n  42: select 1\n')).toBe(
+        'projections/deposits.yaml:4:3: an event type must be a string, got 42',
+      );
+    });
+  });
+});

@@ -1,0 +1,148 @@
+import { describe, expect, it } from 'vitest';
+import { isUserError } from '../../src/errors.js';
+import { checkProjectionDefinition, defineProjection, isProjection } from '../../src/projection/defineProjection.js';
+import { PROJECTION_KIND, type ProjectionDefinition } from '../../src/projection/types.js';
+
+const noop = async (): Promise<void> => {};
+
+function valid(overrides: Record<string, unknown> = {}): ProjectionDefinition {
+  return {
+    name: 'balances',
+    version: 1,
+    setup: 'create table if not exists balances (id text primary key)',
+    reset: 'truncate balances',
+    handlers: { 'account.credited': noop, 'account.debited': noop },
+    ...overrides,
+  } as ProjectionDefinition;
+}
+
+/** The UserError message `defineProjection` throws for a definition. */
+function errorOf(definition: unknown): string {
+  try {
+    defineProjection(definition as ProjectionDefinition);
+  } catch (error) {
+    expect(isUserError(error)).toBe(true);
+    const message = (error as Error).message;
+    expect(message).not.toContain('\n');
+    return message;
+  }
+  throw new Error('expected defineProjection to throw');
+}
+
+describe('defineProjection', () => {
+  it('normalizes a definition into a frozen, branded projection', () => {
+    const credited = async (): Promise<void> => {};
+    const projection = defineProjection(
+      valid({ setup: ['create table a (id int)', 'create table b (id int)'], handlers: { 'b.x': noop, 'a.y': credited } }),
+    );
+
+    expect(projection.kind).toBe(PROJECTION_KIND);
+    expect(typeof projection.kind).toBe('string');
+    expect(projection.name).toBe('balances');
+    expect(projection.version).toBe(1);
+    expect(projection.setup).toEqual(['create table a (id int)', 'create table b (id int)']);
+    expect(projection.reset).toEqual(['truncate balances']);
+    expect(projection.eventTypes).toEqual(['a.y', 'b.x']);
+    expect(projection.handlers).toBeInstanceOf(Map);
+    expect(projection.handlers.get('a.y')).toBe(credited);
+    expect(projection.source).toBeUndefined();
+    expect(Object.isFrozen(projection)).toBe(true);
+    expect(Object.isFrozen(projection.setup)).toBe(true);
+    expect(Object.isFrozen(projection.eventTypes)).toBe(true);
+    expect(isProjection(projection)).toBe(true);
+  });
+
+  it('defaults setup and reset to no statements', () => {
+    const projection = defineProjection({ name: 'a', version: 3, handlers: { x: noop } });
+    expect(projection.setup).toEqual([]);
+    expect(projection.reset).toEqual([]);
+  });
+
+  it('does not keep a reference to the caller’s arrays', () => {
+    const setup = ['create table a (id int)'];
+    const projection = defineProjection(valid({ setup }));
+    setup.push('drop table a');
+    expect(projection.setup).toEqual(['create table a (id int)']);
+  });
+
+  it('recognises a projection by its string brand, not by its class', () => {
+    expect(isProjection({ kind: PROJECTION_KIND })).toBe(true);
+    expect(isProjection({ kind: 'something else' })).toBe(false);
+    expect(isProjection(null)).toBe(false);
+  });
+
+  describe('names the projection and the key at fault', () => {
+    it.each([
+      [{ name: 'Balances' }, `projection 'Balances': name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got "Balances"`],
+      [{ name: '1st' }, `projection '1st': name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got "1st"`],
+      [{ name: 'with-dash' }, `projection 'with-dash': name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got "with-dash"`],
+      [{ name: 42 }, 'projection: name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got 42'],
+      [{ name: undefined }, 'projection: name is required'],
+      [{ name: 'a'.repeat(64) }, `projection '${'a'.repeat(64)}': name must be at most 63 characters, got 64`],
+      [{ version: '1' }, `projection 'balances': version must be a positive integer, got "1"`],
+      [{ version: 0 }, `projection 'balances': version must be a positive integer, got 0`],
+      [{ version: -2 }, `projection 'balances': version must be a positive integer, got -2`],
+      [{ version: 1.5 }, `projection 'balances': version must be a positive integer, got 1.5`],
+      [{ version: Number.NaN }, `projection 'balances': version must be a positive integer, got NaN`],
+      [{ version: 2 ** 31 }, `projection 'balances': version must be at most 2147483647, got 2147483648`],
+      [{ version: undefined }, `projection 'balances': version is required`],
+      [{ setup: '  ' }, `projection 'balances': setup must not be empty`],
+      [{ setup: 42 }, `projection 'balances': setup must be a SQL string or a list of SQL strings, got 42`],
+      [{ reset: ['truncate a', ''] }, `projection 'balances': reset[1] must be a non-empty SQL string, got ""`],
+      [{ reset: [null] }, `projection 'balances': reset[0] must be a non-empty SQL string, got null`],
+      [{ handlers: undefined }, `projection 'balances': handlers is required`],
+      [{ handlers: {} }, `projection 'balances': handlers must name at least one event type`],
+      [{ handlers: [noop] }, `projection 'balances': handlers must be an object of event type → function, got a list`],
+      [{ handlers: new Map() }, `projection 'balances': handlers must be an object of event type → function, got an instance of Map`],
+      [{ handlers: { 'a.b': 'insert …' } }, `projection 'balances': handler for 'a.b' must be a function, got "insert …"`],
+      [{ handlers: { '': noop } }, `projection 'balances': handlers has an empty event type`],
+      [{ handlers: { ' a.b': noop } }, `projection 'balances': event type " a.b" has leading or trailing spaces`],
+    ])('%o', (overrides, message) => {
+      expect(errorOf(valid(overrides))).toBe(message);
+    });
+  });
+
+  it('rejects unknown keys, suggesting the key a typo meant', () => {
+    const { handlers, ...rest } = valid();
+    expect(errorOf({ ...rest, handler: handlers })).toBe(
+      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, handlers`,
+    );
+    expect(errorOf(valid({ verison: 2 }))).toContain(`unknown key 'verison' (did you mean 'version'?)`);
+    expect(errorOf(valid({ source: 'x.ts' }))).toBe(
+      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, handlers`,
+    );
+  });
+
+  it('rejects a definition that is not a plain object', () => {
+    expect(errorOf(undefined)).toBe('projection: definition must be an object, got undefined');
+    expect(errorOf('balances')).toBe('projection: definition must be an object, got "balances"');
+    expect(errorOf([])).toBe('projection: definition must be an object, got a list');
+    expect(errorOf(new (class Balances {})())).toBe('projection: definition must be an object, got an instance of Balances');
+  });
+
+  it('rejects an already defined projection passed in again', () => {
+    expect(errorOf(defineProjection(valid()))).toContain(`unknown key 'kind'`);
+  });
+});
+
+describe('checkProjectionDefinition', () => {
+  it('returns the path of the key at fault instead of throwing', () => {
+    expect(checkProjectionDefinition(valid({ version: '1' }))).toEqual({
+      ok: false,
+      path: ['version'],
+      message: `projection 'balances': version must be a positive integer, got "1"`,
+    });
+    expect(checkProjectionDefinition(valid({ setup: ['a', ''] }))).toMatchObject({ ok: false, path: ['setup', '1'] });
+    expect(checkProjectionDefinition(valid({ handlers: { 'a.b': 1 } }))).toMatchObject({
+      ok: false,
+      path: ['handlers', 'a.b'],
+    });
+    expect(checkProjectionDefinition(valid({ handler: {} }))).toMatchObject({ ok: false, path: ['handler'] });
+    expect(checkProjectionDefinition(null)).toMatchObject({ ok: false, path: [] });
+  });
+
+  it('accepts a valid definition', () => {
+    const check = checkProjectionDefinition(valid());
+    expect(check.ok).toBe(true);
+  });
+});
