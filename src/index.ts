@@ -1,4 +1,8 @@
-/** projd's library API: what a projection module imports from 'projd'. */
+/** projd's library API: what a projection module, or an application embedding projd, imports. */
 export { defineProjection } from './projection/defineProjection.js';
 export type * from './projection/types.js';
+export { createApp, migrateStore, type App, type AppOptions, type ProjectionSnapshot } from './app.js';
+export { loadConfig, type LoadConfigOptions } from './config/loadConfig.js';
+export type { Config, ResolvedConfig } from './config/types.js';
+export { createLogger, type Logger, type LogOptions } from './log.js';
 export { isUserError, UserError } from './errors.js';

@@ -1,0 +1,98 @@
+// `npm start`: `projd run` against DATABASE_URL, or else against an embedded PostgreSQL whose
+// data stays in .projd/postgres between runs.
+
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { startEmbeddedPostgres } from './embeddedPostgres.js';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const DATA_DIR = path.join(ROOT, '.projd', 'postgres');
+const PREFERRED_PORT = 54329;
+// npm forwards a terminal's Ctrl-C to us as well, so one keypress can arrive twice.
+const DUPLICATE_SIGNAL_MS = 500;
+
+const INSERT_SQL = `insert into projd.events (stream_id, stream_version, type, data) values ('account-1', 1, 'account.opened', '{\\"owner\\": \\"Ada\\"}')`;
+const SELECT_SQL = 'select * from balances';
+
+let server;
+let url = process.env.DATABASE_URL;
+if (url) {
+  print(`Using DATABASE_URL (${redact(url)})`, '"$DATABASE_URL"');
+} else {
+  try {
+    // Detached: the daemon drains on Ctrl-C while the server stays up; we stop it afterwards.
+    server = await startEmbeddedPostgres({ dataDir: DATA_DIR, port: PREFERRED_PORT, persistent: true, detached: true });
+  } catch (error) {
+    console.error(`projd: ${oneLine(error)}`);
+    process.exit(1);
+  }
+  url = server.url;
+  print(`Embedded PostgreSQL is ready (data in ${path.relative(ROOT, DATA_DIR)}):\n  ${url}`, `"${url}"`);
+}
+
+const daemon = spawn(process.execPath, [path.join(ROOT, 'bin', 'projd.js'), 'run'], {
+  cwd: ROOT,
+  env: { ...process.env, DATABASE_URL: url },
+  stdio: 'inherit',
+  // Own process group: the terminal's Ctrl-C reaches only us, and we forward it exactly once.
+  detached: true,
+});
+
+const lastForwarded = new Map();
+for (const [received, forwarded] of [['SIGINT', 'SIGINT'], ['SIGTERM', 'SIGTERM'], ['SIGHUP', 'SIGTERM']]) {
+  process.on(received, () => {
+    const now = Date.now();
+    if (now - (lastForwarded.get(forwarded) ?? -Infinity) < DUPLICATE_SIGNAL_MS) return;
+    lastForwarded.set(forwarded, now);
+    if (daemon.exitCode === null && daemon.signalCode === null) daemon.kill(forwarded);
+  });
+}
+
+daemon.once('error', async (error) => {
+  console.error(`projd: could not start the daemon: ${error.message}`);
+  await server?.stop();
+  process.exit(1);
+});
+
+daemon.once('exit', async (code, signal) => {
+  await server?.stop();
+  process.exit(code ?? 128 + (os.constants.signals[signal] ?? 0));
+});
+
+function print(where, psqlTarget) {
+  console.log(
+    [
+      '',
+      where,
+      '',
+      'Append an event:',
+      `  psql ${psqlTarget} -c "${INSERT_SQL}"`,
+      'Read the projection:',
+      `  psql ${psqlTarget} -c "${SELECT_SQL}"`,
+      '',
+      'Starting projd run (Ctrl-C to stop)',
+      '',
+    ].join('\n'),
+  );
+}
+
+/** The headline and the server's own reason (FATAL, HINT, initdb's error), on one line. */
+function oneLine(error) {
+  const [headline = '', ...log] = String(error.message).split('\n');
+  const reasons = log
+    .map((line) => line.replace(/^.*?\[\d+\]\s+/, '').replace(/\s+/g, ' ').trim())
+    .filter((line) => /^(FATAL|PANIC|ERROR|HINT):|error:|^\(/.test(line));
+  return [headline.replace(/:$/, ''), ...reasons.slice(-2)].join('; ');
+}
+
+function redact(connectionString) {
+  try {
+    const parsed = new URL(connectionString);
+    if (parsed.password) parsed.password = '***';
+    return parsed.toString();
+  } catch {
+    return 'not a URL';
+  }
+}
