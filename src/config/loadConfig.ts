@@ -9,6 +9,9 @@ import type { ResolvedConfig } from './types.js';
 /** The config file read when none is named, in the working folder. */
 export const DEFAULT_CONFIG_FILE = 'projd.yaml';
 
+/** What a projection does with an event its handler cannot apply. */
+export const ON_ERROR_POLICIES = ['park', 'stop'] as const;
+
 /** pino's levels, plus `silent`. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -68,9 +71,14 @@ const KEY_CHECKS = {
   'projections.dir': { ...nonEmptyText, isPath: true },
   'projections.batchSize': integer(1, 100_000),
   'projections.pollInterval': duration,
+  'projections.batchTimeout': duration,
+  'projections.onError': oneOf(ON_ERROR_POLICIES),
+  'projections.maxAttempts': integer(1, 100),
   'metrics.host': nonEmptyText,
   'metrics.port': integer(0, 65_535),
   'log.level': oneOf(LOG_LEVELS),
+  'health.maxLag': duration,
+  'health.stuckAfter': duration,
   shutdownTimeout: duration,
 } satisfies Record<string, KeyCheck<unknown>>;
 
@@ -128,9 +136,14 @@ function defaultValues(baseDir: string): Omit<ConfigValues, 'database.url' | 'da
     'projections.dir': path.resolve(baseDir, 'projections'),
     'projections.batchSize': 1000,
     'projections.pollInterval': 5000,
+    'projections.batchTimeout': 30_000,
+    'projections.onError': 'park',
+    'projections.maxAttempts': 3,
     'metrics.host': '127.0.0.1',
     'metrics.port': 9464,
     'log.level': 'info',
+    'health.maxLag': 300_000,
+    'health.stuckAfter': 120_000,
     shutdownTimeout: 10_000,
   };
 }
@@ -159,9 +172,13 @@ function mergeLayers(
       dir: values['projections.dir'],
       batchSize: values['projections.batchSize'],
       pollInterval: values['projections.pollInterval'],
+      batchTimeout: values['projections.batchTimeout'],
+      onError: values['projections.onError'],
+      maxAttempts: values['projections.maxAttempts'],
     },
     metrics: { host: values['metrics.host'], port: values['metrics.port'] },
     log: { level: values['log.level'] },
+    health: { maxLag: values['health.maxLag'], stuckAfter: values['health.stuckAfter'] },
     shutdownTimeout: values.shutdownTimeout,
   };
 }

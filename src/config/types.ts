@@ -19,6 +19,12 @@ export interface Config {
     batchSize?: number;
     /** Fallback wake-up when no notification arrives: a duration such as `5s` or a number of ms. @defaultValue `5s` */
     pollInterval?: string | number;
+    /** A batch running longer is cancelled, rolled back and retried as a transient failure. @defaultValue `30s` */
+    batchTimeout?: string | number;
+    /** What a projection does with an event it cannot apply, unless its module says otherwise: `park` it and go on, or `stop` there. @defaultValue `park` */
+    onError?: 'park' | 'stop';
+    /** Attempts at a failing event before it is parked or the projection stops, 1 to 100. @defaultValue 3 */
+    maxAttempts?: number;
   };
   metrics?: {
     /** Address the HTTP server listens on. @defaultValue `127.0.0.1` */
@@ -29,6 +35,12 @@ export interface Config {
   log?: {
     /** Lowest level written: one of pino's levels, or `silent`. @defaultValue `info` */
     level?: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  };
+  health?: {
+    /** `projd status --check` fails when a projection's oldest unapplied event is older than this. @defaultValue `5m` */
+    maxLag?: string | number;
+    /** `/healthz` answers 503 when a projection's loop has made no pass for this long. @defaultValue `2m` */
+    stuckAfter?: string | number;
   };
   /** How long shutdown waits for the batch in flight before giving up. @defaultValue `10s` */
   shutdownTimeout?: string | number;
@@ -46,6 +58,10 @@ export interface ResolvedConfig {
     batchSize: number;
     /** Milliseconds. */
     pollInterval: number;
+    /** Milliseconds. */
+    batchTimeout: number;
+    onError: 'park' | 'stop';
+    maxAttempts: number;
   };
   metrics: {
     host: string;
@@ -53,6 +69,12 @@ export interface ResolvedConfig {
   };
   log: {
     level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  };
+  health: {
+    /** Milliseconds. */
+    maxLag: number;
+    /** Milliseconds. */
+    stuckAfter: number;
   };
   /** Milliseconds. */
   shutdownTimeout: number;

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
+import type { Position } from '../store/position.js';
 import { errorMessage } from '../errors.js';
 import { runBatch } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
@@ -24,6 +25,28 @@ export const RUNNER_STATES = {
 
 export type RunnerState = (typeof RUNNER_STATES)[keyof typeof RUNNER_STATES];
 
+/** Told what the runner does, for metrics. Called synchronously; must not throw. */
+export interface RunnerObserver {
+  batchCommitted?(batch: { projection: string; applied: number; durationSeconds: number; to: Position | null }): void;
+  stateChanged?(change: { projection: string; from: RunnerState; to: RunnerState }): void;
+}
+
+/** What the runner knows right now, without asking the database. */
+export interface RunnerSnapshot {
+  name: string;
+  version: number;
+  state: RunnerState;
+  /** The checkpoint this runner last committed or read; null before its first pass. */
+  position: Position | null;
+  /** Has it applied everything committed below the gate at least once? */
+  caughtUpOnce: boolean;
+  /** `Date.now()` when the loop last finished a pass or a wait: a stuck loop stops moving it. */
+  lastPassAt: number;
+  /** True while a batch is in flight. */
+  inBatch: boolean;
+  lastError: string | null;
+}
+
 export interface RunnerOptions {
   pool: pg.Pool;
   projection: Projection;
@@ -31,6 +54,7 @@ export interface RunnerOptions {
   /** Milliseconds between passes when nothing wakes the runner. */
   pollInterval: number;
   logger: Logger;
+  observer?: RunnerObserver;
 }
 
 export interface Runner {
@@ -44,6 +68,7 @@ export interface Runner {
   stop(): Promise<void>;
   /** Resolves the first time the projection has applied everything committed below the gate. */
   caughtUp: Promise<void>;
+  snapshot(): RunnerSnapshot;
 }
 
 // Retry backoff after a failed pass: 100 ms doubling to a 30 s cap, each delay drawn at random
@@ -59,14 +84,21 @@ export function createRunner(options: RunnerOptions): Runner {
   const logger = parentLogger.child({ projection: projection.name });
   const wakeup = createWakeup();
   const stopping = new AbortController();
+  const { observer = {} } = options;
   let state: RunnerState = RUNNER_STATES.starting;
   let loop: Promise<void> | undefined;
+  let position: Position | null = null;
+  let caughtUpOnce = false;
+  let lastPassAt = Date.now();
+  let inBatch = false;
+  let lastError: string | null = null;
   let markCaughtUp!: () => void;
   const caughtUp = new Promise<void>((resolve) => (markCaughtUp = resolve));
 
   function setState(next: RunnerState, details: Record<string, unknown> = {}) {
     if (next === state) return;
     logger.info({ from: state, to: next, ...details }, 'projection.state');
+    observer.stateChanged?.({ projection: projection.name, from: state, to: next });
     state = next;
   }
 
@@ -75,11 +107,17 @@ export function createRunner(options: RunnerOptions): Runner {
     let heldBackDelay = HELD_BACK_FIRST_MS;
     while (!stopping.signal.aborted) {
       wakeup.clear();
+      lastPassAt = Date.now();
       let wait = options.pollInterval;
       try {
         const started = performance.now();
-        const result = await runBatch(options);
+        inBatch = true;
+        const result = await runBatch(options).finally(() => {
+          inBatch = false;
+          lastPassAt = Date.now();
+        });
         failures = 0;
+        lastError = null;
         switch (result.kind) {
           case 'locked_elsewhere':
             setState(RUNNER_STATES.standby);
@@ -94,9 +132,12 @@ export function createRunner(options: RunnerOptions): Runner {
             break;
           case 'done': {
             if (result.setUp) logger.info({ version: projection.version, setUp: result.setUp }, 'projection.setup');
+            position = { transactionId: result.checkpoint.transactionId, position: result.checkpoint.position };
             if (result.to) {
+              const durationSeconds = (performance.now() - started) / 1000;
+              observer.batchCommitted?.({ projection: projection.name, applied: result.applied, durationSeconds, to: result.to });
               logger.debug(
-                { applied: result.applied, to: positionText(result.to), ms: Math.round(performance.now() - started) },
+                { applied: result.applied, to: positionText(result.to), ms: Math.round(durationSeconds * 1000) },
                 'batch.applied',
               );
             }
@@ -111,6 +152,7 @@ export function createRunner(options: RunnerOptions): Runner {
             } else {
               heldBackDelay = HELD_BACK_FIRST_MS;
               setState(RUNNER_STATES.live);
+              caughtUpOnce = true;
               markCaughtUp();
             }
             break;
@@ -119,6 +161,7 @@ export function createRunner(options: RunnerOptions): Runner {
       } catch (error) {
         if (stopping.signal.aborted) break;
         failures += 1;
+        lastError = errorMessage(error);
         const backoff = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (failures - 1));
         const retryInMs = Math.round(backoff / 2 + (Math.random() * backoff) / 2);
         setState(RUNNER_STATES.retrying);
@@ -128,6 +171,7 @@ export function createRunner(options: RunnerOptions): Runner {
         continue;
       }
       if (wait > 0) await wakeup.wait(wait);
+      lastPassAt = Date.now();
     }
     setState(RUNNER_STATES.stopped);
   }
@@ -138,6 +182,18 @@ export function createRunner(options: RunnerOptions): Runner {
       return state;
     },
     caughtUp,
+    snapshot() {
+      return {
+        name: projection.name,
+        version: projection.version,
+        state,
+        position,
+        caughtUpOnce,
+        lastPassAt,
+        inBatch,
+        lastError,
+      };
+    },
     start() {
       loop ??= run();
     },

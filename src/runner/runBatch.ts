@@ -25,6 +25,8 @@ export type BatchResult =
       applied: number;
       /** Null when the checkpoint did not move (nothing new below the gate). */
       to: Position | null;
+      /** The checkpoint after this pass, moved or not. */
+      checkpoint: Position;
       full: boolean;
       heldBack: boolean;
       /** Set when this pass ran `setup`: `created` the first time, `rebuilt` after a version change. */
@@ -81,7 +83,7 @@ async function runInTransaction(
   const batch = await readBatch(client, { after: checkpoint, eventTypes: projection.eventTypes, limit: batchSize });
   const done = { kind: 'done' as const, full: batch.full, heldBack: batch.heldBack, setUp };
   if (!batch.scannedTo) {
-    return { commit: setUp !== undefined, result: { ...done, applied: 0, to: null } };
+    return { commit: setUp !== undefined, result: { ...done, applied: 0, to: null, checkpoint } };
   }
 
   const db = handlerDb(client);
@@ -93,7 +95,10 @@ async function runInTransaction(
   if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
     return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
   }
-  return { commit: true, result: { ...done, applied: batch.events.length, to: batch.scannedTo } };
+  return {
+    commit: true,
+    result: { ...done, applied: batch.events.length, to: batch.scannedTo, checkpoint: batch.scannedTo },
+  };
 }
 
 /** The batch's transaction as handlers see it: queries only, no release, no end. */

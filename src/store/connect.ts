@@ -1,3 +1,4 @@
+import os from 'node:os';
 import pg from 'pg';
 import { UserError, errorMessage } from '../errors.js';
 
@@ -10,11 +11,19 @@ export interface PoolOptions {
   applicationName?: string;
 }
 
+/**
+ * How a daemon's connections name themselves in `pg_stat_activity`: `projd status` reads it
+ * to tell which daemon holds a projection's lock. PostgreSQL keeps 63 bytes of it.
+ */
+export function daemonApplicationName(role: 'daemon' | 'listener' | 'cli' = 'daemon'): string {
+  return `projd ${role} ${os.hostname()}:${process.pid}`.slice(0, 63);
+}
+
 export function createPool(options: PoolOptions): pg.Pool {
   return new pg.Pool({
     connectionString: options.url,
     max: options.max,
-    application_name: options.applicationName ?? 'projd',
+    application_name: options.applicationName ?? daemonApplicationName(),
     keepAlive: true,
   });
 }

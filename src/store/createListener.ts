@@ -1,6 +1,7 @@
 import pg from 'pg';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
+import { daemonApplicationName } from './connect.js';
 import { EVENTS_CHANNEL } from './names.js';
 
 export interface ListenerOptions {
@@ -41,7 +42,7 @@ export function createListener(options: ListenerOptions): Listener {
   let retryTimer: NodeJS.Timeout | undefined;
 
   async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString: options.url, keepAlive: true, application_name: 'projd listener' });
+    const next = new pg.Client({ connectionString: options.url, keepAlive: true, application_name: daemonApplicationName('listener') });
     next.on('notification', (message) => {
       if (message.channel === EVENTS_CHANNEL) options.onNotification();
     });

@@ -40,7 +40,7 @@ describe('projd run, live', () => {
     // Cut the listener's connection and append at once: the notification may be lost while it
     // reconnects, so the daemon must LISTEN again and then run a pass by itself.
     const { rowCount } = await db.pool.query(
-      "select pg_terminate_backend(pid) from pg_stat_activity where application_name = 'projd listener' and datname = current_database()",
+      "select pg_terminate_backend(pid) from pg_stat_activity where application_name like 'projd listener %' and datname = current_database()",
     );
     expect(rowCount).toBe(1);
     await credit('live-1', 2);

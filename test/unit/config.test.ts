@@ -50,9 +50,17 @@ describe('loadConfig', () => {
     const config = await loadConfig({ env, cwd: dir });
     expect(config).toEqual({
       database: { url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10 },
-      projections: { dir: path.join(dir, 'projections'), batchSize: 1000, pollInterval: 5000 },
+      projections: {
+        dir: path.join(dir, 'projections'),
+        batchSize: 1000,
+        pollInterval: 5000,
+        batchTimeout: 30_000,
+        onError: 'park',
+        maxAttempts: 3,
+      },
       metrics: { host: '127.0.0.1', port: 9464 },
       log: { level: 'info' },
+      health: { maxLag: 300_000, stuckAfter: 120_000 },
       shutdownTimeout: 10_000,
     });
   });
@@ -73,20 +81,34 @@ describe('loadConfig', () => {
         '  dir: /srv/projections',
         '  batchSize: 50',
         '  pollInterval: 250ms',
+        '  batchTimeout: 1m',
+        '  onError: stop',
+        '  maxAttempts: 5',
         'metrics:',
         '  host: 0.0.0.0',
         '  port: 0',
         'log:',
         '  level: debug',
+        'health:',
+        '  maxLag: 30s',
+        '  stuckAfter: 90s',
         'shutdownTimeout: 2m',
       ].join('\n'),
       { env: {} },
     );
     expect(config).toEqual({
       database: { url: 'postgres://file-host/filedb', listenUrl: 'postgres://direct-host/filedb', poolSize: 4 },
-      projections: { dir: path.resolve('/srv/projections'), batchSize: 50, pollInterval: 250 },
+      projections: {
+        dir: path.resolve('/srv/projections'),
+        batchSize: 50,
+        pollInterval: 250,
+        batchTimeout: 60_000,
+        onError: 'stop',
+        maxAttempts: 5,
+      },
       metrics: { host: '0.0.0.0', port: 0 },
       log: { level: 'debug' },
+      health: { maxLag: 30_000, stuckAfter: 90_000 },
       shutdownTimeout: 120_000,
     });
   });
