@@ -3,6 +3,7 @@
 create table projd.checkpoints (
   projection text primary key,
   version integer not null,
+  era integer not null default 0,
   transaction_id xid8 not null default '0',
   position bigint not null default 0,
   created_at timestamptz not null default now(),

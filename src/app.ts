@@ -5,9 +5,21 @@ import { silentLogger } from './log.js';
 import { loadProjections } from './projection/loadProjections.js';
 import type { Projection } from './projection/types.js';
 import { createRunner, type Runner, type RunnerState } from './runner/createRunner.js';
-import { checkServer, createPool } from './store/connect.js';
+import {
+  replayProjection,
+  selectProjections,
+  type ReplayProgress,
+  type ReplayResult,
+} from './runner/replayProjection.js';
+import { checkOut, checkServer, createPool, daemonApplicationName } from './store/connect.js';
 import { createListener, type Listener } from './store/createListener.js';
+import { assertEraCurrent, startNewEra } from './store/era.js';
+import { FAILED_EVENT_STATUSES, listFailedEvents, type FailedEvent } from './store/failedEvents.js';
+import { retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner/resolveFailedEvents.js';
 import { migrate } from './store/migrate.js';
+import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
+import { createMetrics } from './http/createMetrics.js';
+import { readStatusReport, type ProjectionStatus } from './status/readStatus.js';
 
 export interface AppOptions {
   /** @defaultValue a logger that writes nothing */
@@ -40,6 +52,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   const logger = options.logger ?? silentLogger();
   let pool: pg.Pool | undefined;
   let listener: Listener | undefined;
+  let httpServer: HttpServer | undefined;
   let runners: Runner[] = [];
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
@@ -57,15 +70,26 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await checkServer(pool, config.database.url);
     const applied = await migrate(pool);
     if (applied.length > 0) logger.info({ applied }, 'store.migrated');
+    await assertEraCurrent(pool);
 
     const activePool = pool;
+    const metrics = createMetrics({
+      projections: projections.map((projection) => projection.name),
+      readStatus: () => readStatusReport(activePool, projections, { pollInterval: config.projections.pollInterval }),
+      logger,
+    });
     runners = projections.map((projection) =>
       createRunner({
         pool: activePool,
         projection,
         batchSize: config.projections.batchSize,
         pollInterval: config.projections.pollInterval,
+        batchTimeout: config.projections.batchTimeout,
+        // A module's own policy wins over the config's default.
+        onError: projection.onError ?? config.projections.onError,
+        maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
         logger,
+        observer: metrics.observer,
       }),
     );
     const wakeAll = () => runners.forEach((runner) => runner.wake());
@@ -77,10 +101,23 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     });
     await listener.start();
     for (const runner of runners) runner.start();
+    if (config.metrics.port !== 0) {
+      httpServer = createHttpServer({
+        host: config.metrics.host,
+        port: config.metrics.port,
+        metrics,
+        snapshots: () => runners.map((runner) => runner.snapshot()),
+        stuckAfter: config.health.stuckAfter,
+        pollInterval: config.projections.pollInterval,
+        logger,
+      });
+      await httpServer.start();
+    }
     logger.info({ projections: projections.map((projection) => projection.name) }, 'daemon.started');
   }
 
   async function release(): Promise<void> {
+    await httpServer?.stop();
     await Promise.all(runners.map((runner) => runner.stop()));
     await listener?.stop();
     await pool?.end();
@@ -109,6 +146,166 @@ export async function migrateStore(config: ResolvedConfig): Promise<string[]> {
   try {
     await checkServer(pool, config.database.url);
     return await migrate(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+/**
+ * `projd migrate --new-era`: repairs a store restored into another cluster, so that what it
+ * holds sorts before everything written from now on. Returns null when it was not needed.
+ */
+export async function startNewStoreEra(config: ResolvedConfig): Promise<{ from: number; to: number } | null> {
+  const pool = createPool({ url: config.database.url, max: 1 });
+  try {
+    await checkServer(pool, config.database.url);
+    await migrate(pool);
+    const { client, release } = await checkOut(pool);
+    try {
+      return await startNewEra(client);
+    } finally {
+      release();
+    }
+  } finally {
+    await pool.end();
+  }
+}
+
+export type { ReplayProgress, ReplayResult };
+
+export interface ReplayOptions {
+  /** @defaultValue a logger that writes nothing */
+  logger?: Logger;
+  /** Projections to choose from instead of loading `config.projections.dir`. */
+  projections?: Projection[];
+  /** Told how far each replay has come: at its start, every `progressInterval`, and once caught up. */
+  onProgress?: (progress: ReplayProgress) => void;
+  /** Milliseconds between progress reports. @defaultValue 1000 */
+  progressInterval?: number;
+}
+
+/**
+ * `projd replay`: clears each named projection (or all) and rebuilds it from position 0, one
+ * after the other, returning once each has caught up. Safe while daemons run elsewhere: they
+ * go on from wherever the replay leaves the projection.
+ */
+export async function replayProjections(
+  config: ResolvedConfig,
+  target: readonly string[] | { all: true },
+  options: ReplayOptions = {},
+): Promise<ReplayResult[]> {
+  const logger = options.logger ?? silentLogger();
+  const projections = options.projections ?? (await loadProjections(config.projections.dir));
+  const selected = selectProjections(projections, target, config.projections.dir);
+  // The batch in flight, the progress counts beside it, and a batch timeout's cancel.
+  const pool = createPool({ url: config.database.url, max: 3, applicationName: daemonApplicationName('cli') });
+  pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
+  try {
+    await checkServer(pool, config.database.url);
+    const applied = await migrate(pool);
+    if (applied.length > 0) logger.info({ applied }, 'store.migrated');
+    const results: ReplayResult[] = [];
+    for (const projection of selected) {
+      results.push(
+        await replayProjection({
+          pool,
+          projection,
+          batchSize: config.projections.batchSize,
+          batchTimeout: config.projections.batchTimeout,
+          // A module's own policy wins over the config's default, as in the daemon.
+          onError: projection.onError ?? config.projections.onError,
+          maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
+          logger,
+          onProgress: options.onProgress,
+          progressInterval: options.progressInterval,
+        }),
+      );
+    }
+    return results;
+  } finally {
+    await pool.end();
+  }
+}
+
+export interface FailedEventsQuery {
+  projection?: string;
+  /** Include retried and skipped events, not only parked ones. */
+  all?: boolean;
+}
+
+/** `projd failed list`: the parked events (or every recorded one), by projection and position. */
+export async function listFailed(config: ResolvedConfig, query: FailedEventsQuery = {}): Promise<FailedEvent[]> {
+  return withPool(config, (pool) =>
+    listFailedEvents(pool, {
+      ...(query.projection === undefined ? {} : { projection: query.projection }),
+      statuses: query.all ? FAILED_EVENT_STATUSES : ['parked'],
+    }),
+  );
+}
+
+/**
+ * `projd failed retry`: applies parked events through the current handlers (loaded from the
+ * projections folder), each in its own locked transaction. `ids: 'all'` takes every parked
+ * event (of `projection`, when given).
+ */
+export async function retryFailed(
+  config: ResolvedConfig,
+  ids: readonly bigint[] | 'all',
+  options: { projection?: string; projections?: Projection[] } = {},
+): Promise<ResolveOutcome[]> {
+  const projections = options.projections ?? (await loadProjections(config.projections.dir));
+  const byName = new Map(projections.map((projection) => [projection.name, projection]));
+  return withPool(config, async (pool) => {
+    const targets = ids === 'all' ? await parkedIds(pool, options.projection) : ids;
+    const outcomes: ResolveOutcome[] = [];
+    for (const id of targets) outcomes.push(await retryFailedEvent(pool, byName, id));
+    return outcomes;
+  });
+}
+
+/** `projd failed skip`: gives up on parked events; a projection halted on one moves past it. */
+export async function skipFailed(config: ResolvedConfig, ids: readonly bigint[]): Promise<ResolveOutcome[]> {
+  return withPool(config, async (pool) => {
+    const outcomes: ResolveOutcome[] = [];
+    for (const id of ids) outcomes.push(await skipFailedEvent(pool, id));
+    return outcomes;
+  });
+}
+
+async function parkedIds(pool: pg.Pool, projection: string | undefined): Promise<bigint[]> {
+  const parked = await listFailedEvents(pool, projection === undefined ? {} : { projection });
+  return parked.map((event) => event.id);
+}
+
+/** A small pool for one command, checked and migrated, ended whatever happens. */
+async function withPool<T>(config: ResolvedConfig, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
+  const pool = createPool({ url: config.database.url, max: 2 });
+  try {
+    await checkServer(pool, config.database.url);
+    await migrate(pool);
+    return await work(pool);
+  } finally {
+    await pool.end();
+  }
+}
+
+export interface ReadStatusOptions {
+  /** Projections to report on instead of loading `config.projections.dir`. */
+  projections?: Projection[];
+}
+
+/**
+ * `projd status`: each projection's state, position and lag, read from the tables in one
+ * statement; no daemon needs to run. Only loaded projections are listed: the checkpoint of a
+ * projection removed from the folder stays in `projd.checkpoints` but is not reported.
+ */
+export async function readStatus(config: ResolvedConfig, options: ReadStatusOptions = {}): Promise<ProjectionStatus[]> {
+  const projections = options.projections ?? (await loadProjections(config.projections.dir));
+  const pool = createPool({ url: config.database.url, max: 1, applicationName: daemonApplicationName('cli') });
+  try {
+    await checkServer(pool, config.database.url);
+    const report = await readStatusReport(pool, projections, { pollInterval: config.projections.pollInterval });
+    return report.projections;
   } finally {
     await pool.end();
   }

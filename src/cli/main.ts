@@ -1,7 +1,16 @@
 import { Command, CommanderError, Option } from 'commander';
-import { errorMessage, isUserError } from '../errors.js';
-import { migrateCommand } from './migrate.js';
+import { errorMessage, isOperationalError, isUserError } from '../errors.js';
+import {
+  failedListCommand,
+  failedRetryCommand,
+  failedSkipCommand,
+  type FailedListOptions,
+  type FailedRetryOptions,
+} from './failed.js';
+import { migrateCommand, type MigrateOptions } from './migrate.js';
+import { replayCommand, type ReplayCommandOptions } from './replay.js';
 import { runCommand } from './run.js';
+import { statusCommand, type StatusCommandOptions } from './status.js';
 
 /** Exit codes, as the contract fixes them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 3 } as const;
@@ -18,6 +27,8 @@ export function buildProgram(): Command {
   const program = new Command('projd')
     .description('Projection daemon for PostgreSQL event stores')
     .showSuggestionAfterError()
+    // One line per usage error: commander puts its "(Did you mean run?)" on a line of its own.
+    .configureOutput({ outputError: (message, write) => write(`${message.trim().replace(/\s*\n\s*/g, ' ')}\n`) })
     .exitOverride();
 
   program
@@ -30,7 +41,50 @@ export function buildProgram(): Command {
     .command('migrate')
     .description("create or upgrade projd's tables (idempotent)")
     .addOption(configOption())
-    .action((options: CommonOptions) => migrateCommand(options));
+    .option('--new-era', 'after restoring the store into another cluster: order what it holds before anything new')
+    .action((options: MigrateOptions) => migrateCommand(options));
+
+  program
+    .command('status')
+    .description('one row per projection: state, position, lag, parked events, owner')
+    .addOption(configOption())
+    .option('--json', 'print a JSON array, one object per projection')
+    .option('--check', 'exit 1 when a projection is failed, stalled or lags more than health.maxLag')
+    .action((options: StatusCommandOptions) => statusCommand(options));
+
+  program
+    .command('replay')
+    .description('clear a projection and rebuild it from position 0; exits once caught up')
+    .argument('[name]', 'the projection to replay')
+    .option('--all', 'replay every projection, one after the other')
+    .option('--progress-interval <duration>', 'time between progress reports (default: 250ms on a terminal, else 2s)')
+    .addOption(configOption())
+    .action((name: string | undefined, options: ReplayCommandOptions) => replayCommand(name, options));
+
+  const failed = program.command('failed').description('inspect and act on parked events');
+  failed
+    .command('list')
+    .description('list parked events (with --all, retried and skipped ones too)')
+    .addOption(configOption())
+    .option('-p, --projection <name>', 'only this projection')
+    .option('--all', 'include retried and skipped events')
+    .option('--json', 'print JSON')
+    .action((options: FailedListOptions) => failedListCommand(options));
+  failed
+    .command('retry')
+    .description('apply parked events again through the current handlers')
+    .argument('[ids...]', 'ids from projd failed list')
+    .addOption(configOption())
+    .option('--all', 'every parked event')
+    .option('-p, --projection <name>', 'with --all: only this projection')
+    .action((ids: string[], options: FailedRetryOptions) => failedRetryCommand(ids, options));
+  failed
+    .command('skip')
+    .description('give up on parked events; a projection halted on one goes on past it')
+    .argument('<ids...>', 'ids from projd failed list')
+    .addOption(configOption())
+    .action((ids: string[], options: CommonOptions) => failedSkipCommand(ids, options));
+  for (const command of failed.commands) command.exitOverride();
 
   // Subcommands inherit exitOverride only when it is set before they are added.
   for (const command of program.commands) command.exitOverride();
@@ -53,7 +107,12 @@ function exitCodeFor(error: unknown): number {
   }
   if (isUserError(error)) {
     process.stderr.write(`projd: ${errorMessage(error).replace(/\s*\n\s*/g, ' ')}\n`);
-    return EXIT.usage;
+    // A UserError from another copy of projd may predate exitCode.
+    return (error as { exitCode?: number }).exitCode === EXIT.failed ? EXIT.failed : EXIT.usage;
+  }
+  if (isOperationalError(error)) {
+    process.stderr.write(`projd: ${errorMessage(error).replace(/\s*\n\s*/g, ' ')}\n`);
+    return EXIT.failed;
   }
   process.stderr.write(`projd: internal error: ${error instanceof Error ? error.stack : String(error)}\n`);
   return EXIT.internal;

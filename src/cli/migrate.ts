@@ -1,11 +1,23 @@
-import { migrateStore } from '../app.js';
+import { migrateStore, startNewStoreEra } from '../app.js';
 import { loadConfig } from '../config/loadConfig.js';
 import type { CommonOptions } from './main.js';
 
+export interface MigrateOptions extends CommonOptions {
+  newEra?: boolean;
+}
+
 /** `projd migrate`: prints what it applied, one migration per line, or that nothing was pending. */
-export async function migrateCommand(options: CommonOptions): Promise<void> {
+export async function migrateCommand(options: MigrateOptions): Promise<void> {
   const config = await loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
   const applied = await migrateStore(config);
   if (applied.length === 0) process.stdout.write('projd: database is up to date\n');
   for (const id of applied) process.stdout.write(`applied ${id}\n`);
+  if (options.newEra) {
+    const era = await startNewStoreEra(config);
+    process.stdout.write(
+      era
+        ? `started era ${era.to}: the ${era.from === 0 ? 'restored' : `era ${era.from}`} events sort before every new one\n`
+        : 'projd: no new era needed: the stored transaction ids belong to this cluster\n',
+    );
+  }
 }

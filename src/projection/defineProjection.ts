@@ -6,7 +6,9 @@ const NAME_PATTERN = /^[a-z][a-z0-9_]*$/;
 const MAX_NAME_LENGTH = 63;
 /** `projd.checkpoints.version` is an `integer`. */
 const MAX_VERSION = 2_147_483_647;
-const DEFINITION_KEYS: readonly string[] = ['name', 'version', 'setup', 'reset', 'handlers'];
+const DEFINITION_KEYS: readonly string[] = ['name', 'version', 'setup', 'reset', 'handlers', 'onError', 'maxAttempts'];
+const ON_ERROR_POLICIES: readonly string[] = ['park', 'stop'];
+const MAX_ATTEMPTS = 100;
 
 /**
  * The outcome of checking a definition. A failure carries the key path at fault
@@ -50,7 +52,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     return fail([key], `unknown key '${key}'${hint}; the keys are ${DEFINITION_KEYS.join(', ')}`);
   }
 
-  const { name, version, setup, reset, handlers } = value;
+  const { name, version, setup, reset, handlers, onError, maxAttempts } = value;
   if (name === undefined) return fail(['name'], 'name is required');
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     return fail(['name'], `name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got ${describeValue(name)}`);
@@ -64,6 +66,16 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     return fail(['version'], `version must be a positive integer, got ${describeValue(version)}`);
   }
   if (version > MAX_VERSION) return fail(['version'], `version must be at most ${MAX_VERSION}, got ${version}`);
+
+  if (onError !== undefined && (typeof onError !== 'string' || !ON_ERROR_POLICIES.includes(onError))) {
+    return fail(['onError'], `onError must be 'park' or 'stop', got ${describeValue(onError)}`);
+  }
+  if (
+    maxAttempts !== undefined &&
+    (typeof maxAttempts !== 'number' || !Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > MAX_ATTEMPTS)
+  ) {
+    return fail(['maxAttempts'], `maxAttempts must be an integer from 1 to ${MAX_ATTEMPTS}, got ${describeValue(maxAttempts)}`);
+  }
 
   const statements: Record<'setup' | 'reset', readonly string[]> = { setup: [], reset: [] };
   for (const [key, sql] of [['setup', setup], ['reset', reset]] as const) {
@@ -102,6 +114,8 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     reset: Object.freeze([...statements.reset]),
     handlers: handlerMap,
     eventTypes: Object.freeze(eventTypes),
+    ...(onError === undefined ? {} : { onError: onError as 'park' | 'stop' }),
+    ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
   });
   return { ok: true, projection };
 }

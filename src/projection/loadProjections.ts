@@ -133,9 +133,17 @@ function projectionOf(exports: unknown, shown: string): Projection {
  * this copy's checks and comes out in this copy's shape.
  */
 function definitionOf(projection: Projection): unknown {
-  const { name, version, setup, reset, handlers } = projection;
+  const { name, version, setup, reset, handlers, onError, maxAttempts } = projection;
   if (!(handlers instanceof Map)) return projection;
-  return { name, version, setup: [...setup], reset: [...reset], handlers: Object.fromEntries(handlers) };
+  return {
+    name,
+    version,
+    setup: [...setup],
+    reset: [...reset],
+    handlers: Object.fromEntries(handlers),
+    ...(onError === undefined ? {} : { onError }),
+    ...(maxAttempts === undefined ? {} : { maxAttempts }),
+  };
 }
 
 type DefaultExport = { found: true; value: unknown } | { found: false };

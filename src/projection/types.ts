@@ -47,6 +47,15 @@ export interface ProjectionDefinition {
   reset?: string | readonly string[];
   /** One handler per event type; events of other types are never fetched. */
   handlers: Record<string, EventHandler>;
+  /**
+   * An event whose handler keeps failing (it throws, or PostgreSQL refuses its data) is
+   * `park`ed in `projd.failed_events` while the projection goes on, or the projection `stop`s
+   * right before it until `projd failed retry` or `skip`. Transient failures are always retried.
+   * @defaultValue `projections.onError` in the config (`park`)
+   */
+  onError?: 'park' | 'stop';
+  /** Attempts at a failing event before it is parked or the projection stops. @defaultValue `projections.maxAttempts` (3) */
+  maxAttempts?: number;
 }
 
 /** Brand that marks the value `defineProjection` returns; a plain string so copies of projd agree. */
@@ -62,6 +71,10 @@ export interface Projection {
   readonly handlers: ReadonlyMap<string, EventHandler>;
   /** The event types it handles, sorted: the filter used when reading events. */
   readonly eventTypes: readonly string[];
+  /** Unset: the config's `projections.onError` applies. */
+  readonly onError?: 'park' | 'stop';
+  /** Unset: the config's `projections.maxAttempts` applies. */
+  readonly maxAttempts?: number;
   /** The file it was loaded from, for messages; absent for projections built in code. */
   readonly source?: string;
 }

@@ -1,9 +1,11 @@
 import type pg from 'pg';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
-import type { Position } from '../store/position.js';
+import { positionText, type Position } from '../store/position.js';
 import { errorMessage } from '../errors.js';
-import { runBatch } from './runBatch.js';
+import { classifyError, sqlstateOf } from '../store/classifyError.js';
+import type { Failure } from '../store/failedEvents.js';
+import { EventFailure, runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
 
 export const RUNNER_STATES = {
@@ -20,6 +22,8 @@ export const RUNNER_STATES = {
   versionAhead: 'version_ahead',
   /** The last pass failed; retrying with backoff. */
   retrying: 'retrying',
+  /** Halted on a failed event (`onError: stop`) until it is retried or skipped. */
+  failed: 'failed',
   stopped: 'stopped',
 } as const;
 
@@ -28,6 +32,8 @@ export type RunnerState = (typeof RUNNER_STATES)[keyof typeof RUNNER_STATES];
 /** Told what the runner does, for metrics. Called synchronously; must not throw. */
 export interface RunnerObserver {
   batchCommitted?(batch: { projection: string; applied: number; durationSeconds: number; to: Position | null }): void;
+  /** An event was parked, or the projection halted on it, after its last attempt. */
+  eventFailed?(failure: { projection: string; position: bigint; policy: 'park' | 'stop' }): void;
   stateChanged?(change: { projection: string; from: RunnerState; to: RunnerState }): void;
 }
 
@@ -53,6 +59,11 @@ export interface RunnerOptions {
   batchSize: number;
   /** Milliseconds between passes when nothing wakes the runner. */
   pollInterval: number;
+  /** Milliseconds after which a batch is cancelled and retried as a transient failure. */
+  batchTimeout: number;
+  /** What to do with an event that still fails after `maxAttempts`. */
+  onError: 'park' | 'stop';
+  maxAttempts: number;
   logger: Logger;
   observer?: RunnerObserver;
 }
@@ -72,12 +83,32 @@ export interface Runner {
 }
 
 // Retry backoff after a failed pass: 100 ms doubling to a 30 s cap, each delay drawn at random
-// from its upper half so that daemons failing together do not retry in step.
+// from its upper half (see backoff()) so that daemons failing together do not retry in step.
 const RETRY_BASE_MS = 100;
 const RETRY_CAP_MS = 30_000;
 // While events are held back by an older open transaction, look again after 20 ms, doubling up
 // to the poll interval: nothing notifies when that transaction ends.
 const HELD_BACK_FIRST_MS = 20;
+
+interface Failing {
+  position: bigint;
+  /** How many events of its batch came before it and are not committed yet. */
+  index: number;
+  attempts: number;
+  failure: Failure;
+}
+
+/** Jittered exponential backoff: the upper half of 100 ms · 2^(attempt-1), capped at 30 s. */
+function backoff(attempt: number): number {
+  const cap = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
+  return Math.round(cap / 2 + (Math.random() * cap) / 2);
+}
+
+/** What is recorded of a deterministic failure. */
+export function describeFailure(error: unknown): Failure {
+  const code = sqlstateOf(error);
+  return { errorClass: code === null ? 'handler' : 'database', message: errorMessage(error), code };
+}
 
 export function createRunner(options: RunnerOptions): Runner {
   const { projection, logger: parentLogger } = options;
@@ -102,73 +133,140 @@ export function createRunner(options: RunnerOptions): Runner {
     state = next;
   }
 
+  /** The event being isolated after a deterministic failure, until it succeeds or is parked. */
+  let failing: Failing | null = null;
+  /** Halved after a timeout, doubled back after each full batch. */
+  let batchSize = options.batchSize;
+
+  function nextPass(): Pick<RunBatchOptions, 'batchSize' | 'park'> {
+    if (!failing) return { batchSize };
+    // First commit the events before the failing one, so they are re-applied once at most.
+    if (failing.index > 0) return { batchSize: failing.index };
+    if (failing.attempts >= options.maxAttempts) {
+      const { position, failure, attempts } = failing;
+      return { batchSize: 1, park: { position, failure, attempts, policy: options.onError } };
+    }
+    return { batchSize: 1 }; // the failing event alone, once more
+  }
+
+  /** Handles a successful pass; returns how long to wait before the next one. */
+  function afterPass(result: BatchResult, started: number): number {
+    switch (result.kind) {
+      case 'locked_elsewhere':
+        setState(RUNNER_STATES.standby);
+        return options.pollInterval;
+      case 'version_ahead':
+        setState(RUNNER_STATES.versionAhead, { storedVersion: result.storedVersion, version: projection.version });
+        return options.pollInterval;
+      case 'blocked':
+        setState(RUNNER_STATES.failed, { failedEventId: String(result.failedEventId) });
+        return options.pollInterval;
+      case 'conflict':
+        // Only a writer that ignores the lock can cause this; the batch was rolled back.
+        logger.error({ expected: positionText(result.expected) }, 'checkpoint.conflict');
+        return RETRY_BASE_MS;
+      case 'done':
+        break;
+    }
+    if (result.setUp) logger.info({ version: projection.version, setUp: result.setUp }, 'projection.setup');
+    position = { ...result.checkpoint };
+    if (result.to) {
+      const durationSeconds = (performance.now() - started) / 1000;
+      observer.batchCommitted?.({ projection: projection.name, applied: result.applied, durationSeconds, to: result.to });
+      logger.debug(
+        { applied: result.applied, to: positionText(result.to), ms: Math.round(durationSeconds * 1000) },
+        'batch.applied',
+      );
+    }
+    if (failing) {
+      if (result.parked) {
+        const { id, policy } = result.parked;
+        const details = { position: String(failing.position), failedEventId: String(id), attempts: failing.attempts };
+        observer.eventFailed?.({ projection: projection.name, position: failing.position, policy });
+        failing = null;
+        if (policy === 'stop') {
+          logger.error(details, 'event.halted');
+          setState(RUNNER_STATES.failed, { failedEventId: String(id) });
+          return options.pollInterval;
+        }
+        logger.warn(details, 'event.parked');
+      } else if (failing.index > 0) {
+        failing.index = 0; // the events before it are committed
+      } else {
+        logger.info({ position: String(failing.position), attempts: failing.attempts + 1 }, 'event.recovered');
+        failing = null;
+      }
+      return 0;
+    }
+    if (result.full) {
+      batchSize = Math.min(options.batchSize, batchSize * 2);
+      setState(RUNNER_STATES.catchingUp);
+      return 0; // more is waiting: go again at once
+    }
+    if (result.heldBack) {
+      setState(RUNNER_STATES.stalled);
+      const wait = Math.min(heldBackDelay, options.pollInterval);
+      heldBackDelay *= 2;
+      return wait;
+    }
+    heldBackDelay = HELD_BACK_FIRST_MS;
+    setState(RUNNER_STATES.live);
+    caughtUpOnce = true;
+    markCaughtUp();
+    return options.pollInterval;
+  }
+
+  /** Handles a failed pass; returns how long to wait before the next one. */
+  function afterFailure(error: unknown): number {
+    const cause = error instanceof EventFailure ? error.cause : error;
+    lastError = errorMessage(cause);
+    if (error instanceof EventFailure && classifyError(cause) === 'deterministic') {
+      failures = 0;
+      const { event, index } = error;
+      if (failing?.position === event.position) failing.attempts += 1;
+      else failing = { position: event.position, index, attempts: 1, failure: describeFailure(cause) };
+      failing.failure = describeFailure(cause);
+      logger.warn(
+        { position: String(event.position), type: event.type, attempt: failing.attempts, err: cause },
+        `event.failed: ${lastError}`,
+      );
+      if (failing.index > 0 || failing.attempts >= options.maxAttempts) return 0;
+      return backoff(failing.attempts);
+    }
+    // Transient, or a fault outside any handler: the same batch is retried, nothing is parked.
+    if (sqlstateOf(cause) === '57014') batchSize = Math.max(1, Math.floor(batchSize / 2));
+    failures += 1;
+    const retryInMs = backoff(failures);
+    setState(RUNNER_STATES.retrying);
+    logger.error({ err: cause, attempt: failures, retryInMs }, `batch.failed: ${lastError}`);
+    return retryInMs;
+  }
+
+  let failures = 0;
+  let heldBackDelay = HELD_BACK_FIRST_MS;
+
   async function run(): Promise<void> {
-    let failures = 0;
-    let heldBackDelay = HELD_BACK_FIRST_MS;
     while (!stopping.signal.aborted) {
       wakeup.clear();
       lastPassAt = Date.now();
-      let wait = options.pollInterval;
+      let wait: number;
+      const started = performance.now();
+      inBatch = true;
       try {
-        const started = performance.now();
-        inBatch = true;
-        const result = await runBatch(options).finally(() => {
-          inBatch = false;
-          lastPassAt = Date.now();
-        });
+        const result = await runBatch({ ...options, ...nextPass(), timeoutMs: options.batchTimeout });
         failures = 0;
         lastError = null;
-        switch (result.kind) {
-          case 'locked_elsewhere':
-            setState(RUNNER_STATES.standby);
-            break;
-          case 'version_ahead':
-            setState(RUNNER_STATES.versionAhead, { storedVersion: result.storedVersion, version: projection.version });
-            break;
-          case 'conflict':
-            // Only a writer that ignores the lock can cause this; the batch was rolled back.
-            logger.error({ expected: positionText(result.expected) }, 'checkpoint.conflict');
-            wait = RETRY_BASE_MS;
-            break;
-          case 'done': {
-            if (result.setUp) logger.info({ version: projection.version, setUp: result.setUp }, 'projection.setup');
-            position = { transactionId: result.checkpoint.transactionId, position: result.checkpoint.position };
-            if (result.to) {
-              const durationSeconds = (performance.now() - started) / 1000;
-              observer.batchCommitted?.({ projection: projection.name, applied: result.applied, durationSeconds, to: result.to });
-              logger.debug(
-                { applied: result.applied, to: positionText(result.to), ms: Math.round(durationSeconds * 1000) },
-                'batch.applied',
-              );
-            }
-            if (result.full) {
-              setState(RUNNER_STATES.catchingUp);
-              continue; // more is waiting: go again at once
-            }
-            if (result.heldBack) {
-              setState(RUNNER_STATES.stalled);
-              wait = Math.min(heldBackDelay, options.pollInterval);
-              heldBackDelay *= 2;
-            } else {
-              heldBackDelay = HELD_BACK_FIRST_MS;
-              setState(RUNNER_STATES.live);
-              caughtUpOnce = true;
-              markCaughtUp();
-            }
-            break;
-          }
-        }
+        wait = afterPass(result, started);
       } catch (error) {
         if (stopping.signal.aborted) break;
-        failures += 1;
-        lastError = errorMessage(error);
-        const backoff = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (failures - 1));
-        const retryInMs = Math.round(backoff / 2 + (Math.random() * backoff) / 2);
-        setState(RUNNER_STATES.retrying);
-        logger.error({ err: error, attempt: failures, retryInMs }, `batch.failed: ${errorMessage(error)}`);
         // A failing pass is not woken early by notifications: that would retry at the write rate.
-        await delay(retryInMs, stopping.signal);
+        wait = afterFailure(error);
+        inBatch = false;
+        await delay(wait, stopping.signal);
         continue;
+      } finally {
+        inBatch = false;
+        lastPassAt = Date.now();
       }
       if (wait > 0) await wakeup.wait(wait);
       lastPassAt = Date.now();
@@ -206,8 +304,4 @@ export function createRunner(options: RunnerOptions): Runner {
       await loop;
     },
   };
-}
-
-function positionText(position: { transactionId: bigint; position: bigint }): string {
-  return `${position.transactionId}/${position.position}`;
 }

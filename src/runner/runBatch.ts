@@ -1,6 +1,8 @@
 import type pg from 'pg';
-import type { Projection, ProjectionDb } from '../projection/types.js';
+import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
+import { checkOut } from '../store/connect.js';
+import { blockProjection, recordFailure, type Failure } from '../store/failedEvents.js';
 import { tryLockProjection } from '../store/locks.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
@@ -10,6 +12,13 @@ export interface RunBatchOptions {
   pool: pg.Pool;
   projection: Projection;
   batchSize: number;
+  /** Past this many milliseconds the batch is cancelled, rolled back and counted as transient. */
+  timeoutMs: number;
+  /**
+   * Instead of applying the next event, park it (or halt on it): it is the event at
+   * `position`, which failed `attempts` times.
+   */
+  park?: { position: bigint; failure: Failure; attempts: number; policy: 'park' | 'stop' };
 }
 
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
@@ -17,6 +26,8 @@ export type BatchResult =
   | { kind: 'locked_elsewhere' }
   /** The store holds a newer version of this projection, written by a newer daemon. */
   | { kind: 'version_ahead'; storedVersion: number }
+  /** Halted (`onError: stop`) on this failed event until it is retried or skipped. */
+  | { kind: 'blocked'; failedEventId: bigint }
   /** The checkpoint moved under us despite the lock: rolled back, nothing applied. */
   | { kind: 'conflict'; expected: Position }
   | {
@@ -31,35 +42,76 @@ export type BatchResult =
       heldBack: boolean;
       /** Set when this pass ran `setup`: `created` the first time, `rebuilt` after a version change. */
       setUp?: 'created' | 'rebuilt';
+      /** Set when this pass parked an event, or halted the projection on it. */
+      parked?: { id: bigint; position: bigint; policy: 'park' | 'stop' };
     };
+
+/**
+ * A handler failed on `event`, the `index`-th of its batch; the batch was rolled back.
+ * The runner decides from `cause` whether to retry the batch or isolate the event.
+ */
+export class EventFailure extends Error {
+  constructor(
+    readonly event: ProjdEvent,
+    readonly index: number,
+    override readonly cause: unknown,
+  ) {
+    super(`event ${event.position} (${event.type}) failed`, { cause });
+    this.name = 'EventFailure';
+  }
+}
+
+/** The batch outlived its timeout. Carries query_canceled's SQLSTATE, so it is transient. */
+export class BatchTimeoutError extends Error {
+  readonly code = '57014';
+  constructor(timeoutMs: number) {
+    super(`batch cancelled after ${timeoutMs} ms (projections.batchTimeout)`);
+    this.name = 'BatchTimeoutError';
+  }
+}
 
 /**
  * One batch as one transaction: lock the projection, read its checkpoint, read the next
  * events through the snapshot gate, apply them, and move the checkpoint with a
  * compare-and-swap. A crash at any point leaves the whole batch or none of it.
+ * No savepoints: a failing event rolls the batch back and the runner isolates it.
  */
-export async function runBatch({ pool, projection, batchSize }: RunBatchOptions): Promise<BatchResult> {
-  const client = await pool.connect();
+export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
+  const { pool, timeoutMs } = options;
+  const { client, release } = await checkOut(pool);
+  const deadline = createDeadline(timeoutMs, () => {
+    // Cancels the statement in flight; the server-side timeouts below cover the rest.
+    pool.query('select pg_cancel_backend($1)', [backendPid(client)]).catch(() => undefined);
+  });
   let broken: Error | undefined;
   try {
-    await client.query('begin');
-    const result = await runInTransaction(client, projection, batchSize);
+    // One round trip. statement_timeout bounds each statement and the idle timeout a handler
+    // stuck between statements, so a hung daemon cannot hold the projection's lock forever.
+    await client.query(
+      `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs}`,
+    );
+    const result = await runInTransaction(client, options, deadline);
     await client.query(result.commit ? 'commit' : 'rollback');
     return result.result;
   } catch (error) {
-    await client.query('rollback').catch((rollbackError: Error) => {
-      broken = rollbackError; // the connection is unusable: do not return it to the pool
-    });
-    throw error;
+    if (deadline.expired) {
+      broken = new BatchTimeoutError(timeoutMs); // a handler may still hold the client: never reuse it
+    } else {
+      await client.query('rollback').catch((rollbackError: Error) => {
+        broken = rollbackError; // the connection is unusable: do not return it to the pool
+      });
+    }
+    throw deadline.expired && !(error instanceof EventFailure) ? new BatchTimeoutError(timeoutMs) : error;
   } finally {
-    client.release(broken);
+    deadline.clear();
+    release(broken);
   }
 }
 
 async function runInTransaction(
   client: pg.PoolClient,
-  projection: Projection,
-  batchSize: number,
+  { projection, batchSize, park }: RunBatchOptions,
+  deadline: Deadline,
 ): Promise<{ commit: boolean; result: BatchResult }> {
   if (!(await tryLockProjection(client, projection.name))) {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
@@ -77,19 +129,52 @@ async function runInTransaction(
     for (const sql of projection.setup) await client.query(sql);
     await resetCheckpoint(client, projection.name, projection.version);
     setUp = checkpoint ? 'rebuilt' : 'created';
-    checkpoint = { version: projection.version, ...START };
+    checkpoint = { version: projection.version, blockedBy: null, ...START };
+  }
+  if (checkpoint.blockedBy !== null) {
+    return { commit: false, result: { kind: 'blocked', failedEventId: checkpoint.blockedBy } };
   }
 
-  const batch = await readBatch(client, { after: checkpoint, eventTypes: projection.eventTypes, limit: batchSize });
+  const limit = park ? 1 : batchSize;
+  const batch = await readBatch(client, { after: checkpoint, eventTypes: projection.eventTypes, limit });
   const done = { kind: 'done' as const, full: batch.full, heldBack: batch.heldBack, setUp };
   if (!batch.scannedTo) {
     return { commit: setUp !== undefined, result: { ...done, applied: 0, to: null, checkpoint } };
   }
 
-  const db = handlerDb(client);
-  for (const event of batch.events) {
-    // readBatch only returns types the projection handles.
-    await projection.handlers.get(event.type)!(event, db);
+  const first = batch.events[0];
+  if (park && first?.position === park.position) {
+    const id = await recordFailure(client, projection.name, first.position, park.failure, park.attempts);
+    if (park.policy === 'stop') {
+      await blockProjection(client, projection.name, id, park.failure.message);
+      return {
+        commit: true,
+        result: { ...done, applied: 0, to: null, checkpoint, parked: { id, position: first.position, policy: 'stop' } },
+      };
+    }
+    if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
+      return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
+    }
+    return {
+      commit: true,
+      result: {
+        ...done,
+        applied: 0,
+        to: batch.scannedTo,
+        checkpoint: batch.scannedTo,
+        parked: { id, position: first.position, policy: 'park' },
+      },
+    };
+  }
+
+  const db = handlerDb(client, deadline);
+  for (const [index, event] of batch.events.entries()) {
+    try {
+      // readBatch only returns types the projection handles.
+      await deadline.race(projection.handlers.get(event.type)!(event, db));
+    } catch (error) {
+      throw new EventFailure(event, index, error);
+    }
   }
 
   if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
@@ -102,11 +187,44 @@ async function runInTransaction(
 }
 
 /** The batch's transaction as handlers see it: queries only, no release, no end. */
-function handlerDb(client: pg.PoolClient): ProjectionDb {
+function handlerDb(client: pg.PoolClient, deadline: Deadline): ProjectionDb {
   return {
     async query<Row>(text: string, values?: readonly unknown[]) {
+      // A handler abandoned by the timeout must not reach the connection again.
+      if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
       const result = await client.query(text, values as unknown[] | undefined);
       return { rows: result.rows as Row[], rowCount: result.rowCount };
     },
   };
+}
+
+interface Deadline {
+  readonly expired: boolean;
+  /** Settles with `work`, or rejects once the deadline passes, whichever comes first. */
+  race<T>(work: Promise<T> | T): Promise<T>;
+  clear(): void;
+}
+
+function createDeadline(timeoutMs: number, onExpire: () => void): Deadline {
+  let expired = false;
+  let rejectExpired!: (error: Error) => void;
+  const whenExpired = new Promise<never>((_, reject) => (rejectExpired = reject));
+  whenExpired.catch(() => undefined); // observed through race(); never unhandled
+  const timer = setTimeout(() => {
+    expired = true;
+    onExpire();
+    rejectExpired(new BatchTimeoutError(timeoutMs));
+  }, timeoutMs);
+  return {
+    get expired() {
+      return expired;
+    },
+    race: (work) => Promise.race([work, whenExpired]),
+    clear: () => clearTimeout(timer),
+  };
+}
+
+/** The server process serving `client`; pg sets it at connect but does not declare it. */
+function backendPid(client: pg.PoolClient): number {
+  return (client as unknown as { processID: number }).processID;
 }

@@ -1,20 +1,25 @@
-import { CHECKPOINTS_TABLE } from './names.js';
-import type { Position } from './position.js';
+import { CHECKPOINTS_TABLE, FAILED_EVENTS_TABLE } from './names.js';
+import { positionParams, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
 
 export interface Checkpoint extends Position {
   /** The projection version whose handlers wrote this checkpoint. */
   version: number;
+  /** Set while an `onError: stop` projection is halted on this failed event's id. */
+  blockedBy: bigint | null;
 }
 
 interface CheckpointRow {
   version: number;
+  era: number;
   transaction_id: string;
   position: string;
+  blocked_by: string | null;
 }
 
 const selectCheckpointSql = /* sql */ `
-  select version, transaction_id::text as transaction_id, position::text as position
+  select version, era, transaction_id::text as transaction_id, position::text as position,
+         blocked_by::text as blocked_by
     from ${CHECKPOINTS_TABLE}
    where projection = $1`;
 
@@ -22,14 +27,20 @@ export async function selectCheckpoint(db: Queryable, projection: string): Promi
   const { rows } = await db.query<CheckpointRow>(selectCheckpointSql, [projection]);
   const row = rows[0];
   if (!row) return null;
-  return { version: row.version, transactionId: BigInt(row.transaction_id), position: BigInt(row.position) };
+  return {
+    version: row.version,
+    era: row.era,
+    transactionId: BigInt(row.transaction_id),
+    position: BigInt(row.position),
+    blockedBy: row.blocked_by === null ? null : BigInt(row.blocked_by),
+  };
 }
 
 const storeCheckpointSql = /* sql */ `
   update ${CHECKPOINTS_TABLE}
-     set transaction_id = $4::xid8, position = $5::bigint, updated_at = now()
+     set era = $5::integer, transaction_id = $6::xid8, position = $7::bigint, updated_at = now()
    where projection = $1
-     and transaction_id = $2::xid8 and position = $3::bigint`;
+     and era = $2::integer and transaction_id = $3::xid8 and position = $4::bigint`;
 
 /**
  * Moves the checkpoint from `from` to `to`, as a compare-and-swap on the value the batch read.
@@ -41,22 +52,36 @@ export async function storeCheckpoint(
   from: Position,
   to: Position,
 ): Promise<boolean> {
-  const { rowCount } = await db.query(storeCheckpointSql, [
-    projection,
-    from.transactionId.toString(),
-    from.position.toString(),
-    to.transactionId.toString(),
-    to.position.toString(),
-  ]);
+  const { rowCount } = await db.query(storeCheckpointSql, [projection, ...positionParams(from), ...positionParams(to)]);
   return rowCount === 1;
 }
 
 const resetCheckpointSql = /* sql */ `
   insert into ${CHECKPOINTS_TABLE} (projection, version) values ($1, $2)
   on conflict (projection) do update
-     set version = excluded.version, transaction_id = '0', position = 0, updated_at = now()`;
+     set version = excluded.version, era = 0, transaction_id = '0', position = 0, blocked_by = null,
+         updated_at = now()`;
 
 /** Puts the projection back at the start of the store, for `version`. */
 export async function resetCheckpoint(db: Queryable, projection: string, version: number): Promise<void> {
   await db.query(resetCheckpointSql, [projection, version]);
+}
+
+const restartCheckpointSql = /* sql */ `
+  update ${CHECKPOINTS_TABLE}
+     set version = $2, era = 0, transaction_id = '0', position = 0,
+         blocked_by = null, last_error = null, last_error_at = null, updated_at = now()
+   where projection = $1`;
+
+const discardFailedEventsSql = /* sql */ `delete from ${FAILED_EVENTS_TABLE} where projection = $1`;
+
+/**
+ * Puts an existing projection back at the start of the store for a replay, keeping `version`
+ * so that a daemon running the same version goes on from there rather than set it up again.
+ * Its parked events go too: they describe the read model the replay throws away, and an
+ * event that fails again is parked again. Run it in the transaction that runs `reset`.
+ */
+export async function restartCheckpoint(db: Queryable, projection: string, version: number): Promise<void> {
+  await db.query(restartCheckpointSql, [projection, version]);
+  await db.query(discardFailedEventsSql, [projection]);
 }

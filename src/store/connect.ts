@@ -76,9 +76,18 @@ export async function checkServer(pool: pg.Pool, url: string): Promise<void> {
     }
     throw error;
   }
-  if (versionNum < MIN_SERVER_VERSION_NUM) {
+  checkServerVersion({ versionNum, version }, url);
+}
+
+/**
+ * Throws a one-line `UserError` when the server is older than `MIN_SERVER_VERSION_NUM`.
+ * `versionNum` is `server_version_num` (e.g. 120015 for 12.15), `version` what the message shows.
+ */
+export function checkServerVersion(server: { versionNum: number; version: string }, url: string): void {
+  // `!(>=)` rather than `<`: an unreadable version (NaN) is refused too.
+  if (!(server.versionNum >= MIN_SERVER_VERSION_NUM)) {
     throw new UserError(
-      `database ${redactUrl(url)} runs PostgreSQL ${version}; projd needs PostgreSQL 13 or newer (for xid8)`,
+      `database ${redactUrl(url)} runs PostgreSQL ${server.version}; projd needs PostgreSQL 13 or newer (for xid8)`,
     );
   }
 }
@@ -87,4 +96,33 @@ function connectionErrorMessage(error: unknown): string {
   // Node reports a refused connection to "localhost" as an AggregateError of one error per address.
   if (error instanceof AggregateError && error.errors.length > 0) return errorMessage(error.errors[0]);
   return errorMessage(error);
+}
+
+/** A client checked out of the pool, that knows whether its connection broke meanwhile. */
+export interface CheckedOutClient {
+  client: pg.PoolClient;
+  /** Returns it to the pool, or discards it when its connection broke or `error` says so. */
+  release(error?: Error): void;
+}
+
+/**
+ * Checks a client out with an 'error' listener in place: pg emits 'error' on a checked-out
+ * client whose server goes away (a restart, an admin shutdown), and with no listener that
+ * ends the process. The query in flight rejects as well; this only keeps the process alive
+ * and the broken connection out of the pool.
+ */
+export async function checkOut(pool: pg.Pool): Promise<CheckedOutClient> {
+  const client = await pool.connect();
+  let broken: Error | undefined;
+  const onError = (error: Error) => {
+    broken = error;
+  };
+  client.on('error', onError);
+  return {
+    client,
+    release(error?: Error) {
+      client.off('error', onError);
+      client.release(error ?? broken);
+    },
+  };
 }

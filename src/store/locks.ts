@@ -12,3 +12,14 @@ export async function tryLockProjection(db: Queryable, projection: string): Prom
   const { rows } = await db.query<{ locked: boolean }>(tryLockSql, [advisoryLockKey('projection', projection)]);
   return rows[0]!.locked;
 }
+
+const lockSql = /* sql */ `select pg_advisory_xact_lock($1::bigint)`;
+
+/**
+ * Takes the projection's lock for the rest of the current transaction, waiting for it: the
+ * batch a daemon holds it for commits or rolls back first, so what follows never lands
+ * inside someone else's batch. Same key as {@link tryLockProjection}.
+ */
+export async function lockProjection(db: Queryable, projection: string): Promise<void> {
+  await db.query(lockSql, [advisoryLockKey('projection', projection)]);
+}

@@ -1,6 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { checkOut } from './connect.js';
 import { MIGRATIONS_TABLE, SCHEMA, advisoryLockKey } from './names.js';
 
 /** Shipped next to `src/` and `dist/`, so the same relative path works from both. */
@@ -40,7 +41,7 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
   const pending = migrations.filter((migration) => !applied.has(migration.id));
   const done: string[] = [];
   for (const migration of pending) {
-    const client = await pool.connect();
+    const { client, release } = await checkOut(pool);
     try {
       await client.query('begin');
       await client.query('select pg_advisory_xact_lock($1::bigint)', [advisoryLockKey('migrate', SCHEMA)]);
@@ -56,7 +57,7 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
       await client.query('rollback').catch(() => undefined);
       throw new Error(`migration ${migration.id} failed: ${(error as Error).message}`, { cause: error });
     } finally {
-      client.release();
+      release();
     }
   }
   return done;

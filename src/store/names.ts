@@ -5,6 +5,7 @@ export const SCHEMA = 'projd';
 export const EVENTS_TABLE = `${SCHEMA}.events`;
 export const CHECKPOINTS_TABLE = `${SCHEMA}.checkpoints`;
 export const MIGRATIONS_TABLE = `${SCHEMA}.migrations`;
+export const FAILED_EVENTS_TABLE = `${SCHEMA}.failed_events`;
 
 /** The channel the events trigger notifies; the payload is always empty. */
 export const EVENTS_CHANNEL = 'projd_events';

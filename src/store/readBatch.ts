@@ -1,7 +1,7 @@
 import type { ProjdEvent } from '../projection/types.js';
 import type { Queryable } from './queryable.js';
-import { EVENTS_TABLE } from './names.js';
-import type { Position } from './position.js';
+import { EVENTS_TABLE, SCHEMA } from './names.js';
+import { positionParams, type Position } from './position.js';
 
 export interface ReadBatchOptions {
   after: Position;
@@ -31,47 +31,49 @@ export interface Batch {
  */
 export const readBatchSql = /* sql */ `
   with gate as materialized (
-    select pg_snapshot_xmin(pg_current_snapshot()) as xmin
+    select ${SCHEMA}.current_era() as era, pg_snapshot_xmin(pg_current_snapshot()) as xmin
   ),
   batch as (
-    select e.position, e.transaction_id, e.stream_id, e.stream_version, e.type,
+    select e.position, e.era, e.transaction_id, e.stream_id, e.stream_version, e.type,
            e.data, e.metadata, e.schema_version, e.created_at
       from ${EVENTS_TABLE} e
-     where (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
-       and e.transaction_id < (select xmin from gate)
-       and e.type = any($3::text[])
-     order by e.transaction_id, e.position
-     limit $4
+     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)
+       and e.type = any($4::text[])
+     order by e.era, e.transaction_id, e.position
+     limit $5
   ),
   scan_end as (
-    select e.transaction_id, e.position
+    select e.era, e.transaction_id, e.position
       from ${EVENTS_TABLE} e
-     where (e.transaction_id, e.position) > ($1::xid8, $2::bigint)
-       and e.transaction_id < (select xmin from gate)
-     order by e.transaction_id desc, e.position desc
+     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)
+     order by e.era desc, e.transaction_id desc, e.position desc
      limit 1
   ),
   held_back as (
     -- Written as ORDER BY … LIMIT 1 so the planner walks the index from the gate up; as a
     -- bare EXISTS it guesses a third of the table qualifies and scans all of it.
     select (
-      select e.transaction_id from ${EVENTS_TABLE} e
-       where e.transaction_id >= (select xmin from gate)
-       order by e.transaction_id
+      select e.position from ${EVENTS_TABLE} e
+       where (e.era, e.transaction_id) >= (select era, xmin from gate)
+       order by e.era, e.transaction_id
        limit 1
     ) is not null as held_back
   )
-  select b.position::text as position, b.transaction_id::text as transaction_id,
+  select b.position::text as position, b.era, b.transaction_id::text as transaction_id,
          b.stream_id, b.stream_version, b.type, b.data, b.metadata, b.schema_version, b.created_at,
-         s.transaction_id::text as scan_end_transaction_id, s.position::text as scan_end_position,
+         s.era as scan_end_era, s.transaction_id::text as scan_end_transaction_id,
+         s.position::text as scan_end_position,
          h.held_back
     from held_back h
     left join scan_end s on true
     left join batch b on true
-   order by b.transaction_id, b.position`;
+   order by b.era, b.transaction_id, b.position`;
 
 interface ReadBatchRow {
   position: string | null;
+  era: number;
   transaction_id: string | null;
   stream_id: string;
   stream_version: number;
@@ -80,6 +82,7 @@ interface ReadBatchRow {
   metadata: Record<string, unknown>;
   schema_version: number;
   created_at: Date;
+  scan_end_era: number | null;
   scan_end_transaction_id: string | null;
   scan_end_position: string | null;
   held_back: boolean;
@@ -87,15 +90,16 @@ interface ReadBatchRow {
 
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
   const { rows } = await db.query<ReadBatchRow>(readBatchSql, [
-    options.after.transactionId.toString(),
-    options.after.position.toString(),
+    ...positionParams(options.after),
     options.eventTypes,
     options.limit,
   ]);
   const first = rows[0]!; // held_back always yields exactly one row to join onto
   const events: ProjdEvent[] = [];
+  let last: Position | null = null;
   for (const row of rows) {
     if (row.position === null || row.transaction_id === null) continue;
+    last = { era: row.era, transactionId: BigInt(row.transaction_id), position: BigInt(row.position) };
     events.push({
       position: BigInt(row.position),
       transactionId: BigInt(row.transaction_id),
@@ -109,12 +113,15 @@ export async function readBatch(db: Queryable, options: ReadBatchOptions): Promi
     });
   }
   const full = events.length === options.limit;
-  const last = events.at(-1);
   let scannedTo: Position | null = null;
   if (full && last) {
-    scannedTo = { transactionId: last.transactionId, position: last.position };
-  } else if (first.scan_end_transaction_id !== null && first.scan_end_position !== null) {
-    scannedTo = { transactionId: BigInt(first.scan_end_transaction_id), position: BigInt(first.scan_end_position) };
+    scannedTo = last;
+  } else if (first.scan_end_era !== null && first.scan_end_transaction_id !== null && first.scan_end_position !== null) {
+    scannedTo = {
+      era: first.scan_end_era,
+      transactionId: BigInt(first.scan_end_transaction_id),
+      position: BigInt(first.scan_end_position),
+    };
   }
   return { events, scannedTo, full, heldBack: first.held_back };
 }

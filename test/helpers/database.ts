@@ -18,21 +18,30 @@ export interface TestDatabase {
   drop(): Promise<void>;
 }
 
+export interface CreateTestDatabaseOptions {
+  /**
+   * Create it empty, as a user's new database is (PostgreSQL's default template, no `projd`
+   * schema), instead of cloning the migrated template. @defaultValue false
+   */
+  empty?: boolean;
+}
+
 /**
  * A fresh, migrated database for one test file, cloned from the template that globalSetup
  * made. Call it at the top level of the file: `const db = await createTestDatabase();`.
  * It is dropped after the file if every test passed; otherwise it is kept and its name printed.
  */
-export async function createTestDatabase(): Promise<TestDatabase> {
+export async function createTestDatabase(options: CreateTestDatabaseOptions = {}): Promise<TestDatabase> {
   const adminUrl = inject('postgresAdminUrl');
-  const template = inject('postgresTemplateDatabase');
+  const template = options.empty ? undefined : inject('postgresTemplateDatabase');
   const testFile = expect.getState().testPath ?? 'unknown';
   const name = uniqueName(testFile);
 
   const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   try {
-    await admin.query(`create database ${pg.escapeIdentifier(name)} template ${pg.escapeIdentifier(template)}`);
+    const from = template === undefined ? '' : ` template ${pg.escapeIdentifier(template)}`;
+    await admin.query(`create database ${pg.escapeIdentifier(name)}${from}`);
   } finally {
     await admin.end();
   }

@@ -5,7 +5,7 @@ import { appendLedgerEvents, countApplied, expectLedgerExact, ledgerProjectionSo
 import { writeProject } from '../helpers/project.js';
 import { waitFor } from '../helpers/waitFor.js';
 
-const TOTAL = 30_000;
+const TOTAL = 16_000;
 
 const db = await createTestDatabase();
 let project: Awaited<ReturnType<typeof writeProject>>;
@@ -44,5 +44,5 @@ describe('projd run killed with SIGKILL during catch-up', () => {
     });
     expect(await daemon.stop()).toBe(0);
     await expectLedgerExact(db.pool);
-  });
+  }, 120_000);
 });

@@ -241,7 +241,7 @@ handlers:
     it('an unknown key, with the key it was likely meant to be', () => {
       expect(errorOf(DEPOSITS.replace('handlers:', 'handler:'))).toBe(
         `projections/deposits.yaml:6:1: projection 'deposits': unknown key 'handler' (did you mean 'handlers'?); ` +
-          'the keys are name, version, setup, reset, handlers',
+          'the keys are name, version, setup, reset, handlers, onError, maxAttempts',
       );
     });
 

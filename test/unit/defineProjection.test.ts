@@ -105,11 +105,11 @@ describe('defineProjection', () => {
   it('rejects unknown keys, suggesting the key a typo meant', () => {
     const { handlers, ...rest } = valid();
     expect(errorOf({ ...rest, handler: handlers })).toBe(
-      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, handlers`,
+      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, handlers, onError, maxAttempts`,
     );
     expect(errorOf(valid({ verison: 2 }))).toContain(`unknown key 'verison' (did you mean 'version'?)`);
     expect(errorOf(valid({ source: 'x.ts' }))).toBe(
-      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, handlers`,
+      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, handlers, onError, maxAttempts`,
     );
   });
 

@@ -1,0 +1,143 @@
+// Live latency: projd runs, caught up, while writers append single-event transactions at a
+// steady rate. Each event's latency runs from its own commit to the commit of the projd batch
+// that applied it, i.e. until the read model shows it.
+
+import { setTimeout as sleep } from 'node:timers/promises';
+import pg from 'pg';
+import { connect } from './database.js';
+import { balancesProjection, startApp, waitForCatchUp } from './contenders/projd.js';
+import { CREDITED, DEBITED } from './readModel.js';
+import { lastVersions } from './store.js';
+
+const LATENCY_TABLE = 'bench_latency';
+const APPLY_DEADLINE_MS = 30_000;
+const POLL_MS = 20;
+
+const appendSql = /* sql */ `insert into projd.events (stream_id, stream_version, type, data) values ($1, $2, $3, $4)`;
+
+/**
+ * Both ends on the server's clock: with track_commit_timestamp, the commit time of the event's
+ * transaction and of projd's batch transaction (the latency row's xmin). Without it, the event's
+ * created_at (its transaction's start) to the handler's clock_timestamp(): the first is a little
+ * early and the second a little early too, by the rest of the batch and its commit.
+ */
+function latencySql(commitTimestamps) {
+  const ms = commitTimestamps
+    ? '(extract(epoch from pg_xact_commit_timestamp(l.xmin) - pg_xact_commit_timestamp(e.xmin)) * 1000)::float8'
+    : '(extract(epoch from l.applied_at - e.created_at) * 1000)::float8';
+  return /* sql */ `
+    select count(*)::int as events,
+           count(distinct l.xmin::text)::int as batches,
+           percentile_disc(0.5) within group (order by ms) as p50,
+           percentile_disc(0.95) within group (order by ms) as p95,
+           percentile_disc(0.99) within group (order by ms) as p99,
+           max(ms) as max
+      from (select l.xmin, ${ms} as ms
+              from ${LATENCY_TABLE} l
+              join projd.events e on e.position = l.position) l`;
+}
+
+export async function measureLiveLatency({ url, admin, config, table, rate, duration, writers, commitTimestamps, progress }) {
+  await admin.query(`drop table if exists ${LATENCY_TABLE}`);
+  await admin.query(`create table ${LATENCY_TABLE} (position bigint primary key, applied_at timestamptz not null)`);
+  // Same name and version as the catch-up contender: it resumes from that checkpoint, at the head.
+  const { app, stop } = startApp(config, balancesProjection({ table, latencyTable: LATENCY_TABLE }));
+  try {
+    await app.start();
+    await waitForCatchUp(app);
+    progress(`live: writing ${rate} events/s for ${duration} s over ${writers} connection(s)`);
+    const written = await writeSteadily({ url, streams: await lastVersions(admin), rate, duration, writers });
+    await waitForApplied(admin, written.events);
+    const { rows: [stats] } = await admin.query(latencySql(commitTimestamps));
+    return {
+      rate,
+      duration,
+      writers,
+      written: written.events,
+      achievedRate: written.events / written.seconds,
+      writerLateMs: written.lateMs,
+      applied: stats.events,
+      batches: stats.batches,
+      clock: commitTimestamps ? 'commit timestamps' : 'created_at to handler clock',
+      latencyMs: { p50: stats.p50, p95: stats.p95, p99: stats.p99, max: stats.max },
+    };
+  } finally {
+    await stop();
+  }
+}
+
+/**
+ * Appends `rate` events a second for `duration` seconds, each in its own transaction. Event i
+ * is due at start + i / rate; a timer waits for it, so the rate holds even when a commit is slow.
+ * A stream always goes to the same connection, so its versions commit in order.
+ */
+async function writeSteadily({ url, streams, rate, duration, writers }) {
+  const clients = [];
+  try {
+    for (let i = 0; i < writers; i++) clients.push(await connect(url));
+    const queues = clients.map(() => Promise.resolve());
+    const random = seededRandom(7);
+    const total = rate * duration;
+    let failure;
+    let committed = 0;
+    let lastCommitAt = 0;
+    let lateMs = 0;
+    const started = performance.now();
+    for (let i = 0; i < total && !failure; i++) {
+      const due = started + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await sleep(wait);
+      lateMs = Math.max(lateMs, performance.now() - due);
+      const index = Math.floor(random() * streams.length);
+      const stream = streams[index];
+      stream.version += 1;
+      const debit = random() < 0.3;
+      const values = [
+        stream.streamId,
+        stream.version,
+        debit ? DEBITED : CREDITED,
+        JSON.stringify({ amount: 1 + Math.floor(random() * 1000) }),
+      ];
+      const writer = index % writers;
+      queues[writer] = queues[writer].then(async () => {
+        if (failure) return;
+        try {
+          await clients[writer].query(appendSql, values);
+          committed += 1;
+          lastCommitAt = performance.now();
+        } catch (error) {
+          failure ??= error;
+        }
+      });
+    }
+    await Promise.all(queues);
+    if (failure) throw new Error(`live writer: ${failure.message}`, { cause: failure });
+    return { events: committed, seconds: (lastCommitAt - started) / 1000, lateMs };
+  } finally {
+    await Promise.all(clients.map((client) => client.end().catch(() => {})));
+  }
+}
+
+async function waitForApplied(admin, events) {
+  const deadline = performance.now() + APPLY_DEADLINE_MS;
+  for (;;) {
+    const { rows: [row] } = await admin.query(`select count(*)::int as applied from ${pg.escapeIdentifier(LATENCY_TABLE)}`);
+    if (row.applied >= events) return;
+    if (performance.now() > deadline) {
+      throw new Error(`live: projd applied ${row.applied} of ${events} events within ${APPLY_DEADLINE_MS / 1000} s`);
+    }
+    await sleep(POLL_MS);
+  }
+}
+
+/** mulberry32: the same streams and amounts on every run. */
+function seededRandom(seed) {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}

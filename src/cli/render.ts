@@ -1,0 +1,101 @@
+import type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from '../status/readStatus.js';
+
+interface Column {
+  title: string;
+  align: 'left' | 'right';
+  cell(status: ProjectionStatus): string;
+}
+
+const COLUMNS: readonly Column[] = [
+  { title: 'NAME', align: 'left', cell: (status) => status.name },
+  { title: 'VERSION', align: 'left', cell: formatVersion },
+  { title: 'STATE', align: 'left', cell: (status) => status.state },
+  { title: 'POSITION', align: 'right', cell: (status) => status.position },
+  { title: 'HEAD', align: 'right', cell: (status) => status.headPosition },
+  { title: 'LAG', align: 'right', cell: (status) => status.lagEvents },
+  { title: 'LAG TIME', align: 'right', cell: (status) => formatSeconds(status.lagSeconds) },
+  { title: 'PARKED', align: 'right', cell: (status) => String(status.failedEvents) },
+  { title: 'OWNER', align: 'left', cell: (status) => formatOwner(status.owner) },
+  { title: 'NOTE', align: 'left', cell: formatNote },
+];
+
+/** `projd status` as plain text: a header and one aligned row per projection. */
+export function renderStatusTable(statuses: readonly ProjectionStatus[]): string {
+  const rows = [COLUMNS.map((column) => column.title), ...statuses.map((status) => COLUMNS.map((column) => column.cell(status)))];
+  const widths = COLUMNS.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
+  const lines = rows.map((row) =>
+    row
+      .map((text, i) => (COLUMNS[i]!.align === 'right' ? text.padStart(widths[i]!) : text.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+  return `${lines.join('\n')}\n`;
+}
+
+function formatVersion(status: ProjectionStatus): string {
+  if (status.storedVersion === null || status.storedVersion === status.version) return String(status.version);
+  return `${status.version} (stored ${status.storedVersion})`;
+}
+
+/** A daemon by its `host:pid`, anything else by its pid and application name. */
+export function formatOwner(owner: ProjectionOwner | null): string {
+  if (owner === null) return '-';
+  const daemon = /^projd daemon (.+)$/.exec(owner.applicationName ?? '');
+  if (daemon) return daemon[1]!;
+  return owner.applicationName ? `pid ${owner.pid} (${owner.applicationName})` : `pid ${owner.pid}`;
+}
+
+function formatNote(status: ProjectionStatus): string {
+  if (status.state === 'failed') {
+    const at = `stopped at failed event ${status.blockedBy ?? '?'}`;
+    return status.lastError ? `${at}: ${oneLine(status.lastError)}` : at;
+  }
+  if (status.state === 'stalled') return formatStall(status.stalledBy);
+  return status.lastError ? `last error: ${oneLine(status.lastError)}` : '';
+}
+
+/** Why a projection is stalled, naming the transaction to look at. */
+export function formatStall(by: BlockingTransaction | null): string {
+  if (by === null) return 'held back by an open transaction this database role cannot see';
+  const age = `open ${formatSeconds(by.transactionAgeSeconds)}`;
+  if (by.pid === null) return `held back by ${by.query ?? 'a prepared transaction'} (${age})`;
+  const details = [by.state, age, by.applicationName, by.database && `database ${by.database}`].filter(Boolean);
+  const query = by.query ? `: ${by.query}` : '';
+  return `held back by pid ${by.pid} (${details.join(', ')})${query}`;
+}
+
+/** `0s`, `<0.1s`, `2.5s`, `42s`, `5m 3s`, `2h 5m`, `3d 4h`. */
+export function formatSeconds(seconds: number): string {
+  if (seconds <= 0) return '0s';
+  if (seconds < 0.1) return '<0.1s';
+  if (seconds < 10) return `${Number(seconds.toFixed(1))}s`;
+  const whole = Math.floor(seconds);
+  if (whole < 60) return `${whole}s`;
+  if (whole < 3600) return `${Math.floor(whole / 60)}m ${whole % 60}s`;
+  if (whole < 86_400) return `${Math.floor(whole / 3600)}h ${Math.floor((whole % 3600) / 60)}m`;
+  return `${Math.floor(whole / 86_400)}d ${Math.floor((whole % 86_400) / 3600)}h`;
+}
+
+function oneLine(text: string): string {
+  return text.replace(/\s+/g, ' ').trim();
+}
+
+/** A column of a plain-text table: its title, alignment, and how a row shows in it. */
+export interface TableColumn<T> {
+  title: string;
+  align: 'left' | 'right';
+  cell(row: T): string;
+}
+
+/** A header and one aligned line per row, two spaces between columns. */
+export function renderTable<T>(columns: readonly TableColumn<T>[], rows: readonly T[]): string {
+  const cells = [columns.map((column) => column.title), ...rows.map((row) => columns.map((column) => column.cell(row)))];
+  const widths = columns.map((_, i) => Math.max(...cells.map((line) => line[i]!.length)));
+  const lines = cells.map((line) =>
+    line
+      .map((text, i) => (columns[i]!.align === 'right' ? text.padStart(widths[i]!) : text.padEnd(widths[i]!)))
+      .join('  ')
+      .trimEnd(),
+  );
+  return `${lines.join('\n')}\n`;
+}

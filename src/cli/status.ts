@@ -1,0 +1,58 @@
+import { readStatus } from '../app.js';
+import { loadConfig } from '../config/loadConfig.js';
+import type { ProjectionStatus } from '../status/readStatus.js';
+import type { CommonOptions } from './main.js';
+import { formatSeconds, formatStall, renderStatusTable } from './render.js';
+
+export interface StatusCommandOptions extends CommonOptions {
+  json?: boolean;
+  check?: boolean;
+}
+
+/**
+ * `projd status`: one row per loaded projection, read from the tables, so it works with no
+ * daemon running. `--check` exits 1 when a projection needs someone to look at it.
+ */
+export async function statusCommand(options: StatusCommandOptions): Promise<void> {
+  const config = await loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
+  const statuses = await readStatus(config);
+  if (options.json) {
+    process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
+  } else if (statuses.length === 0) {
+    process.stdout.write(`projd: no projections in ${config.projections.dir}\n`);
+  } else {
+    process.stdout.write(renderStatusTable(statuses));
+  }
+  if (options.check) {
+    const check = { maxLagMs: config.health.maxLag };
+    for (const problem of checkProblems(statuses, check)) process.stderr.write(`projd: check failed: ${problem}\n`);
+    process.exitCode = getExitCode(statuses, check);
+  }
+}
+
+export interface CheckOptions {
+  /** `health.maxLag`, in ms. */
+  maxLagMs: number;
+}
+
+/** What `--check` fails on, one line per projection: failed, stalled, or lagging past `maxLagMs`. */
+export function checkProblems(statuses: readonly ProjectionStatus[], options: CheckOptions): string[] {
+  const problems: string[] = [];
+  for (const status of statuses) {
+    if (status.state === 'failed') {
+      problems.push(`projection '${status.name}' is failed: stopped at failed event ${status.blockedBy ?? '?'}`);
+    } else if (status.state === 'stalled') {
+      problems.push(`projection '${status.name}' is stalled: ${formatStall(status.stalledBy)}`);
+    } else if (status.lagSeconds * 1000 > options.maxLagMs) {
+      problems.push(
+        `projection '${status.name}' lags ${formatSeconds(status.lagSeconds)}, more than health.maxLag (${formatSeconds(options.maxLagMs / 1000)})`,
+      );
+    }
+  }
+  return problems;
+}
+
+/** `status --check`'s exit code: 1 when any projection is failed, stalled or lags too far, else 0. */
+export function getExitCode(statuses: readonly ProjectionStatus[], options: CheckOptions): 0 | 1 {
+  return checkProblems(statuses, options).length === 0 ? 0 : 1;
+}

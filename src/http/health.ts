@@ -1,0 +1,39 @@
+import type { RunnerSnapshot } from '../runner/createRunner.js';
+
+export interface LivenessOptions {
+  /** `Date.now()` at the check. */
+  now: number;
+  /** `health.stuckAfter`, in ms. */
+  stuckAfter: number;
+  /** `projections.pollInterval`, in ms: how long a loop with nothing to do may wait. */
+  pollInterval: number;
+}
+
+// The longest a healthy loop waits between passes other than its poll interval: the runner's
+// retry backoff cap after a failed pass.
+const LONGEST_RETRY_WAIT_MS = 30_000;
+
+/**
+ * The loops that look dead, each with the reason, for `/healthz`: one whose loop ended, one
+ * whose batch has run for longer than `stuckAfter` (a hung handler, a pool that hands out no
+ * connection), or one that has not come back from a wait `stuckAfter` past its longest wait.
+ */
+export function findStuckLoops(snapshots: readonly RunnerSnapshot[], options: LivenessOptions): string[] {
+  const stuck: string[] = [];
+  for (const snapshot of snapshots) {
+    const idleMs = options.now - snapshot.lastPassAt;
+    if (snapshot.state === 'stopped') {
+      stuck.push(`${snapshot.name}: loop ended`);
+    } else if (snapshot.inBatch && idleMs > options.stuckAfter) {
+      stuck.push(`${snapshot.name}: batch running for ${Math.round(idleMs / 1000)}s`);
+    } else if (!snapshot.inBatch && idleMs > options.stuckAfter + Math.max(options.pollInterval, LONGEST_RETRY_WAIT_MS)) {
+      stuck.push(`${snapshot.name}: no pass for ${Math.round(idleMs / 1000)}s`);
+    }
+  }
+  return stuck;
+}
+
+/** The projections that have not caught up once yet, for `/readyz`. */
+export function findNotCaughtUp(snapshots: readonly RunnerSnapshot[]): string[] {
+  return snapshots.filter((snapshot) => !snapshot.caughtUpOnce).map((snapshot) => snapshot.name);
+}

@@ -1,0 +1,54 @@
+/** The states `projd status` and `/metrics` report, derived from the tables alone. */
+export const PROJECTION_STATES = {
+  /** A daemon is applying a backlog: it holds the lock now, or moved the checkpoint just now. */
+  catchingUp: 'catching_up',
+  /** Every committed event of its types is applied. */
+  live: 'live',
+  /** Its next event waits behind an older transaction that is still open. */
+  stalled: 'stalled',
+  /** It stopped at an event it cannot apply (`onError: stop`) until it is retried or skipped. */
+  failed: 'failed',
+  /** Events wait and nothing is applying them, or no daemon has set it up yet. */
+  stopped: 'stopped',
+} as const;
+
+export type ProjectionState = (typeof PROJECTION_STATES)[keyof typeof PROJECTION_STATES];
+
+/** Every state, in the order they are listed in docs and metrics. */
+export const PROJECTION_STATE_LIST: readonly ProjectionState[] = Object.values(PROJECTION_STATES);
+
+/** What the tables say about one projection. */
+export interface StateEvidence {
+  /** It has a checkpoint row: a daemon has set it up. */
+  hasCheckpoint: boolean;
+  /** Its checkpoint names the failed event it stopped at (`blocked_by`). */
+  blocked: boolean;
+  /** Its oldest unapplied event lies above the snapshot gate. */
+  heldBack: boolean;
+  /** Committed events of its types not applied yet; 0 exactly when there are none. */
+  lagEvents: bigint;
+  /** A session holds its lock right now: a daemon is in the middle of a batch. */
+  owned: boolean;
+  /** Milliseconds since its checkpoint last moved, by the server's clock; null without one. */
+  sinceUpdateMs: number | null;
+  /**
+   * A checkpoint that moved this recently counts as a daemon at work, between two batches
+   * (the lock is only held during a batch).
+   */
+  activeWithinMs: number;
+}
+
+/**
+ * The state of one projection. The order of the checks is the order of precedence: a blocked
+ * projection is `failed` whatever else holds, a held-back one `stalled` even while a daemon
+ * waits on it, since in both cases it will not move until someone acts.
+ */
+export function deriveState(evidence: StateEvidence): ProjectionState {
+  if (evidence.blocked) return PROJECTION_STATES.failed;
+  if (!evidence.hasCheckpoint) return evidence.owned ? PROJECTION_STATES.catchingUp : PROJECTION_STATES.stopped;
+  if (evidence.heldBack) return PROJECTION_STATES.stalled;
+  if (evidence.lagEvents === 0n) return PROJECTION_STATES.live;
+  const recentlyMoved = evidence.sinceUpdateMs !== null && evidence.sinceUpdateMs <= evidence.activeWithinMs;
+  if (evidence.owned || recentlyMoved) return PROJECTION_STATES.catchingUp;
+  return PROJECTION_STATES.stopped;
+}

@@ -1,0 +1,156 @@
+import type { Projection } from '../projection/types.js';
+import { readProgress, type OpenTransaction, type Progress } from '../store/progress.js';
+import type { Queryable } from '../store/queryable.js';
+import { PROJECTION_STATES, deriveState, type ProjectionState } from './deriveState.js';
+
+/** The session holding a projection's lock at the moment `status` looked. */
+export interface ProjectionOwner {
+  pid: number;
+  /** `projd daemon <host>:<pid>` for a daemon. */
+  applicationName: string | null;
+}
+
+/** The open transaction holding committed events back, as `status` names it. */
+export interface BlockingTransaction {
+  /** Null for a prepared transaction, which belongs to no session. */
+  pid: number | null;
+  database: string | null;
+  user: string | null;
+  applicationName: string | null;
+  /** `idle in transaction`, `active`, …, or `prepared`. */
+  state: string | null;
+  /** ISO 8601. */
+  transactionStartedAt: string | null;
+  /** Seconds since the transaction started, by the server's clock. */
+  transactionAgeSeconds: number;
+  /** ISO 8601. */
+  queryStartedAt: string | null;
+  /** Its current or last statement, on one line, cut to 120 characters. */
+  query: string | null;
+}
+
+/**
+ * One projection in `projd status --json`. 64-bit values are decimal strings, dates ISO 8601,
+ * so that the object goes through `JSON.stringify` as it is.
+ */
+export interface ProjectionStatus {
+  name: string;
+  /** The version of the loaded module. */
+  version: number;
+  /** The version in its checkpoint row; null before a daemon set it up. */
+  storedVersion: number | null;
+  state: ProjectionState;
+  /** Global position of the last event its checkpoint passed; `'0'` before the first. */
+  position: string;
+  headPosition: string;
+  /** 0 when caught up, else an estimate from positions that is at least 1. */
+  lagEvents: string;
+  /** Age of its oldest unapplied event; 0 when caught up. */
+  lagSeconds: number;
+  /** Its parked events in `projd.failed_events`. */
+  failedEvents: number;
+  /** When its checkpoint last moved; null before a daemon set it up. */
+  updatedAt: string | null;
+  /** Who holds its lock at this moment; usually null between batches. */
+  owner: ProjectionOwner | null;
+  /** The failed event it stopped at (`projd.failed_events.id`), when `failed`. */
+  blockedBy: string | null;
+  lastError: string | null;
+  lastErrorAt: string | null;
+  /** The transaction holding it back, when `stalled` and visible to this database role. */
+  stalledBy: BlockingTransaction | null;
+}
+
+/** Everything `status` and `/metrics` show. */
+export interface StatusReport {
+  /** When the server read it. */
+  readAt: string;
+  headPosition: string;
+  /**
+   * The oldest open transaction while committed events (of any type) wait behind it; null
+   * when none do, or when this database role cannot see it.
+   */
+  heldBackBy: BlockingTransaction | null;
+  projections: ProjectionStatus[];
+}
+
+export interface StatusOptions {
+  /** The daemon's `projections.pollInterval`, in ms: a checkpoint moved within two counts as at work. */
+  pollInterval: number;
+}
+
+/** Reads progress and derives each projection's state, in one statement. */
+export async function readStatusReport(
+  db: Queryable,
+  projections: readonly Projection[],
+  options: StatusOptions,
+): Promise<StatusReport> {
+  const progress = await readProgress(db, projections);
+  return toStatusReport(progress, projections, options);
+}
+
+/** The report for `progress`: a pure function of it, the loaded projections and the poll interval. */
+export function toStatusReport(
+  progress: Progress,
+  projections: readonly Pick<Projection, 'name' | 'version'>[],
+  options: StatusOptions,
+): StatusReport {
+  const readAt = progress.readAt.getTime();
+  const heldBackBy = progress.heldBackBy && blockingTransaction(progress.heldBackBy, readAt);
+  const headPosition = progress.headPosition.toString();
+  return {
+    readAt: progress.readAt.toISOString(),
+    headPosition,
+    heldBackBy,
+    projections: progress.projections.map((found, i) => {
+      const { checkpoint, oldestUnapplied } = found;
+      const heldBack = oldestUnapplied?.heldBack ?? false;
+      const state = deriveState({
+        hasCheckpoint: checkpoint !== null,
+        blocked: (checkpoint?.blockedBy ?? null) !== null,
+        heldBack,
+        lagEvents: found.lagEvents,
+        owned: found.owner !== null,
+        sinceUpdateMs: checkpoint ? readAt - checkpoint.updatedAt.getTime() : null,
+        activeWithinMs: 2 * options.pollInterval,
+      });
+      return {
+        name: found.name,
+        version: projections[i]!.version,
+        storedVersion: checkpoint?.version ?? null,
+        state,
+        position: (checkpoint?.position ?? 0n).toString(),
+        headPosition,
+        lagEvents: found.lagEvents.toString(),
+        lagSeconds: found.lagSeconds,
+        failedEvents: found.parkedEvents,
+        updatedAt: checkpoint?.updatedAt.toISOString() ?? null,
+        owner: found.owner,
+        blockedBy: checkpoint?.blockedBy?.toString() ?? null,
+        lastError: checkpoint?.lastError ?? null,
+        lastErrorAt: checkpoint?.lastErrorAt?.toISOString() ?? null,
+        stalledBy: state === PROJECTION_STATES.stalled ? heldBackBy : null,
+      };
+    }),
+  };
+}
+
+const QUERY_SHOWN_CHARS = 120;
+
+function blockingTransaction(open: OpenTransaction, readAt: number): BlockingTransaction {
+  const oneLine = open.query?.replace(/\s+/g, ' ').trim() ?? null;
+  return {
+    pid: open.pid,
+    database: open.database,
+    user: open.user,
+    applicationName: open.applicationName,
+    state: open.state,
+    transactionStartedAt: open.transactionStartedAt?.toISOString() ?? null,
+    transactionAgeSeconds: open.transactionStartedAt
+      ? Math.max(0, (readAt - open.transactionStartedAt.getTime()) / 1000)
+      : 0,
+    queryStartedAt: open.queryStartedAt?.toISOString() ?? null,
+    query:
+      oneLine !== null && oneLine.length > QUERY_SHOWN_CHARS ? `${oneLine.slice(0, QUERY_SHOWN_CHARS - 1)}…` : oneLine,
+  };
+}

@@ -1,0 +1,80 @@
+import { CHECKPOINTS_TABLE, EVENTS_TABLE } from './names.js';
+import { positionParams, type Position } from './position.js';
+import type { Queryable } from './queryable.js';
+
+export interface CountEventsOptions {
+  eventTypes: readonly string[];
+  /** Count only events with a higher global position; `0n` counts them all. */
+  afterPosition: bigint;
+}
+
+export interface EventCount {
+  count: number;
+  /** The highest position counted, to start the next count after; null when none was. */
+  lastPosition: bigint | null;
+}
+
+const countEventsSql = /* sql */ `
+  select count(*)::text as count, max(position)::text as last_position
+    from ${EVENTS_TABLE}
+   where position > $1::bigint
+     and type = any($2::text[])`;
+
+/**
+ * Counts the stored events of `eventTypes` above a global position: a first call from `0n`,
+ * then from the last position counted, so that each call reads only what is new. An event
+ * that commits late, below a position already counted, is missed.
+ */
+export async function countEvents(db: Queryable, options: CountEventsOptions): Promise<EventCount> {
+  const { rows } = await db.query<{ count: string; last_position: string | null }>(countEventsSql, [
+    options.afterPosition.toString(),
+    options.eventTypes,
+  ]);
+  const row = rows[0]!;
+  return { count: Number(row.count), lastPosition: row.last_position === null ? null : BigInt(row.last_position) };
+}
+
+export interface CountAppliedOptions {
+  eventTypes: readonly string[];
+  /** Count only events after this place in the delivery order. */
+  after: Position;
+}
+
+export interface AppliedCount {
+  /** The projection's checkpoint as this count saw it. */
+  checkpoint: Position;
+  /** Events of `eventTypes` after `after`, up to and including `checkpoint`; 0 when it lies behind `after`. */
+  count: number;
+}
+
+const countAppliedSql = /* sql */ `
+  select c.era, c.transaction_id::text as transaction_id, c.position::text as position,
+         (select count(*)
+            from ${EVENTS_TABLE} e
+           where (e.era, e.transaction_id, e.position) > ($2::integer, $3::xid8, $4::bigint)
+             and (e.era, e.transaction_id, e.position) <= (c.era, c.transaction_id, c.position)
+             and e.type = any($5::text[]))::text as count
+    from ${CHECKPOINTS_TABLE} c
+   where c.projection = $1`;
+
+/**
+ * Reads a projection's checkpoint and counts its events between `after` and that checkpoint,
+ * in one snapshot. Nothing can commit below a checkpoint any more (it only passes finished
+ * transactions), so counts over consecutive ranges add up. Null when it has no checkpoint.
+ */
+export async function countApplied(
+  db: Queryable,
+  projection: string,
+  options: CountAppliedOptions,
+): Promise<AppliedCount | null> {
+  const { rows } = await db.query<{ era: number; transaction_id: string; position: string; count: string }>(
+    countAppliedSql,
+    [projection, ...positionParams(options.after), options.eventTypes],
+  );
+  const row = rows[0];
+  if (!row) return null;
+  return {
+    checkpoint: { era: row.era, transactionId: BigInt(row.transaction_id), position: BigInt(row.position) },
+    count: Number(row.count),
+  };
+}

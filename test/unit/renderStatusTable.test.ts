@@ -1,0 +1,110 @@
+import { describe, expect, it } from 'vitest';
+import { formatSeconds, renderStatusTable } from '../../src/cli/render.js';
+import type { ProjectionStatus } from '../../src/status/readStatus.js';
+
+function status(overrides: Partial<ProjectionStatus>): ProjectionStatus {
+  return {
+    name: 'balances',
+    version: 1,
+    storedVersion: 1,
+    state: 'live',
+    position: '1500',
+    headPosition: '1500',
+    lagEvents: '0',
+    lagSeconds: 0,
+    failedEvents: 0,
+    updatedAt: '2025-01-01T00:00:00.000Z',
+    owner: null,
+    blockedBy: null,
+    lastError: null,
+    lastErrorAt: null,
+    stalledBy: null,
+    ...overrides,
+  };
+}
+
+describe('renderStatusTable', () => {
+  it('prints one aligned row per projection, a row per state', () => {
+    const table = renderStatusTable([
+      status({ name: 'balances' }),
+      status({
+        name: 'deposits',
+        state: 'catching_up',
+        version: 2,
+        position: '200',
+        lagEvents: '1300',
+        lagSeconds: 42.7,
+        owner: { pid: 812, applicationName: 'projd daemon web-1:812' },
+      }),
+      status({
+        name: 'ledger',
+        state: 'stalled',
+        position: '1499',
+        lagEvents: '1',
+        lagSeconds: 3.25,
+        stalledBy: {
+          pid: 4242,
+          database: 'shop',
+          user: 'app',
+          applicationName: null,
+          state: 'idle in transaction',
+          transactionStartedAt: '2025-01-01T00:00:00.000Z',
+          transactionAgeSeconds: 3725,
+          queryStartedAt: '2025-01-01T00:00:00.000Z',
+          query: 'select pg_current_xact_id()',
+        },
+      }),
+      status({
+        name: 'invoices',
+        state: 'failed',
+        position: '900',
+        lagEvents: '600',
+        lagSeconds: 7200,
+        failedEvents: 2,
+        blockedBy: '17',
+        lastError: 'handler threw: amount\nmust be positive',
+      }),
+      status({
+        name: 'audit',
+        storedVersion: null,
+        state: 'stopped',
+        position: '0',
+        lagEvents: '1500',
+        lagSeconds: 90_000,
+        updatedAt: null,
+      }),
+    ]);
+    expect(table).toBe(
+      [
+        'NAME      VERSION       STATE        POSITION  HEAD   LAG  LAG TIME  PARKED  OWNER      NOTE',
+        'balances  1             live             1500  1500     0        0s       0  -',
+        'deposits  2 (stored 1)  catching_up       200  1500  1300       42s       0  web-1:812',
+        'ledger    1             stalled          1499  1500     1      3.3s       0  -          held back by pid 4242 (idle in transaction, open 1h 2m, database shop): select pg_current_xact_id()',
+        'invoices  1             failed            900  1500   600     2h 0m       2  -          stopped at failed event 17: handler threw: amount must be positive',
+        'audit     1             stopped             0  1500  1500     1d 1h       0  -',
+        '',
+      ].join('\n'),
+    );
+  });
+
+  it('names an owner that is not a projd daemon by pid', () => {
+    const table = renderStatusTable([status({ owner: { pid: 77, applicationName: 'psql' } })]);
+    expect(table.split('\n')[1]).toContain('pid 77 (psql)');
+  });
+});
+
+describe('formatSeconds', () => {
+  it('keeps two units at most', () => {
+    expect([0, 0.04, 2.46, 59.9, 61, 3599, 3600, 86_399, 90_061].map(formatSeconds)).toEqual([
+      '0s',
+      '<0.1s',
+      '2.5s',
+      '59s',
+      '1m 1s',
+      '59m 59s',
+      '1h 0m',
+      '23h 59m',
+      '1d 1h',
+    ]);
+  });
+});
