@@ -146,6 +146,8 @@ describe('runCli and startDaemon', () => {
   test('waitForLog fails with the recent output when nothing matches in time', async () => {
     const daemon = startDaemon(['run'], { cwd: project.dir, bin: project.path('daemon.mjs') });
     try {
+      // Output first, so the short deadline below measures waitForLog, not a busy machine's start-up.
+      await daemon.waitForLog('daemon.started', 10_000);
       await expect(daemon.waitForLog((line) => line.msg === 'batch.applied', 300)).rejects.toThrow(
         /no match within 300 ms before a log line matched the predicate\nlast stdout lines:\n {2}starting \(not JSON\)/,
       );

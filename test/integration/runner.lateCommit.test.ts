@@ -32,6 +32,7 @@ beforeAll(async () => {
   const config = await loadConfig({ env: { DATABASE_URL: server.url }, cwd: process.cwd() });
   // Minutes: everything in these tests must arrive through notifications and the held-back re-check.
   config.projections.pollInterval = 10 * 60_000;
+  config.metrics.port = 0; // no HTTP server: other files' daemons may hold the default port
   app = createApp(config, { projections: [appliedOrder], logger: silentLogger() });
   await app.start();
   await app.caughtUp();
