@@ -19,7 +19,7 @@ import { retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner
 import { migrate } from './store/migrate.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
-import { readStatusReport, type ProjectionStatus } from './status/readStatus.js';
+import { readStatusReport, type ProjectionStatus } from './status/readStatusReport.js';
 
 export interface AppOptions {
   /** @defaultValue a logger that writes nothing */
@@ -302,6 +302,8 @@ export interface ReadStatusOptions {
 export async function readStatus(config: ResolvedConfig, options: ReadStatusOptions = {}): Promise<ProjectionStatus[]> {
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const pool = createPool({ url: config.database.url, max: 1, applicationName: daemonApplicationName('cli') });
+  // An idle connection lost meanwhile needs no report: the next query on it fails by itself.
+  pool.on('error', () => undefined);
   try {
     await checkServer(pool, config.database.url);
     const report = await readStatusReport(pool, projections, { pollInterval: config.projections.pollInterval });

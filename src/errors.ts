@@ -1,7 +1,6 @@
 /**
  * Errors the user can fix (a flag, a config key, a projection file, an unreachable
- * database). The CLI prints `message` as one line, without a stack, and exits with
- * `exitCode`: 2 for usage and configuration, 1 for an operational failure to look at.
+ * database). The CLI prints `message` as one line and exits 2, without a stack.
  *
  * Detected by `code`, not `instanceof`: a projection module may load its own copy of projd.
  */
@@ -9,11 +8,9 @@ export const USER_ERROR_CODE = 'PROJD_USER_ERROR';
 
 export class UserError extends Error {
   readonly code = USER_ERROR_CODE;
-  readonly exitCode: 1 | 2;
-  constructor(message: string, options?: { cause?: unknown; exitCode?: 1 | 2 }) {
+  constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'UserError';
-    this.exitCode = options?.exitCode ?? 2;
   }
 }
 

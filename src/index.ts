@@ -4,7 +4,7 @@ export type * from './projection/types.js';
 export { createApp, migrateStore, type App, type AppOptions, type ProjectionSnapshot } from './app.js';
 export { replayProjections, type ReplayOptions, type ReplayProgress, type ReplayResult } from './app.js';
 export { readStatus, type ReadStatusOptions } from './app.js';
-export type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from './status/readStatus.js';
+export type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from './status/readStatusReport.js';
 export type { ProjectionState } from './status/deriveState.js';
 export { loadConfig, type LoadConfigOptions } from './config/loadConfig.js';
 export type { Config, ResolvedConfig } from './config/types.js';

@@ -107,8 +107,7 @@ function exitCodeFor(error: unknown): number {
   }
   if (isUserError(error)) {
     process.stderr.write(`projd: ${errorMessage(error).replace(/\s*\n\s*/g, ' ')}\n`);
-    // A UserError from another copy of projd may predate exitCode.
-    return (error as { exitCode?: number }).exitCode === EXIT.failed ? EXIT.failed : EXIT.usage;
+    return EXIT.usage;
   }
   if (isOperationalError(error)) {
     process.stderr.write(`projd: ${errorMessage(error).replace(/\s*\n\s*/g, ' ')}\n`);

@@ -1,4 +1,4 @@
-import type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from '../status/readStatus.js';
+import type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
 
 interface Column {
   title: string;

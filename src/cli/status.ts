@@ -1,6 +1,6 @@
 import { readStatus } from '../app.js';
 import { loadConfig } from '../config/loadConfig.js';
-import type { ProjectionStatus } from '../status/readStatus.js';
+import type { ProjectionStatus } from '../status/readStatusReport.js';
 import type { CommonOptions } from './main.js';
 import { formatSeconds, formatStall, renderStatusTable } from './render.js';
 

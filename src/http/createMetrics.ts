@@ -3,7 +3,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunnerObserver } from '../runner/createRunner.js';
 import { PROJECTION_STATE_LIST } from '../status/deriveState.js';
-import type { StatusReport } from '../status/readStatus.js';
+import type { StatusReport } from '../status/readStatusReport.js';
 
 export interface MetricsOptions {
   /** Names of the loaded projections: each gets every per-projection series from the start. */

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { Projection } from '../projection/types.js';
-import { restartCheckpoint, selectCheckpoint } from '../store/checkpoints.js';
+import { resetCheckpoint, selectCheckpoint } from '../store/checkpoints.js';
+import { checkOut } from '../store/connect.js';
 import { lockProjection } from '../store/locks.js';
 
 /** What `resetProjection` did. */
@@ -19,7 +20,7 @@ export type ResetResult =
  * inside one; that daemon then goes on from the start, with the same version.
  */
 export async function resetProjection(pool: pg.Pool, projection: Projection): Promise<ResetResult> {
-  const client = await pool.connect();
+  const { client, release } = await checkOut(pool);
   let broken: Error | undefined;
   try {
     await client.query('begin');
@@ -33,7 +34,7 @@ export async function resetProjection(pool: pg.Pool, projection: Projection): Pr
     } else {
       for (const sql of projection.reset) await client.query(sql);
       for (const sql of projection.setup) await client.query(sql);
-      await restartCheckpoint(client, projection.name, projection.version);
+      await resetCheckpoint(client, projection.name, projection.version);
       result = { kind: 'reset', fromVersion: checkpoint.version };
     }
     await client.query(result.kind === 'reset' ? 'commit' : 'rollback');
@@ -44,6 +45,6 @@ export async function resetProjection(pool: pg.Pool, projection: Projection): Pr
     });
     throw error;
   } finally {
-    client.release(broken);
+    release(broken);
   }
 }

@@ -59,29 +59,19 @@ export async function storeCheckpoint(
 const resetCheckpointSql = /* sql */ `
   insert into ${CHECKPOINTS_TABLE} (projection, version) values ($1, $2)
   on conflict (projection) do update
-     set version = excluded.version, era = 0, transaction_id = '0', position = 0, blocked_by = null,
-         updated_at = now()`;
-
-/** Puts the projection back at the start of the store, for `version`. */
-export async function resetCheckpoint(db: Queryable, projection: string, version: number): Promise<void> {
-  await db.query(resetCheckpointSql, [projection, version]);
-}
-
-const restartCheckpointSql = /* sql */ `
-  update ${CHECKPOINTS_TABLE}
-     set version = $2, era = 0, transaction_id = '0', position = 0,
-         blocked_by = null, last_error = null, last_error_at = null, updated_at = now()
-   where projection = $1`;
+     set version = excluded.version, era = 0, transaction_id = '0', position = 0,
+         blocked_by = null, last_error = null, last_error_at = null, updated_at = now()`;
 
 const discardFailedEventsSql = /* sql */ `delete from ${FAILED_EVENTS_TABLE} where projection = $1`;
 
 /**
- * Puts an existing projection back at the start of the store for a replay, keeping `version`
- * so that a daemon running the same version goes on from there rather than set it up again.
- * Its parked events go too: they describe the read model the replay throws away, and an
- * event that fails again is parked again. Run it in the transaction that runs `reset`.
+ * Puts the projection at the start of the store for `version`: first set-up, a rebuild after a
+ * version change, or a replay (which keeps the version, so a daemon running it goes on from
+ * the start rather than set it up again). Its parked events go too: they describe the read
+ * model being thrown away, and an event that fails again is parked again. Run it in the
+ * transaction that runs `reset` and `setup`.
  */
-export async function restartCheckpoint(db: Queryable, projection: string, version: number): Promise<void> {
-  await db.query(restartCheckpointSql, [projection, version]);
+export async function resetCheckpoint(db: Queryable, projection: string, version: number): Promise<void> {
+  await db.query(resetCheckpointSql, [projection, version]);
   await db.query(discardFailedEventsSql, [projection]);
 }

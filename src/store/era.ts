@@ -1,4 +1,4 @@
-import { UserError } from '../errors.js';
+import { OperationalError } from '../errors.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE, SCHEMA, advisoryLockKey } from './names.js';
 import type { Queryable } from './queryable.js';
 
@@ -34,11 +34,10 @@ export async function checkEra(db: Queryable): Promise<EraCheck> {
 export async function assertEraCurrent(db: Queryable): Promise<void> {
   const { aheadBy } = await checkEra(db);
   if (aheadBy) {
-    throw new UserError(
+    throw new OperationalError(
       `projd.events holds transaction ids up to ${aheadBy.stored}, but this PostgreSQL cluster is at ${aheadBy.current}: ` +
         'the store was restored or migrated into another cluster, and new events would sort behind every checkpoint; ' +
         'run `projd migrate --new-era` once to repair it',
-      { exitCode: 1 },
     );
   }
 }

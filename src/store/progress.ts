@@ -95,8 +95,9 @@ export function advisoryLockTag(key: string): { classid: number; objid: number }
  * the delivery-order index from one end, parked events use the partial index on status.
  * The lag probe skips the events of other types after the checkpoint; a running daemon moves
  * its checkpoint past those, so the walk stays short.
- * `pg_stat_activity` and `pg_locks` are read once each; only sessions with a transaction id
- * can hold the gate, and this session never does: it only reads.
+ * `pg_stat_activity` and `pg_locks` are read once each. Only transactions with an id (and
+ * prepared ones) hold the gate; the oldest of those is the one to name. This session is left
+ * out: it only reads, and a caller's own transaction is not what it waits for.
  */
 export const readProgressSql = /* sql */ `
   with gate as materialized (

@@ -1,7 +1,8 @@
+import net from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/embeddedPostgres.js';
-import { startDaemon } from '../helpers/cli.js';
+import { runCli, startDaemon } from '../helpers/cli.js';
 import { startIsolatedPostgres, type IsolatedPostgres } from '../helpers/database.js';
 import { appendLedgerEvents, ledgerProjectionSource } from '../helpers/ledger.js';
 import { writeProject, type Project } from '../helpers/project.js';
@@ -147,6 +148,20 @@ describe('projd run, HTTP', () => {
     } finally {
       if (!committed) await holder.query('rollback').catch(() => undefined);
       holder.release();
+    }
+  });
+
+  it('exits 2 with one line naming the keys when the port is taken', async () => {
+    const taken = net.createServer();
+    await new Promise<void>((resolve) => taken.listen(port, '127.0.0.1', resolve));
+    try {
+      const result = await runCli(['run'], { cwd: project.dir, env: { DATABASE_URL: server.url } });
+      expect(result.code).toBe(2);
+      expect(result.stderr).toBe(
+        `projd: cannot serve metrics on 127.0.0.1:${port} (metrics.host, metrics.port; port 0 disables it): listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`,
+      );
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
     }
   });
 });

@@ -15,7 +15,7 @@ beforeAll(async () => {
     'projd.yaml': 'projections:\n  batchSize: 20\nmetrics:\n  port: 0\n',
     'projections/ledger.ts': await ledgerProjectionSource(),
   });
-  await appendLedgerEvents(db.pool, { count: 4_000, streams: 100 });
+  await appendLedgerEvents(db.pool, { count: 2_000, streams: 100 });
 });
 
 afterAll(async () => {
@@ -29,7 +29,7 @@ describe('projd replay while a daemon runs elsewhere', () => {
   it(name, { timeout: 120_000 }, async () => {
     const env = { DATABASE_URL: db.url };
     const daemon = startDaemon(['run'], { cwd: project.dir, env });
-    await waitFor(allApplied, { timeoutMs: 30_000, message: 'the daemon caught up' });
+    await waitFor(allApplied, { timeoutMs: 60_000, message: 'the daemon caught up' });
     const { rows: before } = await db.pool.query<{ max: string }>('select max(applied_seq) from ledger_applied');
     const logsBefore = daemon.logs().length;
 
@@ -55,7 +55,7 @@ describe('projd replay while a daemon runs elsewhere', () => {
 
     // The daemon goes on live from where the replay left the projection.
     await appendLedgerEvents(db.pool, { count: 300, streams: 30, prefix: 'after' });
-    await waitFor(allApplied, { timeoutMs: 30_000, message: 'the daemon applied the events appended after the replay' });
+    await waitFor(allApplied, { timeoutMs: 60_000, message: 'the daemon applied the events appended after the replay' });
     await expectLedgerExact(db.pool);
 
     // Every row was written after the reset: the replay cleared everything, mid-flight included.

@@ -3,7 +3,7 @@ import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readStatus } from '../../src/app.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
-import type { ProjectionStatus } from '../../src/status/readStatus.js';
+import type { ProjectionStatus } from '../../src/status/readStatusReport.js';
 import { runCli, startDaemon } from '../helpers/cli.js';
 import { createTestDatabase, startIsolatedPostgres } from '../helpers/database.js';
 import { appendLedgerEvents, ledgerProjectionSource } from '../helpers/ledger.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/http/createMetrics.js';
 import { silentLogger } from '../../src/log.js';
-import type { ProjectionStatus, StatusReport } from '../../src/status/readStatus.js';
+import type { ProjectionStatus, StatusReport } from '../../src/status/readStatusReport.js';
 
 function projectionStatus(overrides: Partial<ProjectionStatus>): ProjectionStatus {
   return {

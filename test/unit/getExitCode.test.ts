@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { checkProblems, getExitCode } from '../../src/cli/status.js';
-import type { ProjectionStatus } from '../../src/status/readStatus.js';
+import type { ProjectionStatus } from '../../src/status/readStatusReport.js';
 
 const FIVE_MINUTES_MS = 300_000;
 

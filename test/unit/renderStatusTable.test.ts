@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatSeconds, renderStatusTable } from '../../src/cli/render.js';
-import type { ProjectionStatus } from '../../src/status/readStatus.js';
+import type { ProjectionStatus } from '../../src/status/readStatusReport.js';
 
 function status(overrides: Partial<ProjectionStatus>): ProjectionStatus {
   return {
