@@ -1,5 +1,6 @@
 import type { ProjdEvent } from '../projection/types.js';
 import type { Queryable } from './queryable.js';
+import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
 import { EVENTS_TABLE, SCHEMA } from './names.js';
 import { positionParams, type Position } from './position.js';
 
@@ -34,8 +35,7 @@ export const readBatchSql = /* sql */ `
     select ${SCHEMA}.current_era() as era, pg_snapshot_xmin(pg_current_snapshot()) as xmin
   ),
   batch as (
-    select e.position, e.era, e.transaction_id, e.stream_id, e.stream_version, e.type,
-           e.data, e.metadata, e.schema_version, e.created_at
+    select ${EVENT_COLUMNS}, e.transaction_id as order_transaction_id, e.position as order_position
       from ${EVENTS_TABLE} e
      where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
        and (e.era, e.transaction_id) < (select era, xmin from gate)
@@ -61,32 +61,23 @@ export const readBatchSql = /* sql */ `
        limit 1
     ) is not null as held_back
   )
-  select b.position::text as position, b.era, b.transaction_id::text as transaction_id,
-         b.stream_id, b.stream_version, b.type, b.data, b.metadata, b.schema_version, b.created_at,
+  select b.position, b.era, b.transaction_id, b.stream_id, b.stream_version, b.type,
+         b.data, b.metadata, b.schema_version, b.created_at,
          s.era as scan_end_era, s.transaction_id::text as scan_end_transaction_id,
          s.position::text as scan_end_position,
          h.held_back
     from held_back h
     left join scan_end s on true
     left join batch b on true
-   order by b.era, b.transaction_id, b.position`;
+   order by b.era, b.order_transaction_id, b.order_position`;
 
-interface ReadBatchRow {
-  position: string | null;
-  era: number;
-  transaction_id: string | null;
-  stream_id: string;
-  stream_version: number;
-  type: string;
-  data: unknown;
-  metadata: Record<string, unknown>;
-  schema_version: number;
-  created_at: Date;
+/** An event row, or all nulls when the batch is empty; the scan's end and the gate's verdict ride along. */
+type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
   scan_end_era: number | null;
   scan_end_transaction_id: string | null;
   scan_end_position: string | null;
   held_back: boolean;
-}
+};
 
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
   const { rows } = await db.query<ReadBatchRow>(readBatchSql, [
@@ -98,19 +89,10 @@ export async function readBatch(db: Queryable, options: ReadBatchOptions): Promi
   const events: ProjdEvent[] = [];
   let last: Position | null = null;
   for (const row of rows) {
-    if (row.position === null || row.transaction_id === null) continue;
-    last = { era: row.era, transactionId: BigInt(row.transaction_id), position: BigInt(row.position) };
-    events.push({
-      position: BigInt(row.position),
-      transactionId: BigInt(row.transaction_id),
-      streamId: row.stream_id,
-      streamVersion: row.stream_version,
-      type: row.type,
-      data: row.data,
-      metadata: row.metadata,
-      schemaVersion: row.schema_version,
-      createdAt: row.created_at,
-    });
+    if (row.position === null) continue; // the one row of an empty batch
+    const { event, at } = toEvent(row as EventRow);
+    events.push(event);
+    last = at;
   }
   const full = events.length === options.limit;
   let scannedTo: Position | null = null;
