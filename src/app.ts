@@ -44,6 +44,17 @@ export interface App {
   projections(): ProjectionSnapshot[];
 }
 
+/** How a projection's batches run: the config's settings, with the module's own policy first. */
+function runnerSettings(config: ResolvedConfig, projection: Projection) {
+  return {
+    batchSize: config.projections.batchSize,
+    pollInterval: config.projections.pollInterval,
+    batchTimeout: config.projections.batchTimeout,
+    onError: projection.onError ?? config.projections.onError,
+    maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
+  };
+}
+
 /**
  * The composition root: everything that holds a connection is made here, and released here
  * in reverse order. The CLI's `run` is a thin layer over this; applications can embed it too.
@@ -79,18 +90,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       logger,
     });
     runners = projections.map((projection) =>
-      createRunner({
-        pool: activePool,
-        projection,
-        batchSize: config.projections.batchSize,
-        pollInterval: config.projections.pollInterval,
-        batchTimeout: config.projections.batchTimeout,
-        // A module's own policy wins over the config's default.
-        onError: projection.onError ?? config.projections.onError,
-        maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
-        logger,
-        observer: metrics.observer,
-      }),
+      createRunner({ pool: activePool, projection, ...runnerSettings(config, projection), logger, observer: metrics.observer }),
     );
     const wakeAll = () => runners.forEach((runner) => runner.wake());
     listener = createListener({
@@ -210,11 +210,7 @@ export async function replayProjections(
         await replayProjection({
           pool,
           projection,
-          batchSize: config.projections.batchSize,
-          batchTimeout: config.projections.batchTimeout,
-          // A module's own policy wins over the config's default, as in the daemon.
-          onError: projection.onError ?? config.projections.onError,
-          maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
+          ...runnerSettings(config, projection),
           logger,
           onProgress: options.onProgress,
           progressInterval: options.progressInterval,
