@@ -3,7 +3,6 @@
 // that applied it, i.e. until the read model shows it.
 
 import { setTimeout as sleep } from 'node:timers/promises';
-import pg from 'pg';
 import { connect } from './database.js';
 import { balancesProjection, startApp, waitForCatchUp } from './contenders/projd.js';
 import { CREDITED, DEBITED } from './readModel.js';
@@ -37,6 +36,29 @@ function latencySql(commitTimestamps) {
               join projd.events e on e.position = l.position) l`;
 }
 
+/**
+ * Where the latency goes (commit timestamps only): from the event's commit until its handler
+ * ran, from the handler until projd's batch committed, and how often projd's batches committed.
+ */
+const breakdownSql = /* sql */ `
+  with applied as (
+    select l.xmin::text as batch,
+           pg_xact_commit_timestamp(e.xmin) as committed,
+           l.applied_at,
+           pg_xact_commit_timestamp(l.xmin) as visible
+      from ${LATENCY_TABLE} l
+      join projd.events e on e.position = l.position
+  ),
+  batch_gaps as (
+    select visible - lag(visible) over (order by visible) as gap
+      from (select distinct batch, visible from applied) batches
+  )
+  select percentile_disc(0.5) within group (order by (extract(epoch from applied_at - committed) * 1000)::float8) as to_handler,
+         percentile_disc(0.5) within group (order by (extract(epoch from visible - applied_at) * 1000)::float8) as to_visible,
+         (select percentile_disc(0.5) within group (order by (extract(epoch from gap) * 1000)::float8)
+            from batch_gaps where gap is not null) as between_batches
+    from applied`;
+
 export async function measureLiveLatency({ url, admin, config, table, rate, duration, writers, commitTimestamps, progress }) {
   await admin.query(`drop table if exists ${LATENCY_TABLE}`);
   await admin.query(`create table ${LATENCY_TABLE} (position bigint primary key, applied_at timestamptz not null)`);
@@ -49,6 +71,7 @@ export async function measureLiveLatency({ url, admin, config, table, rate, dura
     const written = await writeSteadily({ url, streams: await lastVersions(admin), rate, duration, writers });
     await waitForApplied(admin, written.events);
     const { rows: [stats] } = await admin.query(latencySql(commitTimestamps));
+    const breakdown = commitTimestamps ? (await admin.query(breakdownSql)).rows[0] : undefined;
     return {
       rate,
       duration,
@@ -60,6 +83,11 @@ export async function measureLiveLatency({ url, admin, config, table, rate, dura
       batches: stats.batches,
       clock: commitTimestamps ? 'commit timestamps' : 'created_at to handler clock',
       latencyMs: { p50: stats.p50, p95: stats.p95, p99: stats.p99, max: stats.max },
+      p50Ms: breakdown && {
+        commitToHandler: breakdown.to_handler,
+        handlerToVisible: breakdown.to_visible,
+        betweenBatches: breakdown.between_batches,
+      },
     };
   } finally {
     await stop();
@@ -121,7 +149,7 @@ async function writeSteadily({ url, streams, rate, duration, writers }) {
 async function waitForApplied(admin, events) {
   const deadline = performance.now() + APPLY_DEADLINE_MS;
   for (;;) {
-    const { rows: [row] } = await admin.query(`select count(*)::int as applied from ${pg.escapeIdentifier(LATENCY_TABLE)}`);
+    const { rows: [row] } = await admin.query(`select count(*)::int as applied from ${LATENCY_TABLE}`);
     if (row.applied >= events) return;
     if (performance.now() > deadline) {
       throw new Error(`live: projd applied ${row.applied} of ${events} events within ${APPLY_DEADLINE_MS / 1000} s`);

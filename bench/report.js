@@ -109,6 +109,13 @@ export function renderTable({ machine, options, store, results, live }) {
       `  written ${count(live.written)} events at ${live.achievedRate.toFixed(0)} ev/s over ${live.writers} connection(s); ` +
         `projd applied them in ${count(live.batches)} batches (${(live.applied / live.batches).toFixed(1)} events per batch)`,
     );
+    if (live.p50Ms) {
+      const { commitToHandler, handlerToVisible, betweenBatches } = live.p50Ms;
+      lines.push(
+        `  medians: event commit to handler ${ms(commitToHandler)}, handler to batch commit ${ms(handlerToVisible)}, ` +
+          `between batch commits ${ms(betweenBatches)}`,
+      );
+    }
   }
   lines.push('');
   lines.push(`machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.platform}`);

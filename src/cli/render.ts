@@ -1,12 +1,6 @@
 import type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
 
-interface Column {
-  title: string;
-  align: 'left' | 'right';
-  cell(status: ProjectionStatus): string;
-}
-
-const COLUMNS: readonly Column[] = [
+const COLUMNS: readonly TableColumn<ProjectionStatus>[] = [
   { title: 'NAME', align: 'left', cell: (status) => status.name },
   { title: 'VERSION', align: 'left', cell: formatVersion },
   { title: 'STATE', align: 'left', cell: (status) => status.state },
@@ -21,15 +15,7 @@ const COLUMNS: readonly Column[] = [
 
 /** `projd status` as plain text: a header and one aligned row per projection. */
 export function renderStatusTable(statuses: readonly ProjectionStatus[]): string {
-  const rows = [COLUMNS.map((column) => column.title), ...statuses.map((status) => COLUMNS.map((column) => column.cell(status)))];
-  const widths = COLUMNS.map((_, i) => Math.max(...rows.map((row) => row[i]!.length)));
-  const lines = rows.map((row) =>
-    row
-      .map((text, i) => (COLUMNS[i]!.align === 'right' ? text.padStart(widths[i]!) : text.padEnd(widths[i]!)))
-      .join('  ')
-      .trimEnd(),
-  );
-  return `${lines.join('\n')}\n`;
+  return renderTable(COLUMNS, statuses);
 }
 
 function formatVersion(status: ProjectionStatus): string {

@@ -44,9 +44,8 @@ export function checkProblems(statuses: readonly ProjectionStatus[], options: Ch
     } else if (status.state === 'stalled') {
       problems.push(`projection '${status.name}' is stalled: ${formatStall(status.stalledBy)}`);
     } else if (status.lagSeconds * 1000 > options.maxLagMs) {
-      problems.push(
-        `projection '${status.name}' lags ${formatSeconds(status.lagSeconds)}, more than health.maxLag (${formatSeconds(options.maxLagMs / 1000)})`,
-      );
+      const limit = formatSeconds(options.maxLagMs / 1000);
+      problems.push(`projection '${status.name}' lags ${formatSeconds(status.lagSeconds)}, more than health.maxLag (${limit})`);
     }
   }
   return problems;

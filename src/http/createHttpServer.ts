@@ -86,12 +86,8 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       await new Promise<void>((resolve, reject) => {
         const failed = (error: NodeJS.ErrnoException) => {
           if (error.code !== undefined && BIND_FAILURE_CODES.has(error.code)) {
-            reject(
-              new UserError(
-                `cannot serve metrics on ${options.host}:${options.port} (metrics.host, metrics.port; port 0 disables it): ${errorMessage(error)}`,
-                { cause: error },
-              ),
-            );
+            const where = `${options.host}:${options.port} (metrics.host, metrics.port; port 0 disables it)`;
+            reject(new UserError(`cannot serve metrics on ${where}: ${errorMessage(error)}`, { cause: error }));
           } else {
             reject(error);
           }

@@ -33,11 +33,6 @@ export interface Metrics {
 /** 1 ms to 60 s: a batch of a few events up to one that nears the default 30 s batch timeout. */
 export const BATCH_DURATION_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 
-/** What the runner reports when an event fails, as far as metrics need it. */
-interface EventFailure {
-  projection: string;
-}
-
 /**
  * projd's Prometheus metrics. Counters and the batch histogram are fed by the runners through
  * `observer`; gauges of position, lag and state come from `readStatus`, the same data as
@@ -132,7 +127,9 @@ export function createMetrics(options: MetricsOptions): Metrics {
       lagEvents.set(labels, Number(status.lagEvents));
       lagSeconds.set(labels, status.lagSeconds);
       parked.set(labels, status.failedEvents);
-      for (const name of PROJECTION_STATE_LIST) state.set({ projection: status.name, state: name }, name === status.state ? 1 : 0);
+      for (const name of PROJECTION_STATE_LIST) {
+        state.set({ projection: status.name, state: name }, name === status.state ? 1 : 0);
+      }
     }
   }
 
@@ -152,15 +149,13 @@ export function createMetrics(options: MetricsOptions): Metrics {
     return reading;
   }
 
-  // Typed by inference, not as RunnerObserver, so `eventFailed` compiles whether or not the
-  // runner's observer interface declares it yet.
-  const observer = {
-    batchCommitted(batch: { projection: string; applied: number; durationSeconds: number }) {
+  const observer: RunnerObserver = {
+    batchCommitted(batch) {
       if (!known.has(batch.projection)) return;
       applied.inc({ projection: batch.projection }, batch.applied);
       batchDuration.observe({ projection: batch.projection }, batch.durationSeconds);
     },
-    eventFailed(failure: EventFailure) {
+    eventFailed(failure) {
       if (known.has(failure.projection)) failed.inc({ projection: failure.projection });
     },
   };

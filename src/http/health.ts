@@ -1,4 +1,4 @@
-import type { RunnerSnapshot } from '../runner/createRunner.js';
+import { RETRY_CAP_MS, type RunnerSnapshot } from '../runner/createRunner.js';
 
 export interface LivenessOptions {
   /** `Date.now()` at the check. */
@@ -8,10 +8,6 @@ export interface LivenessOptions {
   /** `projections.pollInterval`, in ms: how long a loop with nothing to do may wait. */
   pollInterval: number;
 }
-
-// The longest a healthy loop waits between passes other than its poll interval: the runner's
-// retry backoff cap after a failed pass.
-const LONGEST_RETRY_WAIT_MS = 30_000;
 
 /**
  * The loops that look dead, each with the reason, for `/healthz`: one whose loop ended, one
@@ -26,7 +22,7 @@ export function findStuckLoops(snapshots: readonly RunnerSnapshot[], options: Li
       stuck.push(`${snapshot.name}: loop ended`);
     } else if (snapshot.inBatch && idleMs > options.stuckAfter) {
       stuck.push(`${snapshot.name}: batch running for ${Math.round(idleMs / 1000)}s`);
-    } else if (!snapshot.inBatch && idleMs > options.stuckAfter + Math.max(options.pollInterval, LONGEST_RETRY_WAIT_MS)) {
+    } else if (!snapshot.inBatch && idleMs > options.stuckAfter + Math.max(options.pollInterval, RETRY_CAP_MS)) {
       stuck.push(`${snapshot.name}: no pass for ${Math.round(idleMs / 1000)}s`);
     }
   }

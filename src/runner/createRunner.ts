@@ -85,7 +85,8 @@ export interface Runner {
 // Retry backoff after a failed pass: 100 ms doubling to a 30 s cap, each delay drawn at random
 // from its upper half (see backoff()) so that daemons failing together do not retry in step.
 const RETRY_BASE_MS = 100;
-const RETRY_CAP_MS = 30_000;
+/** The longest a runner waits between two attempts at a failing batch. */
+export const RETRY_CAP_MS = 30_000;
 // While events are held back by an older open transaction, look again after 20 ms, doubling up
 // to the poll interval: nothing notifies when that transaction ends.
 const HELD_BACK_FIRST_MS = 20;

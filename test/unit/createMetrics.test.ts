@@ -123,10 +123,10 @@ describe('createMetrics', () => {
       readStatus: async () => report([projectionStatus({})]),
       logger: silentLogger(),
     });
-    const observer = metrics.observer as typeof metrics.observer & { eventFailed(failure: { projection: string }): void };
+    const { observer } = metrics;
     observer.batchCommitted?.({ projection: 'balances', applied: 40, durationSeconds: 0.02, to: null });
     observer.batchCommitted?.({ projection: 'balances', applied: 2, durationSeconds: 3, to: null });
-    observer.eventFailed({ projection: 'balances' });
+    observer.eventFailed?.({ projection: 'balances', position: 17n, policy: 'park' });
     const text = await metrics.render();
     expect(sample(text, 'projd_events_applied_total{projection="balances"}')).toBe(42);
     expect(sample(text, 'projd_events_failed_total{projection="balances"}')).toBe(1);
