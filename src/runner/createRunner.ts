@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { positionText, type Position } from '../store/position.js';
 import { errorMessage } from '../errors.js';
-import { classifyError, sqlstateOf } from '../store/classifyError.js';
+import { classifyError, describeFailure, sqlstateOf } from '../store/classifyError.js';
 import type { Failure } from '../store/failedEvents.js';
 import { EventFailure, runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
@@ -103,12 +103,6 @@ interface Failing {
 function backoff(attempt: number): number {
   const cap = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
   return Math.round(cap / 2 + (Math.random() * cap) / 2);
-}
-
-/** What is recorded of a deterministic failure. */
-export function describeFailure(error: unknown): Failure {
-  const code = sqlstateOf(error);
-  return { errorClass: code === null ? 'handler' : 'database', message: errorMessage(error), code };
 }
 
 export function createRunner(options: RunnerOptions): Runner {
@@ -224,9 +218,12 @@ export function createRunner(options: RunnerOptions): Runner {
     if (error instanceof EventFailure && classifyError(cause) === 'deterministic') {
       failures = 0;
       const { event, index } = error;
-      if (failing?.position === event.position) failing.attempts += 1;
-      else failing = { position: event.position, index, attempts: 1, failure: describeFailure(cause) };
-      failing.failure = describeFailure(cause);
+      if (failing?.position === event.position) {
+        failing.attempts += 1;
+        failing.failure = describeFailure(cause);
+      } else {
+        failing = { position: event.position, index, attempts: 1, failure: describeFailure(cause) };
+      }
       logger.warn(
         { position: String(event.position), type: event.type, attempt: failing.attempts, err: cause },
         `event.failed: ${lastError}`,

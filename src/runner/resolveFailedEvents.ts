@@ -2,6 +2,7 @@ import type pg from 'pg';
 import { errorMessage } from '../errors.js';
 import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
+import { describeFailure } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
 import {
   lockFailedEvent,
@@ -13,7 +14,6 @@ import {
 import { lockProjection } from '../store/locks.js';
 import { EVENTS_CHANNEL } from '../store/names.js';
 import { readEvent } from '../store/readEvent.js';
-import { describeFailure } from './createRunner.js';
 
 export type ResolveOutcome =
   | { id: bigint; outcome: 'retried' | 'skipped'; event: FailedEvent; unblocked: boolean }

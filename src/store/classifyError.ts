@@ -1,3 +1,6 @@
+import { errorMessage } from '../errors.js';
+import type { Failure } from './failedEvents.js';
+
 /**
  * Which failures are worth retrying as they are. Transient: the same batch will likely succeed
  * later (the connection dropped, the server restarts, a lock or serialization conflict).
@@ -75,4 +78,10 @@ function isTransient(error: unknown): boolean {
 export function sqlstateOf(error: unknown): string | null {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : null;
+}
+
+/** What is recorded of a deterministic failure: who refused the event, and why. */
+export function describeFailure(error: unknown): Failure {
+  const code = sqlstateOf(error);
+  return { errorClass: code === null ? 'handler' : 'database', message: errorMessage(error), code };
 }
