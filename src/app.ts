@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { UserError } from './errors.js';
 import type { ResolvedConfig } from './config/types.js';
 import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
@@ -11,7 +12,7 @@ import {
   type ReplayProgress,
   type ReplayResult,
 } from './runner/replayProjection.js';
-import { checkOut, checkServer, createPool, daemonApplicationName } from './store/connect.js';
+import { checkOut, checkServer, connectionError, createPool, daemonApplicationName } from './store/connect.js';
 import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent, startNewEra } from './store/era.js';
 import { FAILED_EVENT_STATUSES, listFailedEvents, type FailedEvent } from './store/failedEvents.js';
@@ -99,7 +100,9 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       onNotification: wakeAll,
       onReconnected: wakeAll,
     });
-    await listener.start();
+    await listener.start().catch((error: unknown) => {
+      throw connectionError(config.database.listenUrl, error);
+    });
     for (const runner of runners) runner.start();
     if (config.metrics.port !== 0) {
       httpServer = createHttpServer({
@@ -204,6 +207,7 @@ export async function replayProjections(
     await checkServer(pool, config.database.url);
     const applied = await migrate(pool);
     if (applied.length > 0) logger.info({ applied }, 'store.migrated');
+    await assertEraCurrent(pool); // a restored store would reset, then wait for ever behind the gate
     const results: ReplayResult[] = [];
     for (const projection of selected) {
       results.push(
@@ -252,7 +256,7 @@ export async function retryFailed(
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const byName = new Map(projections.map((projection) => [projection.name, projection]));
   return withPool(config, async (pool) => {
-    const targets = ids === 'all' ? await parkedIds(pool, options.projection) : ids;
+    const targets = ids === 'all' ? await parkedIds(pool, options.projection) : await knownIds(pool, ids);
     const outcomes: ResolveOutcome[] = [];
     for (const id of targets) outcomes.push(await retryFailedEvent(pool, byName, id));
     return outcomes;
@@ -263,7 +267,7 @@ export async function retryFailed(
 export async function skipFailed(config: ResolvedConfig, ids: readonly bigint[]): Promise<ResolveOutcome[]> {
   return withPool(config, async (pool) => {
     const outcomes: ResolveOutcome[] = [];
-    for (const id of ids) outcomes.push(await skipFailedEvent(pool, id));
+    for (const id of await knownIds(pool, ids)) outcomes.push(await skipFailedEvent(pool, id));
     return outcomes;
   });
 }
@@ -271,6 +275,16 @@ export async function skipFailed(config: ResolvedConfig, ids: readonly bigint[])
 async function parkedIds(pool: pg.Pool, projection: string | undefined): Promise<bigint[]> {
   const parked = await listFailedEvents(pool, projection === undefined ? {} : { projection });
   return parked.map((event) => event.id);
+}
+
+/** The ids as given, once every one names a recorded failed event: a typo acts on none. */
+async function knownIds(pool: pg.Pool, ids: readonly bigint[]): Promise<readonly bigint[]> {
+  const known = new Set(
+    (await listFailedEvents(pool, { ids, statuses: FAILED_EVENT_STATUSES })).map((event) => event.id),
+  );
+  const unknown = ids.filter((id) => !known.has(id));
+  if (unknown.length > 0) throw new UserError(`no failed event with id ${unknown.join(', ')} (see projd failed list)`);
+  return ids;
 }
 
 /** A small pool for one command, checked and migrated, ended whatever happens. */

@@ -79,17 +79,24 @@ export class BatchTimeoutError extends Error {
 export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   const { pool, timeoutMs } = options;
   const { client, release } = await checkOut(pool);
+  let backendPid: number | undefined;
   const deadline = createDeadline(timeoutMs, () => {
     // Cancels the statement in flight; the server-side timeouts below cover the rest.
-    pool.query('select pg_cancel_backend($1)', [backendPid(client)]).catch(() => undefined);
+    if (backendPid !== undefined) {
+      pool.query('select pg_cancel_backend($1)', [backendPid]).catch(() => undefined);
+    }
   });
   let broken: Error | undefined;
   try {
     // One round trip. statement_timeout bounds each statement and the idle timeout a handler
     // stuck between statements, so a hung daemon cannot hold the projection's lock forever.
-    await client.query(
-      `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs}`,
-    );
+    // The server's own pid, not the client's: behind a transaction-mode pooler they differ, and
+    // the server connection stays the same for the whole transaction.
+    const started = (await client.query(
+      `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};
+       select pg_backend_pid() as pid`,
+    )) as unknown as pg.QueryResult<{ pid: number }>[];
+    backendPid = started.at(-1)?.rows[0]?.pid;
     const result = await runInTransaction(client, options, deadline);
     await client.query(result.commit ? 'commit' : 'rollback');
     return result.result;
@@ -222,9 +229,4 @@ function createDeadline(timeoutMs: number, onExpire: () => void): Deadline {
     race: (work) => Promise.race([work, whenExpired]),
     clear: () => clearTimeout(timer),
   };
-}
-
-/** The server process serving `client`; pg sets it at connect but does not declare it. */
-function backendPid(client: pg.PoolClient): number {
-  return (client as unknown as { processID: number }).processID;
 }

@@ -28,18 +28,6 @@ export function createPool(options: PoolOptions): pg.Pool {
   });
 }
 
-/** SQLSTATEs and socket errors that mean "cannot reach or log in to this database". */
-const CONNECTION_FAILURE_CODES = new Set([
-  'ECONNREFUSED',
-  'ENOTFOUND',
-  'EAI_AGAIN',
-  'ETIMEDOUT',
-  'EHOSTUNREACH',
-  '28000', // invalid_authorization_specification
-  '28P01', // invalid_password
-  '3D000', // invalid_catalog_name: the database does not exist
-  '57P03', // cannot_connect_now: the server is starting up or shutting down
-]);
 
 /** The URL without its password, for messages. */
 export function redactUrl(url: string): string {
@@ -66,17 +54,18 @@ export async function checkServer(pool: pg.Pool, url: string): Promise<void> {
     versionNum = Number(rows[0]!.num);
     version = rows[0]!.version;
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    const isConnectionFailure =
-      (code !== undefined && CONNECTION_FAILURE_CODES.has(code)) || error instanceof AggregateError;
-    if (isConnectionFailure) {
-      throw new UserError(`cannot connect to database ${redactUrl(url)}: ${connectionErrorMessage(error)}`, {
-        cause: error,
-      });
-    }
-    throw error;
+    // The statement itself cannot fail: whatever went wrong is reaching or logging in to the
+    // server (refused, unknown host, credentials, TLS, no CONNECT privilege, no such database).
+    throw connectionError(url, error);
   }
   checkServerVersion({ versionNum, version }, url);
+}
+
+/** A one-line `UserError` for a database that cannot be reached or logged in to. */
+export function connectionError(url: string, error: unknown): UserError {
+  return new UserError(`cannot connect to database ${redactUrl(url)}: ${connectionErrorMessage(error)}`, {
+    cause: error,
+  });
 }
 
 /**

@@ -172,7 +172,8 @@ export async function blockProjection(db: Queryable, projection: string, failedE
 
 const unblockSql = /* sql */ `
   update ${CHECKPOINTS_TABLE}
-     set blocked_by = null, era = $3::integer, transaction_id = $4::xid8, position = $5::bigint, updated_at = now()
+     set blocked_by = null, last_error = null, last_error_at = null,
+         era = $3::integer, transaction_id = $4::xid8, position = $5::bigint, updated_at = now()
    where projection = $1 and blocked_by = $2::bigint`;
 
 /**

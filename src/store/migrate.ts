@@ -1,6 +1,7 @@
 import { readFile, readdir } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import type pg from 'pg';
+import { UserError } from '../errors.js';
 import { checkOut } from './connect.js';
 import { MIGRATIONS_TABLE, SCHEMA, advisoryLockKey } from './names.js';
 
@@ -55,7 +56,14 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
       await client.query('commit');
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
-      throw new Error(`migration ${migration.id} failed: ${(error as Error).message}`, { cause: error });
+      const message = `migration ${migration.id} failed: ${(error as Error).message}`;
+      // insufficient_privilege: the role may append and read, but not create projd's tables.
+      if ((error as { code?: string }).code === '42501') {
+        throw new UserError(`${message}; run \`projd migrate\` once as a role that may create schemas and tables`, {
+          cause: error,
+        });
+      }
+      throw new Error(message, { cause: error });
     } finally {
       release();
     }

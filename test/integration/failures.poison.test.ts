@@ -128,6 +128,12 @@ describe('a poison event, onError: stop', () => {
       );
       expect(checkpoint[0]).toEqual({ blocked_by: blocking!.id });
 
+      // A typo among the ids acts on none of them.
+      const typo = await runCli(['failed', 'skip', blocking!.id, '999999'], { cwd: project.dir, env });
+      expect(typo.code).toBe(2);
+      expect(typo.stderr).toBe('projd: no failed event with id 999999 (see projd failed list)\n');
+      expect((await failedList(project.dir, env))[0]).toMatchObject({ id: blocking!.id, status: 'parked' });
+
       const skip = await runCli(['failed', 'skip', blocking!.id], { cwd: project.dir, env });
       expect(skip.stderr).toBe('');
       expect(skip.stdout).toBe(`skipped ${blocking!.id} (halting at position ${poisonPosition}); projection 'halting' runs again\n`);
