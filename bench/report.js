@@ -122,7 +122,7 @@ export function renderTable({ machine, options, store, results, live }) {
   if (machine.loadAverage) {
     const { start, end } = machine.loadAverage;
     // At the end the benchmark's own two busy processes (node, its backend) are counted in.
-    const busy = start > machine.cpus / 2 || end > machine.cpus + 1 ? ' — the machine was busy with other work: expect noise' : '';
+    const busy = start > machine.cpus * 0.75 || end > machine.cpus + 1 ? ' — the machine was busy with other work: expect noise' : '';
     lines.push(`load average (1 min): ${start.toFixed(2)} at start, ${end.toFixed(2)} at end${busy}`);
   }
   return lines.join('\n');

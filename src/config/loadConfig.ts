@@ -56,6 +56,12 @@ const duration: KeyCheck<number> = {
   },
 };
 
+const boolean: KeyCheck<boolean> = {
+  expected: 'true or false',
+  // 'true'/'false' too, so that `${VAR}` can supply it.
+  parse: (value) => (value === true || value === 'true' ? true : value === false || value === 'false' ? false : undefined),
+};
+
 function oneOf<const T extends string>(choices: readonly T[]): KeyCheck<T> {
   return {
     expected: `one of ${choices.join(', ')}`,
@@ -68,6 +74,7 @@ const KEY_CHECKS = {
   'database.url': { ...nonEmptyText, emptyIsUnset: true },
   'database.listenUrl': { ...nonEmptyText, emptyIsUnset: true },
   'database.poolSize': integer(1, 1000),
+  'database.preparedStatements': boolean,
   'projections.dir': { ...nonEmptyText, isPath: true },
   'projections.batchSize': integer(1, 100_000),
   'projections.pollInterval': duration,
@@ -133,6 +140,7 @@ export async function loadConfig(options: LoadConfigOptions): Promise<ResolvedCo
 function defaultValues(baseDir: string): Omit<ConfigValues, 'database.url' | 'database.listenUrl'> {
   return {
     'database.poolSize': 10,
+    'database.preparedStatements': true,
     'projections.dir': path.resolve(baseDir, 'projections'),
     'projections.batchSize': 1000,
     'projections.pollInterval': 5000,
@@ -167,6 +175,7 @@ function mergeLayers(
       url,
       listenUrl: values['database.listenUrl'] ?? url,
       poolSize: values['database.poolSize'],
+      preparedStatements: values['database.preparedStatements'],
     },
     projections: {
       dir: values['projections.dir'],

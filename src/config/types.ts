@@ -11,6 +11,12 @@ export interface Config {
     listenUrl?: string;
     /** Connections in the pool shared by all projections, 1 to 1000. @defaultValue 10 */
     poolSize?: number;
+    /**
+     * Run handlers' parameterised statements as prepared statements, which skips parsing and
+     * planning them for every event. Turn off behind a pooler that cannot keep prepared
+     * statements (PgBouncer in transaction mode before 1.21). @defaultValue true
+     */
+    preparedStatements?: boolean;
   };
   projections?: {
     /** Folder of projection modules, relative to the config file. @defaultValue `./projections` */
@@ -51,6 +57,7 @@ export interface ResolvedConfig {
     url: string;
     listenUrl: string;
     poolSize: number;
+    preparedStatements: boolean;
   };
   projections: {
     /** Absolute path. */

@@ -64,6 +64,8 @@ export interface RunnerOptions {
   /** What to do with an event that still fails after `maxAttempts`. */
   onError: 'park' | 'stop';
   maxAttempts: number;
+  /** Run handlers' parameterised statements as prepared statements. */
+  preparedStatements: boolean;
   logger: Logger;
   observer?: RunnerObserver;
 }

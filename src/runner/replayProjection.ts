@@ -1,11 +1,10 @@
 import type pg from 'pg';
 import { errorMessage, OperationalError, UserError } from '../errors.js';
-import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { countApplied, countEvents } from '../store/countEvents.js';
 import { comparePositions, START, type Position } from '../store/position.js';
-import { createRunner, RUNNER_STATES } from './createRunner.js';
+import { createRunner, RUNNER_STATES, type RunnerOptions } from './createRunner.js';
 import { resetProjection } from './resetProjection.js';
 import { delay } from './wakeup.js';
 
@@ -39,15 +38,8 @@ export interface ReplayResult {
   rate: number;
 }
 
-export interface ReplayProjectionOptions {
-  pool: pg.Pool;
-  projection: Projection;
-  batchSize: number;
-  /** As for the daemon's runners: see `RunnerOptions`. */
-  batchTimeout: number;
-  onError: 'park' | 'stop';
-  maxAttempts: number;
-  logger: Logger;
+/** As for the daemon's runners (see `RunnerOptions`), but for the poll interval, which is the replay's own. */
+export interface ReplayProjectionOptions extends Omit<RunnerOptions, 'pollInterval' | 'observer'> {
   /** Called at the start, every `progressInterval` while it runs, and once caught up. Must not throw. */
   onProgress?: (progress: ReplayProgress) => void;
   /** Milliseconds between progress reports. @defaultValue 1000 */
@@ -92,15 +84,10 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
 
   let end!: (outcome: Outcome) => void;
   const ended = new Promise<Outcome>((resolve) => (end = resolve));
+  const { onProgress: _progress, progressInterval: _interval, ...runnerOptions } = options;
   const runner = createRunner({
-    pool,
-    projection,
-    batchSize: options.batchSize,
+    ...runnerOptions,
     pollInterval: REPLAY_POLL_MS,
-    batchTimeout: options.batchTimeout,
-    onError: options.onError,
-    maxAttempts: options.maxAttempts,
-    logger: options.logger,
     observer: {
       stateChanged({ to }) {
         if (to === RUNNER_STATES.failed) end({ kind: 'halted' });

@@ -3,6 +3,7 @@ import { errorMessage } from '../errors.js';
 import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { describeFailure } from '../store/classifyError.js';
+import { createHandlerDb } from './handlerDb.js';
 import { checkOut } from '../store/connect.js';
 import {
   lockFailedEvent,
@@ -38,12 +39,8 @@ export async function retryFailedEvent(
     }
     const stored = await readEvent(client, failed.position);
     if (!stored) throw new Error(`event ${failed.position} is no longer in projd.events`);
-    await handler(stored.event, {
-      async query<Row>(text: string, values?: readonly unknown[]) {
-        const result = await client.query(text, values as unknown[] | undefined);
-        return { rows: result.rows as Row[], rowCount: result.rowCount };
-      },
-    });
+    // Unprepared: a one-off statement gains nothing from it.
+    await handler(stored.event, createHandlerDb(client, { prepare: false }));
   });
 }
 

@@ -1,12 +1,14 @@
 import type pg from 'pg';
 import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
+import { isStalePlan } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
 import { blockProjection, recordFailure, type Failure } from '../store/failedEvents.js';
 import { tryLockProjection } from '../store/locks.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { readBatch } from '../store/readBatch.js';
+import { createHandlerDb } from './handlerDb.js';
 
 export interface RunBatchOptions {
   pool: pg.Pool;
@@ -14,6 +16,8 @@ export interface RunBatchOptions {
   batchSize: number;
   /** Past this many milliseconds the batch is cancelled, rolled back and counted as transient. */
   timeoutMs: number;
+  /** Run handlers' parameterised statements as prepared statements. */
+  preparedStatements: boolean;
   /**
    * Instead of applying the next event, park it (or halt on it): it is the event at
    * `position`, which failed `attempts` times.
@@ -103,6 +107,8 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   } catch (error) {
     if (deadline.expired) {
       broken = new BatchTimeoutError(timeoutMs); // a handler may still hold the client: never reuse it
+    } else if (isStalePlan(error instanceof EventFailure ? error.cause : error)) {
+      broken = error as Error; // its prepared statements are stale: a fresh connection prepares them anew
     } else {
       await client.query('rollback').catch((rollbackError: Error) => {
         broken = rollbackError; // the connection is unusable: do not return it to the pool
@@ -117,7 +123,7 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
 
 async function runInTransaction(
   client: pg.PoolClient,
-  { projection, batchSize, park }: RunBatchOptions,
+  { projection, batchSize, park, preparedStatements }: RunBatchOptions,
   deadline: Deadline,
 ): Promise<{ commit: boolean; result: BatchResult }> {
   if (!(await tryLockProjection(client, projection.name))) {
@@ -174,15 +180,15 @@ async function runInTransaction(
     };
   }
 
-  const db = handlerDb(client, deadline);
-  for (const [index, event] of batch.events.entries()) {
-    try {
-      // readBatch only returns types the projection handles.
-      await deadline.race(projection.handlers.get(event.type)!(event, db));
-    } catch (error) {
-      throw new EventFailure(event, index, error);
-    }
-  }
+  const db = createHandlerDb(client, {
+    prepare: preparedStatements,
+    assertUsable: () => {
+      if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
+    },
+  });
+  // One race for the whole batch: once the deadline passes, an abandoned handler's next
+  // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.
+  await deadline.race(applyEvents(projection, batch.events, db));
 
   if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
     return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
@@ -193,16 +199,15 @@ async function runInTransaction(
   };
 }
 
-/** The batch's transaction as handlers see it: queries only, no release, no end. */
-function handlerDb(client: pg.PoolClient, deadline: Deadline): ProjectionDb {
-  return {
-    async query<Row>(text: string, values?: readonly unknown[]) {
-      // A handler abandoned by the timeout must not reach the connection again.
-      if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
-      const result = await client.query(text, values as unknown[] | undefined);
-      return { rows: result.rows as Row[], rowCount: result.rowCount };
-    },
-  };
+async function applyEvents(projection: Projection, events: readonly ProjdEvent[], db: ProjectionDb): Promise<void> {
+  for (const [index, event] of events.entries()) {
+    try {
+      // readBatch only returns types the projection handles.
+      await projection.handlers.get(event.type)!(event, db);
+    } catch (error) {
+      throw new EventFailure(event, index, error);
+    }
+  }
 }
 
 interface Deadline {

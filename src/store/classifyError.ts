@@ -70,6 +70,7 @@ function isTransient(error: unknown): boolean {
   if (typeof error !== 'object') return false;
   const { code, message } = error as { code?: unknown; message?: unknown };
   if (typeof code === 'string' && (TRANSIENT_SQLSTATES.has(code) || TRANSIENT_NODE_CODES.has(code))) return true;
+  if (isStalePlan(error)) return true;
   if (error instanceof AggregateError) return error.errors.some(isTransient);
   return typeof message === 'string' && TRANSIENT_MESSAGES.some((pattern) => pattern.test(message));
 }
@@ -84,4 +85,14 @@ export function sqlstateOf(error: unknown): string | null {
 export function describeFailure(error: unknown): Failure {
   const code = sqlstateOf(error);
   return { errorClass: code === null ? 'handler' : 'database', message: errorMessage(error), code };
+}
+
+/**
+ * A prepared statement whose result columns changed under it (a replay's `reset` and `setup`
+ * recreated a table): feature_not_supported with this message. The connection keeps failing
+ * with it, so it is discarded and the batch retried on a fresh one.
+ */
+export function isStalePlan(error: unknown): boolean {
+  const { code, message } = (error ?? {}) as { code?: unknown; message?: unknown };
+  return code === '0A000' && typeof message === 'string' && message.includes('cached plan must not change result type');
 }

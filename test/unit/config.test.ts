@@ -49,7 +49,7 @@ describe('loadConfig', () => {
   it('uses the built-in defaults when there is no config file', async () => {
     const config = await loadConfig({ env, cwd: dir });
     expect(config).toEqual({
-      database: { url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10 },
+      database: { url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10, preparedStatements: true },
       projections: {
         dir: path.join(dir, 'projections'),
         batchSize: 1000,
@@ -77,6 +77,7 @@ describe('loadConfig', () => {
         '  url: postgres://file-host/filedb',
         '  listenUrl: postgres://direct-host/filedb',
         '  poolSize: 4',
+        '  preparedStatements: false',
         'projections:',
         '  dir: /srv/projections',
         '  batchSize: 50',
@@ -97,7 +98,12 @@ describe('loadConfig', () => {
       { env: {} },
     );
     expect(config).toEqual({
-      database: { url: 'postgres://file-host/filedb', listenUrl: 'postgres://direct-host/filedb', poolSize: 4 },
+      database: {
+        url: 'postgres://file-host/filedb',
+        listenUrl: 'postgres://direct-host/filedb',
+        poolSize: 4,
+        preparedStatements: false,
+      },
       projections: {
         dir: path.resolve('/srv/projections'),
         batchSize: 50,
@@ -301,7 +307,7 @@ describe('config.example.yaml', () => {
 
   it('loads as it is', async () => {
     const config = await loadConfig({ env, cwd: dir, file: examplePath });
-    expect(config.database).toEqual({ url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10 });
+    expect(config.database).toEqual({ url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10, preparedStatements: true });
     expect(config.projections.dir).toBe(path.join(repoRoot, 'projections'));
   });
 
