@@ -3,21 +3,12 @@ import { createHttpServer, type HttpServer } from '../../src/http/createHttpServ
 import { isUserError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import type { RunnerSnapshot } from '../../src/runner/createRunner.js';
+import { runnerSnapshot } from '../helpers/fixtures.js';
 
 const NOW = 1_000_000_000;
 
 function snapshot(overrides: Partial<RunnerSnapshot> = {}): RunnerSnapshot {
-  return {
-    name: 'balances',
-    version: 1,
-    state: 'live',
-    position: null,
-    caughtUpOnce: true,
-    lastPassAt: NOW,
-    inBatch: false,
-    lastError: null,
-    ...overrides,
-  };
+  return runnerSnapshot(NOW, overrides);
 }
 
 let servers: HttpServer[] = [];

@@ -2,26 +2,11 @@ import { describe, expect, it } from 'vitest';
 import { createMetrics } from '../../src/http/createMetrics.js';
 import { silentLogger } from '../../src/log.js';
 import type { ProjectionStatus, StatusReport } from '../../src/status/readStatusReport.js';
+import { projectionStatus } from '../helpers/fixtures.js';
 
-function projectionStatus(overrides: Partial<ProjectionStatus>): ProjectionStatus {
-  return {
-    name: 'balances',
-    version: 1,
-    storedVersion: 1,
-    state: 'live',
-    position: '0',
-    headPosition: '0',
-    lagEvents: '0',
-    lagSeconds: 0,
-    failedEvents: 0,
-    updatedAt: null,
-    owner: null,
-    blockedBy: null,
-    lastError: null,
-    lastErrorAt: null,
-    stalledBy: null,
-    ...overrides,
-  };
+/** A status at position 0, never updated, as a fresh projection's. */
+function freshStatus(overrides: Partial<ProjectionStatus>): ProjectionStatus {
+  return projectionStatus({ position: '0', headPosition: '0', updatedAt: null, ...overrides });
 }
 
 function report(projections: ProjectionStatus[], overrides: Partial<StatusReport> = {}): StatusReport {
@@ -73,7 +58,7 @@ describe('createMetrics', () => {
       projections: ['balances'],
       readStatus: async () => {
         reads += 1;
-        const stalled = projectionStatus({
+        const stalled = freshStatus({
           state: 'stalled',
           position: String(100 + reads),
           lagEvents: '20',
@@ -120,7 +105,7 @@ describe('createMetrics', () => {
   it('counts applied and failed events and times batches through the runner observer', async () => {
     const metrics = createMetrics({
       projections: ['balances'],
-      readStatus: async () => report([projectionStatus({})]),
+      readStatus: async () => report([freshStatus({})]),
       logger: silentLogger(),
     });
     const { observer } = metrics;

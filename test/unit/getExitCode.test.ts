@@ -1,28 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { checkProblems, getExitCode } from '../../src/cli/status.js';
 import type { ProjectionStatus } from '../../src/status/readStatusReport.js';
+import { projectionStatus } from '../helpers/fixtures.js';
 
 const FIVE_MINUTES_MS = 300_000;
 
 function status(overrides: Partial<ProjectionStatus> = {}): ProjectionStatus {
-  return {
-    name: 'balances',
-    version: 1,
-    storedVersion: 1,
-    state: 'live',
-    position: '100',
-    headPosition: '100',
-    lagEvents: '0',
-    lagSeconds: 0,
-    failedEvents: 0,
-    updatedAt: '2025-01-01T00:00:00.000Z',
-    owner: null,
-    blockedBy: null,
-    lastError: null,
-    lastErrorAt: null,
-    stalledBy: null,
-    ...overrides,
-  };
+  return projectionStatus(overrides);
 }
 
 describe('status --check', () => {

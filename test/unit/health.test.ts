@@ -1,22 +1,13 @@
 import { describe, expect, it } from 'vitest';
 import { findNotCaughtUp, findStuckLoops } from '../../src/http/health.js';
 import type { RunnerSnapshot } from '../../src/runner/createRunner.js';
+import { runnerSnapshot } from '../helpers/fixtures.js';
 
 const NOW = 1_000_000_000;
 const options = { now: NOW, stuckAfter: 120_000, pollInterval: 5_000 };
 
-function snapshot(overrides: Partial<RunnerSnapshot>): RunnerSnapshot {
-  return {
-    name: 'balances',
-    version: 1,
-    state: 'live',
-    position: null,
-    caughtUpOnce: true,
-    lastPassAt: NOW,
-    inBatch: false,
-    lastError: null,
-    ...overrides,
-  };
+function snapshot(overrides: Partial<RunnerSnapshot> = {}): RunnerSnapshot {
+  return runnerSnapshot(NOW, overrides);
 }
 
 describe('findStuckLoops', () => {

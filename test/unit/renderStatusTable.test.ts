@@ -1,26 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { formatSeconds, renderStatusTable } from '../../src/cli/render.js';
 import type { ProjectionStatus } from '../../src/status/readStatusReport.js';
+import { projectionStatus } from '../helpers/fixtures.js';
 
 function status(overrides: Partial<ProjectionStatus>): ProjectionStatus {
-  return {
-    name: 'balances',
-    version: 1,
-    storedVersion: 1,
-    state: 'live',
-    position: '1500',
-    headPosition: '1500',
-    lagEvents: '0',
-    lagSeconds: 0,
-    failedEvents: 0,
-    updatedAt: '2025-01-01T00:00:00.000Z',
-    owner: null,
-    blockedBy: null,
-    lastError: null,
-    lastErrorAt: null,
-    stalledBy: null,
-    ...overrides,
-  };
+  return projectionStatus({ position: '1500', headPosition: '1500', ...overrides });
 }
 
 describe('renderStatusTable', () => {
