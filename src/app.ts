@@ -146,13 +146,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
 
 /** `projd migrate`: creates or upgrades projd's tables, and returns the migrations it applied. */
 export async function migrateStore(config: ResolvedConfig): Promise<string[]> {
-  const pool = createPool({ url: config.database.url, max: 1 });
-  try {
-    await checkServer(pool, config.database.url);
-    return await migrate(pool);
-  } finally {
-    await pool.end();
-  }
+  return withPool(config, { migrate: true }, async (_pool, applied) => applied);
 }
 
 /**
@@ -160,19 +154,14 @@ export async function migrateStore(config: ResolvedConfig): Promise<string[]> {
  * holds sorts before everything written from now on. Returns null when it was not needed.
  */
 export async function startNewStoreEra(config: ResolvedConfig): Promise<{ from: number; to: number } | null> {
-  const pool = createPool({ url: config.database.url, max: 1 });
-  try {
-    await checkServer(pool, config.database.url);
-    await migrate(pool);
+  return withPool(config, { migrate: true }, async (pool) => {
     const { client, release } = await checkOut(pool);
     try {
       return await startNewEra(client);
     } finally {
       release();
     }
-  } finally {
-    await pool.end();
-  }
+  });
 }
 
 export type { ReplayProgress, ReplayResult };
@@ -201,13 +190,8 @@ export async function replayProjections(
   const logger = options.logger ?? silentLogger();
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const selected = selectProjections(projections, target, config.projections.dir);
-  // The batch in flight, the progress counts beside it, and a batch timeout's cancel.
-  const pool = createPool({ url: config.database.url, max: 3, applicationName: daemonApplicationName('cli') });
-  pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
-  try {
-    await checkServer(pool, config.database.url);
-    const applied = await migrate(pool);
-    if (applied.length > 0) logger.info({ applied }, 'store.migrated');
+  // Three connections: the batch in flight, the progress counts beside it, and a batch timeout's cancel.
+  return withPool(config, { migrate: true, max: 3, logger }, async (pool) => {
     await assertEraCurrent(pool); // a restored store would reset, then wait for ever behind the gate
     const results: ReplayResult[] = [];
     for (const projection of selected) {
@@ -223,9 +207,7 @@ export async function replayProjections(
       );
     }
     return results;
-  } finally {
-    await pool.end();
-  }
+  });
 }
 
 export interface FailedEventsQuery {
@@ -236,7 +218,7 @@ export interface FailedEventsQuery {
 
 /** `projd failed list`: the parked events (or every recorded one), by projection and position. */
 export async function listFailed(config: ResolvedConfig, query: FailedEventsQuery = {}): Promise<FailedEvent[]> {
-  return withPool(config, (pool) =>
+  return withPool(config, { migrate: true }, (pool) =>
     listFailedEvents(pool, {
       ...(query.projection === undefined ? {} : { projection: query.projection }),
       statuses: query.all ? FAILED_EVENT_STATUSES : ['parked'],
@@ -256,7 +238,7 @@ export async function retryFailed(
 ): Promise<ResolveOutcome[]> {
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const byName = new Map(projections.map((projection) => [projection.name, projection]));
-  return withPool(config, async (pool) => {
+  return withPool(config, { migrate: true }, async (pool) => {
     const targets = ids === 'all' ? await parkedIds(pool, options.projection) : await knownIds(pool, ids);
     const outcomes: ResolveOutcome[] = [];
     for (const id of targets) outcomes.push(await retryFailedEvent(pool, byName, id));
@@ -266,7 +248,7 @@ export async function retryFailed(
 
 /** `projd failed skip`: gives up on parked events; a projection halted on one moves past it. */
 export async function skipFailed(config: ResolvedConfig, ids: readonly bigint[]): Promise<ResolveOutcome[]> {
-  return withPool(config, async (pool) => {
+  return withPool(config, { migrate: true }, async (pool) => {
     const outcomes: ResolveOutcome[] = [];
     for (const id of await knownIds(pool, ids)) outcomes.push(await skipFailedEvent(pool, id));
     return outcomes;
@@ -288,13 +270,29 @@ async function knownIds(pool: pg.Pool, ids: readonly bigint[]): Promise<readonly
   return ids;
 }
 
-/** A small pool for one command, checked and migrated, ended whatever happens. */
-async function withPool<T>(config: ResolvedConfig, work: (pool: pg.Pool) => Promise<T>): Promise<T> {
-  const pool = createPool({ url: config.database.url, max: 2 });
+interface CommandPoolOptions {
+  /** Create or upgrade projd's tables first; `work` gets the migrations applied. */
+  migrate: boolean;
+  /** @defaultValue 2 */
+  max?: number;
+  /** Told of idle connections lost and migrations applied. @defaultValue a logger that writes nothing */
+  logger?: Logger;
+}
+
+/** A small pool for one command: the server checked, optionally migrated, ended whatever happens. */
+async function withPool<T>(
+  config: ResolvedConfig,
+  { migrate: migrateFirst, max = 2, logger = silentLogger() }: CommandPoolOptions,
+  work: (pool: pg.Pool, applied: string[]) => Promise<T>,
+): Promise<T> {
+  const pool = createPool({ url: config.database.url, max, applicationName: daemonApplicationName('cli') });
+  // An idle connection lost meanwhile must not end the process: the next query on it fails by itself.
+  pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
   try {
     await checkServer(pool, config.database.url);
-    await migrate(pool);
-    return await work(pool);
+    const applied = migrateFirst ? await migrate(pool) : [];
+    if (applied.length > 0) logger.info({ applied }, 'store.migrated');
+    return await work(pool, applied);
   } finally {
     await pool.end();
   }
@@ -312,14 +310,8 @@ export interface ReadStatusOptions {
  */
 export async function readStatus(config: ResolvedConfig, options: ReadStatusOptions = {}): Promise<ProjectionStatus[]> {
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
-  const pool = createPool({ url: config.database.url, max: 1, applicationName: daemonApplicationName('cli') });
-  // An idle connection lost meanwhile needs no report: the next query on it fails by itself.
-  pool.on('error', () => undefined);
-  try {
-    await checkServer(pool, config.database.url);
+  return withPool(config, { migrate: false, max: 1 }, async (pool) => {
     const report = await readStatusReport(pool, projections, { pollInterval: config.projections.pollInterval });
     return report.projections;
-  } finally {
-    await pool.end();
-  }
+  });
 }

@@ -15,6 +15,17 @@ const readBatchSql = /* sql */ `
 
 const storeCheckpointSql = /* sql */ `update bench_checkpoints set position = $2 where name = $1`;
 
+/** Where the loop `name` resumes: its checkpoint row, as a text position. */
+export async function readCheckpoint(client, name) {
+  const { rows: [checkpoint] } = await client.query('select position::text as position from bench_checkpoints where name = $1', [name]);
+  return checkpoint.position;
+}
+
+/** Moves the loop's checkpoint, in the caller's transaction. */
+export async function storeCheckpoint(client, name, position) {
+  await client.query(storeCheckpointSql, [name, position]);
+}
+
 /** A fresh read model and a checkpoint at 0 for a hand-written loop named `name`. */
 export async function resetLoop(admin, { name, table }) {
   await dropTable(admin, table);
@@ -37,8 +48,7 @@ export async function runBatchedLoop({ url, admin, table, batchSize, name, savep
   const client = await connect(url);
   try {
     const started = performance.now();
-    const { rows: [checkpoint] } = await client.query('select position::text as position from bench_checkpoints where name = $1', [name]);
-    let position = checkpoint.position;
+    let position = await readCheckpoint(client, name);
     for (;;) {
       await client.query('begin');
       const { rows: events } = await client.query(readBatchSql, [position, batchSize]);
@@ -49,7 +59,7 @@ export async function runBatchedLoop({ url, admin, table, batchSize, name, savep
       }
       if (events.length > 0) {
         position = events.at(-1).position;
-        await client.query(storeCheckpointSql, [name, position]);
+        await storeCheckpoint(client, name, position);
       }
       await client.query('commit');
       if (events.length < batchSize) break;

@@ -4,7 +4,7 @@
 
 import { connect } from '../database.js';
 import { applyEvent, statementsFor } from '../readModel.js';
-import { resetLoop } from './batchedLoop.js';
+import { readCheckpoint, resetLoop, storeCheckpoint } from './batchedLoop.js';
 
 const NAME = 'naive';
 
@@ -25,8 +25,7 @@ export default {
     const client = await connect(url);
     try {
       const started = performance.now();
-      const { rows: [checkpoint] } = await client.query('select position::text as position from bench_checkpoints where name = $1', [NAME]);
-      let position = checkpoint.position;
+      let position = await readCheckpoint(client, NAME);
       for (let applied = 0; applied < limit; applied++) {
         await client.query('begin');
         const { rows: [event] } = await client.query(readNextSql, [position]);
@@ -35,7 +34,7 @@ export default {
           break;
         }
         await applyEvent(client, statements, event);
-        await client.query('update bench_checkpoints set position = $2 where name = $1', [NAME, event.position]);
+        await storeCheckpoint(client, NAME, event.position);
         await client.query('commit');
         position = event.position;
       }

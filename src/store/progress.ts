@@ -2,6 +2,7 @@ import { UserError } from '../errors.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryLockKey } from './names.js';
 import type { Position } from './position.js';
 import type { Queryable } from './queryable.js';
+import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
 /** A projection as progress needs it: its name, its code's version and the types it handles. */
 export interface ProgressProjection {
@@ -100,21 +101,11 @@ export function advisoryLockTag(key: string): { classid: number; objid: number }
  * out: it only reads, and a caller's own transaction is not what it waits for.
  */
 export const readProgressSql = /* sql */ `
-  with gate as materialized (
-    select ${SCHEMA}.current_era() as era, pg_snapshot_xmin(pg_current_snapshot()) as xmin, now() as read_at
-  ),
+  with gate as materialized (select ${GATE_COLUMNS}, now() as read_at),
   head as materialized (
     select coalesce(max(e.position), 0) as position from ${EVENTS_TABLE} e
   ),
-  held_back as materialized (
-    -- ORDER BY … LIMIT 1 rather than EXISTS, for the same plan as readBatch's.
-    select (
-      select e.position from ${EVENTS_TABLE} e
-       where (e.era, e.transaction_id) >= (select era, xmin from gate)
-       order by e.era, e.transaction_id
-       limit 1
-    ) is not null as held_back
-  ),
+  held_back as materialized (select ${HELD_BACK} as held_back),
   activity as materialized (
     select a.pid, a.datname::text as database, a.usename::text as user_name, a.application_name,
            a.state, a.xact_start, a.query_start, left(a.query, 1000) as query, a.backend_xid

@@ -1,8 +1,9 @@
 import type { ProjdEvent } from '../projection/types.js';
 import type { Queryable } from './queryable.js';
 import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
-import { EVENTS_TABLE, SCHEMA } from './names.js';
+import { EVENTS_TABLE } from './names.js';
 import { positionParams, type Position } from './position.js';
+import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
 export interface ReadBatchOptions {
   after: Position;
@@ -31,9 +32,7 @@ export interface Batch {
  * Filtering by type happens here, not in the client.
  */
 export const readBatchSql = /* sql */ `
-  with gate as materialized (
-    select ${SCHEMA}.current_era() as era, pg_snapshot_xmin(pg_current_snapshot()) as xmin
-  ),
+  with gate as materialized (select ${GATE_COLUMNS}),
   batch as (
     select ${EVENT_COLUMNS}, e.transaction_id as order_transaction_id, e.position as order_position
       from ${EVENTS_TABLE} e
@@ -51,16 +50,7 @@ export const readBatchSql = /* sql */ `
      order by e.era desc, e.transaction_id desc, e.position desc
      limit 1
   ),
-  held_back as (
-    -- Written as ORDER BY … LIMIT 1 so the planner walks the index from the gate up; as a
-    -- bare EXISTS it guesses a third of the table qualifies and scans all of it.
-    select (
-      select e.position from ${EVENTS_TABLE} e
-       where (e.era, e.transaction_id) >= (select era, xmin from gate)
-       order by e.era, e.transaction_id
-       limit 1
-    ) is not null as held_back
-  )
+  held_back as (select ${HELD_BACK} as held_back)
   select b.position, b.era, b.transaction_id, b.stream_id, b.stream_version, b.type,
          b.data, b.metadata, b.schema_version, b.created_at,
          s.era as scan_end_era, s.transaction_id::text as scan_end_transaction_id,
