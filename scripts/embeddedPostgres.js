@@ -69,7 +69,7 @@ export async function startEmbeddedPostgres({
   });
   try {
     if (!(await canReach(path.dirname(dataDir), owner))) {
-      throw startFailure(`OS user '${POSTGRES_USER}' cannot reach ${path.dirname(dataDir)} (as root the server runs as '${POSTGRES_USER}'); keep the data in a folder every user can traverse, or ${TRAVERSE_FIX}`);
+      throw startFailure(`OS user '${POSTGRES_USER}' cannot reach ${path.dirname(dataDir)} (as root the server runs as that user); keep the data in a folder every user can traverse (tests and bench: ${TRAVERSE_FIX})`);
     }
     if (!(await exists(path.join(dataDir, 'PG_VERSION')))) {
       await initCluster({ binaries, dataDir, owner, persistent, onLine, timeoutMs: startTimeoutMs, tail });
