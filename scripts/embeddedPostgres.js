@@ -198,6 +198,10 @@ async function copyBinaries(binaries, owner) {
   const source = path.resolve(path.dirname(binaries.postgres), '..');
   const entries = await listTree(source);
   const copy = await copyName(source, entries);
+  // Checked first: 60 MB copied where the server's user cannot reach would be of no use.
+  if (!(await canReach(path.dirname(copy), owner))) {
+    throw startFailure(`OS user '${POSTGRES_USER}' cannot reach the temp folder ${path.dirname(copy)}, where root keeps the server binaries for it; ${TRAVERSE_FIX}`);
+  }
   try {
     if (!(await isWholeCopy(copy, entries))) await placeCopy(source, copy, entries);
   } catch (error) {
@@ -211,9 +215,9 @@ async function copyBinaries(binaries, owner) {
   try {
     await execFileAsync(located.postgres, ['--version'], { ...owner });
   } catch (error) {
-    // A copy the server's user cannot run is of no use to anyone: it goes.
+    // A copy the server's user cannot run (a temp folder mounted noexec) is of no use to anyone: it goes.
     await rm(copy, { recursive: true, force: true });
-    throw startFailure(`OS user '${POSTGRES_USER}' cannot run the server binaries copied to ${copy} (${error.code ?? error.message}); ${TRAVERSE_FIX}`, { cause: error });
+    throw startFailure(`OS user '${POSTGRES_USER}' cannot run the server binaries copied to ${copy} (${error.code ?? error.message}); set TMPDIR to a folder every user can traverse and run programs from`, { cause: error });
   }
   return located;
 }

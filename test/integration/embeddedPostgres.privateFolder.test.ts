@@ -78,7 +78,7 @@ describe('npm start from a private folder', () => {
             cause: 'as root, the temp folder is private to root',
             withBinaries: true,
             tmp: () => privateFolder,
-            message: /^projd: embedded PostgreSQL: OS user 'postgres' cannot run the server binaries copied to .+ \(EACCES\); set TMPDIR to a folder every user can traverse, such as \/tmp$/,
+            message: /^projd: embedded PostgreSQL: OS user 'postgres' cannot reach the temp folder .+; set TMPDIR to a folder every user can traverse, such as \/tmp$/,
           },
         ]
       : []),
