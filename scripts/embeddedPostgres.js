@@ -215,8 +215,8 @@ async function copyBinaries(binaries, owner) {
   try {
     await execFileAsync(located.postgres, ['--version'], { ...owner });
   } catch (error) {
-    // A copy the server's user cannot run (a temp folder mounted noexec) is of no use to anyone: it goes.
-    await rm(copy, { recursive: true, force: true });
+    // A copy the server's user may not run (a temp folder mounted noexec) is of no use to anyone: it goes.
+    if (error.code === 'EACCES') await rm(copy, { recursive: true, force: true });
     throw startFailure(`OS user '${POSTGRES_USER}' cannot run the server binaries copied to ${copy} (${error.code ?? error.message}); set TMPDIR to a folder every user can traverse and run programs from`, { cause: error });
   }
   return located;

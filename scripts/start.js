@@ -28,9 +28,8 @@ if (url) {
     server = await startEmbeddedPostgres({ dataDir, port: PREFERRED_PORT, persistent: true, detached: true });
   } catch (error) {
     // The message names the cause and the fix; anything else is a bug, shown with its stack.
-    if (error.code !== START_FAILED) throw error;
-    console.error(`projd: ${error.message}`);
-    process.exit(2);
+    console.error(error.code === START_FAILED ? `projd: ${error.message}` : error);
+    process.exit(error.code === START_FAILED ? 2 : 3);
   }
   url = server.url;
   print(`Embedded PostgreSQL is ready (data in ${shortPath(server.dataDir)}):\n  ${url}`, `"${url}"`);

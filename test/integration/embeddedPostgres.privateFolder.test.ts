@@ -34,7 +34,7 @@ afterEach(async () => {
 });
 
 describe('npm start from a private folder', () => {
-  it('runs the daemon, keeps its data between runs, and leaves only that data and the binaries copy behind', async () => {
+  it('runs the daemon, keeps its data between runs, and leaves behind only what the next run reuses', async () => {
     await writeApp({ withBinaries: true });
 
     const first = await runStart();
