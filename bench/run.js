@@ -2,6 +2,7 @@
 // one database, then projd's live latency. Progress goes to stderr, results to stdout.
 
 import os from 'node:os';
+import { START_FAILED } from '../scripts/embeddedPostgres.js';
 import { cleanUp, onCleanup } from './cleanup.js';
 import { benchConfig } from './config.js';
 import batchedLoop from './contenders/batchedLoop.js';
@@ -49,7 +50,13 @@ if (options.help) {
   try {
     await main(options);
   } catch (error) {
-    if (!interrupted) {
+    if (interrupted) {
+      // The signal handler reports and exits.
+    } else if (error.code === START_FAILED) {
+      // Its message names the cause and the fix.
+      process.stderr.write(`bench: ${error.message}\n`);
+      process.exitCode = 2;
+    } else {
       progress(`failed: ${error.stack ?? error}`);
       process.exitCode = 1;
     }

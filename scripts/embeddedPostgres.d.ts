@@ -1,5 +1,9 @@
 export declare const POSTGRES_USER: 'postgres';
 export declare const POSTGRES_PASSWORD: 'postgres';
+/** The `code` of every error that explains, in one line with its fix, why the server could not start. */
+export declare const START_FAILED: 'EMBEDDED_POSTGRES_START_FAILED';
+/** Name prefix, in the temp folder, of root's copies of the server binaries. */
+export declare const BINARY_COPY_PREFIX: 'projd-postgres-';
 
 export interface EmbeddedPostgresOptions {
   /** Absolute path; initdb runs only when it holds no cluster yet. */
@@ -29,7 +33,13 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
+/** Throws an error with `code` START_FAILED (and `log`, the server's last lines) when the server cannot start. */
 export declare function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres>;
+/**
+ * `dataDir`, or, as root when OS user `postgres` cannot reach it (a private folder), a folder
+ * in the temp folder named after it.
+ */
+export declare function reachableDataDir(dataDir: string): Promise<string>;
 export declare function freePort(): Promise<number>;
 export declare function isPortFree(port: number): Promise<boolean>;
 export declare function connectionUrl(port: number, database?: string): string;

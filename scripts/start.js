@@ -1,11 +1,12 @@
 // `npm start`: `projd run` against DATABASE_URL, or else against an embedded PostgreSQL whose
-// data stays in .projd/postgres between runs.
+// data stays in .projd/postgres between runs (as root in a private folder, in the temp folder:
+// the server's OS user cannot reach the project there).
 
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startEmbeddedPostgres } from './embeddedPostgres.js';
+import { START_FAILED, reachableDataDir, startEmbeddedPostgres } from './embeddedPostgres.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DATA_DIR = path.join(ROOT, '.projd', 'postgres');
@@ -22,14 +23,16 @@ if (url) {
   print(`Using DATABASE_URL (${redact(url)})`, '"$DATABASE_URL"');
 } else {
   try {
+    const dataDir = await reachableDataDir(DATA_DIR);
     // Detached: the daemon drains on Ctrl-C while the server stays up; we stop it afterwards.
-    server = await startEmbeddedPostgres({ dataDir: DATA_DIR, port: PREFERRED_PORT, persistent: true, detached: true });
+    server = await startEmbeddedPostgres({ dataDir, port: PREFERRED_PORT, persistent: true, detached: true });
   } catch (error) {
-    console.error(`projd: ${oneLine(error)}`);
-    process.exit(1);
+    // The message names the cause and the fix; anything else is a bug, shown with its stack.
+    console.error(error.code === START_FAILED ? `projd: ${error.message}` : error);
+    process.exit(error.code === START_FAILED ? 2 : 3);
   }
   url = server.url;
-  print(`Embedded PostgreSQL is ready (data in ${path.relative(ROOT, DATA_DIR)}):\n  ${url}`, `"${url}"`);
+  print(`Embedded PostgreSQL is ready (data in ${shortPath(server.dataDir)}):\n  ${url}`, `"${url}"`);
 }
 
 const daemon = spawn(process.execPath, [path.join(ROOT, 'bin', 'projd.js'), 'run'], {
@@ -78,13 +81,10 @@ function print(where, psqlTarget) {
   );
 }
 
-/** The headline and the server's own reason (FATAL, HINT, initdb's error), on one line. */
-function oneLine(error) {
-  const [headline = '', ...log] = String(error.message).split('\n');
-  const reasons = log
-    .map((line) => line.replace(/^.*?\[\d+\]\s+/, '').replace(/\s+/g, ' ').trim())
-    .filter((line) => /^(FATAL|PANIC|ERROR|HINT):|error:|^\(/.test(line));
-  return [headline.replace(/:$/, ''), ...reasons.slice(-2)].join('; ');
+/** Relative inside the project, absolute outside it. */
+function shortPath(dir) {
+  const relative = path.relative(ROOT, dir);
+  return relative.startsWith('..') ? dir : relative;
 }
 
 function redact(connectionString) {

@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import type { TestProject } from 'vitest/node';
-import { startEmbeddedPostgres, type EmbeddedPostgres } from '../../scripts/embeddedPostgres.js';
+import { START_FAILED, startEmbeddedPostgres, type EmbeddedPostgres } from '../../scripts/embeddedPostgres.js';
 import { migrate } from '../../src/store/migrate.js';
 
 declare module 'vitest' {
@@ -30,7 +30,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
       server = await startEmbeddedPostgres({ dataDir, persistent: false });
     } catch (error) {
       await rm(dataDir, { recursive: true, force: true });
-      throw error;
+      throw oneLine(error);
     }
     adminUrl = server.url;
   }
@@ -49,6 +49,14 @@ export default async function setup(project: TestProject): Promise<() => Promise
     if (server) await server.stop();
     else await dropTemplate(adminUrl, TEMPLATE_DATABASE);
   };
+}
+
+/** A start failure's message names its cause and fix: vitest shows it alone, with no stack. */
+function oneLine(error: unknown): unknown {
+  if ((error as { code?: unknown }).code !== START_FAILED) return error;
+  const shown = new Error((error as Error).message);
+  shown.stack = shown.message;
+  return shown;
 }
 
 /** Replaces `url`'s database name. */
