@@ -131,7 +131,7 @@ const STREAM_VERSION_KEY = 'events_stream_version_key';
  * consecutive stream versions, or none. Returns their positions and the writing transaction.
  *
  * `db` is a `pg.Pool` or a client. On a pool the statement commits on its own; a conflict with
- * a concurrent writer (or a serialization failure, SQLSTATE 40001) is retried up to 5 times,
+ * a concurrent writer (or a serialization failure, SQLSTATE 40001) is retried, 5 attempts in all,
  * so `'any'` appends at the end however writers race. On a client the statement joins the
  * caller's transaction, if one is open, and commits with it; nothing is retried, because the
  * conflict has aborted that transaction: retry the whole transaction.
