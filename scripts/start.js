@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { START_FAILED, reachableDataDir, startEmbeddedPostgres } from './embeddedPostgres.js';
+import { quickStartCommands, shellWord } from './quickStart.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DATA_DIR = path.join(ROOT, '.projd', 'postgres');
@@ -14,13 +15,10 @@ const PREFERRED_PORT = 54329;
 // npm forwards a terminal's Ctrl-C to us as well, so one keypress can arrive twice.
 const DUPLICATE_SIGNAL_MS = 500;
 
-const INSERT_SQL = `insert into projd.events (stream_id, stream_version, type, data) values ('account-1', 1, 'account.opened', '{\\"owner\\": \\"Ada\\"}')`;
-const SELECT_SQL = 'select * from balances';
-
 let server;
 let url = process.env.DATABASE_URL;
 if (url) {
-  print(`Using DATABASE_URL (${redact(url)})`, '"$DATABASE_URL"');
+  print(`Using DATABASE_URL (${redact(url)})`, null);
 } else {
   try {
     const dataDir = await reachableDataDir(DATA_DIR);
@@ -32,7 +30,7 @@ if (url) {
     process.exit(error.code === START_FAILED ? 2 : 3);
   }
   url = server.url;
-  print(`Embedded PostgreSQL is ready (data in ${shortPath(server.dataDir)}):\n  ${url}`, `"${url}"`);
+  print(`Embedded PostgreSQL is ready (data in ${shortPath(server.dataDir)}):\n  ${url}`, url);
 }
 
 const daemon = spawn(process.execPath, [path.join(ROOT, 'bin', 'projd.js'), 'run'], {
@@ -64,16 +62,17 @@ daemon.once('exit', async (code, signal) => {
   process.exit(code ?? 128 + (os.constants.signals[signal] ?? 0));
 });
 
-function print(where, psqlTarget) {
+/** Where the server is, then the lines to paste elsewhere; `pasteUrl` null: DATABASE_URL is the user's own. */
+function print(where, pasteUrl) {
+  const commands = [`cd ${shellWord(ROOT.replace(/\/$/, ''))}`, ...quickStartCommands(pasteUrl)];
+  const withUrl = pasteUrl === null ? ' with the same DATABASE_URL set' : '';
   console.log(
     [
       '',
       where,
       '',
-      'Append an event:',
-      `  psql ${psqlTarget} -c "${INSERT_SQL}"`,
-      'Read the projection:',
-      `  psql ${psqlTarget} -c "${SELECT_SQL}"`,
+      `In another terminal${withUrl}, append events and look at the read model:`,
+      ...commands.map((command) => `  ${command}`),
       '',
       'Starting projd run (Ctrl-C to stop)',
       '',

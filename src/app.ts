@@ -12,12 +12,14 @@ import {
   type ReplayProgress,
   type ReplayResult,
 } from './runner/replayProjection.js';
+import { appendEvents, type AppendOptions, type AppendResult, type NewEvent } from './store/appendEvents.js';
 import { checkOut, checkServer, connectionError, createPool, daemonApplicationName } from './store/connect.js';
 import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent, startNewEra } from './store/era.js';
 import { FAILED_EVENT_STATUSES, listFailedEvents, type FailedEvent } from './store/failedEvents.js';
 import { retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner/resolveFailedEvents.js';
 import { migrate } from './store/migrate.js';
+import { readOnlyQuery, type ReadOnlyQueryResult } from './store/readOnlyQuery.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
 import { readStatusReport, type ProjectionStatus } from './status/readStatusReport.js';
@@ -158,6 +160,41 @@ export async function startNewStoreEra(config: ResolvedConfig): Promise<{ from: 
     const { client, release } = await checkOut(pool);
     try {
       return await startNewEra(client);
+    } finally {
+      release();
+    }
+  });
+}
+
+export { isVersionConflictError, type AppendResult, type ExpectedVersion, type NewEvent } from './store/appendEvents.js';
+
+/**
+ * `projd append`: appends `events` to the end of a stream in one statement (all or none), after
+ * creating projd's tables if need be, as `run` would. A restored store is refused, as by `run`.
+ */
+export async function appendToStream(
+  config: ResolvedConfig,
+  streamId: string,
+  events: readonly NewEvent[],
+  options: AppendOptions = {},
+): Promise<AppendResult> {
+  return withPool(config, { migrate: true }, async (pool) => {
+    await assertEraCurrent(pool);
+    return appendEvents(pool, streamId, events, options);
+  });
+}
+
+export type { ReadOnlyQueryResult };
+
+/**
+ * `projd query`: runs one SQL statement in a read-only transaction, which is then rolled
+ * back, and returns its rows: a look at a read model with nothing but projd installed.
+ */
+export async function queryReadOnly(config: ResolvedConfig, sql: string): Promise<ReadOnlyQueryResult> {
+  return withPool(config, { migrate: false, max: 1 }, async (pool) => {
+    const { client, release } = await checkOut(pool);
+    try {
+      return await readOnlyQuery(client, sql);
     } finally {
       release();
     }

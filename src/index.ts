@@ -11,3 +11,12 @@ export type { Config, ResolvedConfig } from './config/types.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
 export { isUserError, UserError } from './errors.js';
 export { isOperationalError, OperationalError } from './errors.js';
+export {
+  appendEvents,
+  isVersionConflictError,
+  VersionConflictError,
+  type AppendOptions,
+  type AppendResult,
+  type ExpectedVersion,
+  type NewEvent,
+} from './store/appendEvents.js';

@@ -1,5 +1,7 @@
+import { readFileSync } from 'node:fs';
 import { Command, CommanderError, Option } from 'commander';
 import { errorMessage, isOperationalError, isUserError } from '../errors.js';
+import { appendCommand, parseExpectedVersion, type AppendCommandOptions } from './append.js';
 import {
   failedListCommand,
   failedRetryCommand,
@@ -8,6 +10,7 @@ import {
   type FailedRetryOptions,
 } from './failed.js';
 import { migrateCommand, type MigrateOptions } from './migrate.js';
+import { queryCommand, type QueryCommandOptions } from './query.js';
 import { replayCommand, type ReplayCommandOptions } from './replay.js';
 import { runCommand } from './run.js';
 import { statusCommand, type StatusCommandOptions } from './status.js';
@@ -23,12 +26,26 @@ function configOption(): Option {
   return new Option('-c, --config <file>', 'config file (default: ./projd.yaml if present)');
 }
 
+/** The version in package.json: from src/cli/ and from dist/cli/ alike, it is two folders up. */
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return manifest.version;
+}
+
+/**
+ * Commander's own errors ("error: unknown option '--bogus'") as projd's: `projd: ` first, and on
+ * one line, though commander puts its "(Did you mean run?)" on a line of its own.
+ */
+export function formatCommanderError(message: string): string {
+  return `projd: ${message.trim().replace(/^error:\s*/, '').replace(/\s*\n\s*/g, ' ')}\n`;
+}
+
 export function buildProgram(): Command {
   const program = new Command('projd')
     .description('Projection daemon for PostgreSQL event stores')
+    .version(packageVersion(), '-V, --version', 'print the version')
     .showSuggestionAfterError()
-    // One line per usage error: commander puts its "(Did you mean run?)" on a line of its own.
-    .configureOutput({ outputError: (message, write) => write(`${message.trim().replace(/\s*\n\s*/g, ' ')}\n`) })
+    .configureOutput({ outputError: (message, write) => write(formatCommanderError(message)) })
     .exitOverride();
 
   program
@@ -60,6 +77,27 @@ export function buildProgram(): Command {
     .option('--progress-interval <duration>', 'time between progress reports (default: 250ms on a terminal, else 2s)')
     .addOption(configOption())
     .action((name: string | undefined, options: ReplayCommandOptions) => replayCommand(name, options));
+
+  program
+    .command('append')
+    .description('append events to the end of a stream: one from the arguments, or NDJSON lines from stdin')
+    .argument('<stream>', 'the stream id, e.g. account-1')
+    .argument('[type]', 'the event type, e.g. account.opened; without it, events are read from stdin')
+    .argument('[data]', "the event's data as JSON (default: {})")
+    .option('--expected-version <version>', 'append only if the stream is at this version (0: no events yet), or any, no_stream, stream_exists', parseExpectedVersion)
+    .option('--json', 'print one JSON object per appended event')
+    .addOption(configOption())
+    .action((stream: string, type: string | undefined, data: string | undefined, options: AppendCommandOptions) =>
+      appendCommand(stream, type, data, options),
+    );
+
+  program
+    .command('query')
+    .description('run one SQL statement in a read-only transaction and print its rows, e.g. to look at a read model')
+    .argument('<sql>', "the statement, e.g. 'select * from balances'")
+    .option('--json', 'print a JSON array, one object per row')
+    .addOption(configOption())
+    .action((sql: string, options: QueryCommandOptions) => queryCommand(sql, options));
 
   const failed = program.command('failed').description('inspect and act on parked events');
   failed

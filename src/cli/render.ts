@@ -1,3 +1,4 @@
+import type { ReadOnlyQueryResult } from '../app.js';
 import type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
 
 const COLUMNS: readonly TableColumn<ProjectionStatus>[] = [
@@ -84,4 +85,17 @@ export function renderTable<T>(columns: readonly TableColumn<T>[], rows: readonl
       .trimEnd(),
   );
   return `${lines.join('\n')}\n`;
+}
+
+/** `projd query` as plain text: the columns, numbers aligned right, NULL as nothing, then `(n rows)`. */
+export function renderQueryResult(result: ReadOnlyQueryResult): string {
+  const columns = result.columns.map(
+    (column, i): TableColumn<(string | null)[]> => ({
+      title: column.name,
+      align: column.numeric ? 'right' : 'left',
+      cell: (row) => oneLine(row[i] ?? ''),
+    }),
+  );
+  const count = `(${result.rows.length} ${result.rows.length === 1 ? 'row' : 'rows'})\n`;
+  return columns.length === 0 ? count : `${renderTable(columns, result.rows)}${count}`;
 }

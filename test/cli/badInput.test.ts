@@ -149,7 +149,7 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       const transcript = await badInput(['run', '--bogus']);
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd run --bogus
-        error: unknown option '--bogus'
+        projd: unknown option '--bogus'
         Exit code: 2"
       `);
     });
@@ -158,7 +158,7 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       const transcript = await badInput(['run', '--confg', 'projd.yaml']);
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd run --confg projd.yaml
-        error: unknown option '--confg' (Did you mean --config?)
+        projd: unknown option '--confg' (Did you mean --config?)
         Exit code: 2"
       `);
     });
@@ -167,7 +167,7 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       const transcript = await badInput(['bogus']);
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd bogus
-        error: unknown command 'bogus'
+        projd: unknown command 'bogus'
         Exit code: 2"
       `);
     });
@@ -176,7 +176,7 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       const transcript = await badInput(['migrat']);
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd migrat
-        error: unknown command 'migrat' (Did you mean migrate?)
+        projd: unknown command 'migrat' (Did you mean migrate?)
         Exit code: 2"
       `);
     });
@@ -185,7 +185,7 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       const transcript = await badInput(['run', '-c']);
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd run -c
-        error: option '-c, --config <file>' argument missing
+        projd: option '-c, --config <file>' argument missing
         Exit code: 2"
       `);
     });
@@ -194,7 +194,7 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       const transcript = await badInput(['failed', 'skip']);
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd failed skip
-        error: missing required argument 'ids'
+        projd: missing required argument 'ids'
         Exit code: 2"
       `);
     });
@@ -221,7 +221,7 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       const transcript = await badInput(['migrate', 'now']);
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd migrate now
-        error: too many arguments for 'migrate'. Expected 0 arguments but got 1.
+        projd: too many arguments for 'migrate'. Expected 0 arguments but got 1.
         Exit code: 2"
       `);
     });

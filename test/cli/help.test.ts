@@ -15,7 +15,7 @@ describe('projd --help', () => {
     expect(result).toMatchObject({ code: 0, stderr: '' });
     expect(result.stdout).toMatch(/^Usage: projd \[options\] \[command\]$/m);
     expect(listedCommands(result.stdout)).toEqual(
-      expect.arrayContaining(['run', 'replay', 'status', 'migrate', 'failed', 'help']),
+      expect.arrayContaining(['run', 'replay', 'status', 'migrate', 'append', 'query', 'failed', 'help']),
     );
   });
 
@@ -26,7 +26,7 @@ describe('projd --help', () => {
     expect(listedCommands(result.stdout)).toEqual(expect.arrayContaining(['list', 'retry', 'skip']));
   });
 
-  it.each(['run', 'migrate', 'status', 'replay', 'failed list', 'failed retry', 'failed skip'])(
+  it.each(['run', 'migrate', 'status', 'replay', 'append', 'query', 'failed list', 'failed retry', 'failed skip'])(
     'projd %s --help exits 0 and lists -c, --config',
     async (command) => {
       const result = await runCli([...command.split(' '), '--help'], { cwd: os.tmpdir() });

@@ -17,6 +17,8 @@ export interface CliOptions {
 export interface RunCliOptions extends CliOptions {
   /** The child is killed and the call fails after this long. @defaultValue 30000 */
   timeoutMs?: number;
+  /** Written to the child's stdin, which then ends. @defaultValue stdin is /dev/null */
+  input?: string;
 }
 
 export interface CliResult {
@@ -90,8 +92,10 @@ function createRegistry(): Set<Tracked> {
 
 /** Runs `node bin/projd.js …args` to its exit. */
 export async function runCli(args: string[], options: RunCliOptions): Promise<CliResult> {
-  const { timeoutMs = 30_000 } = options;
-  const { child, tracked } = spawnTracked(args, options);
+  const { timeoutMs = 30_000, input } = options;
+  const { child, tracked } = spawnTracked(args, options, input === undefined ? 'ignore' : 'pipe');
+  // A child that exits without reading its stdin must not fail the write with EPIPE.
+  child.stdin?.on('error', () => undefined).end(input);
   let stdout = '';
   let stderr = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
@@ -211,12 +215,12 @@ export async function assertNoChildrenLeft(scope?: Scope): Promise<void> {
   throw new Error(`still running, now killed: ${names}; stop every child a ${scope ?? 'test'} starts`);
 }
 
-function spawnTracked(args: string[], options: CliOptions): { child: ChildProcess; tracked: Tracked } {
+function spawnTracked(args: string[], options: CliOptions, stdin: 'ignore' | 'pipe' = 'ignore'): { child: ChildProcess; tracked: Tracked } {
   const bin = options.bin ?? BIN;
   const child = spawn(process.execPath, [bin, ...args], {
     cwd: options.cwd,
     env: childEnv(options.env),
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: [stdin, 'pipe', 'pipe'],
   });
   const tracked: Tracked = {
     child,
