@@ -110,6 +110,8 @@ export function checkServerVersion(server: { versionNum: number; version: string
 function connectionErrorMessage(error: unknown): string {
   // Node reports a refused connection to "localhost" as an AggregateError of one error per address.
   if (error instanceof AggregateError && error.errors.length > 0) return errorMessage(error.errors[0]);
+  // pg's words for a connect that outlived `connectionTimeoutMillis`.
+  if (errorMessage(error) === 'timeout expired') return 'no answer within database.connectTimeout';
   return errorMessage(error);
 }
 

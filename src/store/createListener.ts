@@ -118,7 +118,8 @@ export function createListener(options: ListenerOptions): Listener {
       // Thrown before the attempt makes a client; the loop ends and reports an 'error'.
       if (connection.retired) throw new SubscriberRetired();
       connection.attempt = attempt;
-      if (attempt === 1) logger.warn({ timeoutMs: options.timeout }, 'listener.disconnected');
+      // pg-listen keeps the cause to itself (DEBUG=pg-listen:* prints it).
+      if (attempt === 1 && connection.listening) logger.warn('listener.disconnected');
     });
     subscriber.events.on('connected', () => {
       if (connection.retired) {
