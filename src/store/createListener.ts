@@ -134,8 +134,9 @@ export function createListener(options: ListenerOptions): Listener {
     // pg-listen reports here that a reconnect failed (its LISTEN did, or a retired loop ended),
     // and it will not try again while the new connection passes its probes.
     subscriber.events.on('error', (error) => {
-      if (connection.retired) {
-        void subscriber.close().catch(() => undefined);
+      if (connection.retired || !connection.listening) {
+        // Retired, or lost while open() was still at it, which then fails.
+        void retire(connection);
         return;
       }
       logger.warn({ err: errorMessage(error) }, 'listener.disconnected');
@@ -145,6 +146,7 @@ export function createListener(options: ListenerOptions): Listener {
     try {
       await subscriber.connect();
       await subscriber.listenTo(EVENTS_CHANNEL);
+      if (connection.retired) throw new SubscriberRetired();
     } catch (error) {
       void retire(connection);
       throw error;
