@@ -1,6 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon } from '../helpers/cli.js';
-import { createTestDatabase } from '../helpers/database.js';
+import { startIsolatedPostgres, type IsolatedPostgres } from '../helpers/database.js';
 import { countApplied, expectLedgerExact, ledgerProjectionSource } from '../helpers/ledger.js';
 import { writeProject } from '../helpers/project.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -8,11 +8,15 @@ import { waitFor } from '../helpers/waitFor.js';
 // A frozen server backend (SIGSTOP) keeps its socket open and answers nothing: TCP sees no
 // fault, so only the listener's probe, with its timeout, can tell. The poll interval is far
 // longer than any wait below: only notifications can deliver.
-const db = await createTestDatabase();
+// A server of its own: while a backend is frozen, DROP DATABASE elsewhere on the server waits for
+// it (a barrier every backend must absorb), and that open transaction would stall every
+// projection on the server.
+let db: IsolatedPostgres;
 let project: Awaited<ReturnType<typeof writeProject>>;
 const frozen = new Set<number>();
 
 beforeAll(async () => {
+  db = await startIsolatedPostgres();
   project = await writeProject({
     // Probe every second, and give up on a probe after two: a frozen backend is found in seconds.
     'probed.yaml': [
@@ -44,6 +48,7 @@ afterEach(() => {
 });
 
 afterAll(async () => {
+  await db?.stop();
   await project?.cleanup();
 });
 
@@ -59,7 +64,7 @@ async function credit(streamId: string, version: number) {
 /** SIGSTOPs the server process behind the daemon's listening connection; returns its pid. */
 async function freezeListenerBackend(): Promise<number> {
   const { rows } = await db.pool.query<{ pid: number }>(
-    "select pid from pg_stat_activity where application_name like 'projd listener %' and datname = current_database()",
+    "select pid from pg_stat_activity where application_name like 'projd listener %'",
   );
   expect(rows).toHaveLength(1);
   const pid = rows[0]!.pid;
@@ -88,16 +93,17 @@ describe('projd run, with its listener backend frozen', () => {
     const logsBefore = daemon.logs().length;
     await credit('frozen-1', 2);
     // Within a minute with the defaults (30s probe interval + 10s timeout); here within seconds.
+    await daemon.waitForLog('listener.reconnected', 20_000, { from: logsBefore });
+    // The daemon has let go of the frozen backend; nothing below needs it stopped.
+    thaw(pid);
     await waitFor(async () => (await countApplied(db.pool)) === 2, {
-      timeoutMs: 20_000,
+      timeoutMs: 10_000,
       message: 'event appended after the freeze applied',
     });
-    await daemon.waitForLog('listener.reconnected', 1_000, { from: logsBefore });
 
     // The new connection LISTENs: a later append arrives through NOTIFY too.
     await credit('frozen-2', 1);
     await waitFor(async () => (await countApplied(db.pool)) === 3, { timeoutMs: 10_000, message: 'event after reconnect applied' });
-    thaw(pid);
 
     expect(await daemon.stop()).toBe(0);
     await expectLedgerExact(db.pool);
