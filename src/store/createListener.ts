@@ -81,6 +81,7 @@ export function createListener(options: ListenerOptions): Listener {
     }),
     // The probe, and the LISTEN after a reconnect, fail instead of waiting on a frozen server.
     query_timeout: options.timeout,
+    // Every socket this listener's clients open, so that stop() can destroy what will not close.
     stream: () => {
       const socket = new net.Socket();
       sockets.add(socket);
@@ -95,6 +96,7 @@ export function createListener(options: ListenerOptions): Listener {
   let wakeRetry: () => void = () => undefined;
 
   async function open(): Promise<Connection> {
+    // pg-listen is CommonJS: from ESM its function is the module itself, typed as `.default`.
     const subscriber = pgListen.default(clientConfig, {
       paranoidChecking: options.probeInterval,
       // The defaults give up after 3 s of failed attempts.
