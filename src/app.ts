@@ -80,7 +80,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   async function startOnce(): Promise<void> {
     // Projections first: a bad module is reported before anything touches the database.
     const projections = options.projections ?? (await loadProjections(config.projections.dir));
-    pool = createPool({ url: config.database.url, max: config.database.poolSize });
+    pool = createPool({ url: config.database.url, max: config.database.poolSize, connectTimeout: config.database.connectTimeout });
     pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
     await checkServer(pool, config.database.url);
     const applied = await migrate(pool);
@@ -99,6 +99,8 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     const wakeAll = () => runners.forEach((runner) => runner.wake());
     listener = createListener({
       url: config.database.listenUrl,
+      timeout: config.database.connectTimeout,
+      probeInterval: config.database.listenProbeInterval,
       logger,
       onNotification: wakeAll,
       onReconnected: wakeAll,
@@ -322,7 +324,12 @@ async function withPool<T>(
   { migrate: migrateFirst, max = 2, logger = silentLogger() }: CommandPoolOptions,
   work: (pool: pg.Pool, applied: string[]) => Promise<T>,
 ): Promise<T> {
-  const pool = createPool({ url: config.database.url, max, applicationName: daemonApplicationName('cli') });
+  const pool = createPool({
+    url: config.database.url,
+    max,
+    connectTimeout: config.database.connectTimeout,
+    applicationName: daemonApplicationName('cli'),
+  });
   // An idle connection lost meanwhile must not end the process: the next query on it fails by itself.
   pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
   try {

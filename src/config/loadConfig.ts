@@ -75,6 +75,8 @@ const KEY_CHECKS = {
   'database.listenUrl': { ...nonEmptyText, emptyIsUnset: true },
   'database.poolSize': integer(1, 1000),
   'database.preparedStatements': boolean,
+  'database.connectTimeout': duration,
+  'database.listenProbeInterval': duration,
   'projections.dir': { ...nonEmptyText, isPath: true },
   'projections.batchSize': integer(1, 100_000),
   'projections.pollInterval': duration,
@@ -141,6 +143,8 @@ function defaultValues(baseDir: string): Omit<ConfigValues, 'database.url' | 'da
   return {
     'database.poolSize': 10,
     'database.preparedStatements': true,
+    'database.connectTimeout': 10_000,
+    'database.listenProbeInterval': 30_000,
     'projections.dir': path.resolve(baseDir, 'projections'),
     'projections.batchSize': 1000,
     'projections.pollInterval': 5000,
@@ -176,6 +180,8 @@ function mergeLayers(
       listenUrl: values['database.listenUrl'] ?? url,
       poolSize: values['database.poolSize'],
       preparedStatements: values['database.preparedStatements'],
+      connectTimeout: values['database.connectTimeout'],
+      listenProbeInterval: values['database.listenProbeInterval'],
     },
     projections: {
       dir: values['projections.dir'],

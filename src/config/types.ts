@@ -17,6 +17,13 @@ export interface Config {
      * statements (PgBouncer in transaction mode before 1.21). @defaultValue true
      */
     preparedStatements?: boolean;
+    /**
+     * How long opening a connection may take, for every connection projd opens, and how long
+     * the listener's probe may go unanswered before its connection is replaced. @defaultValue `10s`
+     */
+    connectTimeout?: string | number;
+    /** How often the listening connection is probed with a trivial query. @defaultValue `30s` */
+    listenProbeInterval?: string | number;
   };
   projections?: {
     /** Folder of projection modules, relative to the config file. @defaultValue `./projections` */
@@ -58,6 +65,10 @@ export interface ResolvedConfig {
     listenUrl: string;
     poolSize: number;
     preparedStatements: boolean;
+    /** Milliseconds. */
+    connectTimeout: number;
+    /** Milliseconds. */
+    listenProbeInterval: number;
   };
   projections: {
     /** Absolute path. */

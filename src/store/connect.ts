@@ -5,10 +5,16 @@ import { UserError, errorMessage } from '../errors.js';
 /** Oldest server with `xid8` and `pg_current_snapshot()`. */
 export const MIN_SERVER_VERSION_NUM = 130000;
 
-export interface PoolOptions {
+export interface ConnectionOptions {
   url: string;
-  max: number;
+  /** Milliseconds a new connection may take to be accepted and logged in. */
+  connectTimeout: number;
+  /** @defaultValue `daemonApplicationName()` */
   applicationName?: string;
+}
+
+export interface PoolOptions extends ConnectionOptions {
+  max: number;
 }
 
 /**
@@ -19,15 +25,35 @@ export function daemonApplicationName(role: 'daemon' | 'listener' | 'cli' = 'dae
   return `projd ${role} ${os.hostname()}:${process.pid}`.slice(0, 63);
 }
 
-export function createPool(options: PoolOptions): pg.Pool {
-  return new pg.Pool({
+// TCP keepalive probes start after this much silence. The system default (2 h on Linux) would
+// leave a connection to a vanished host open for hours.
+const KEEPALIVE_IDLE_MS = 10_000;
+
+/**
+ * How every connection projd opens is made: a connect timeout, so an unresponsive server fails
+ * the attempt instead of hanging it, and TCP keepalive, so a dead peer is noticed while idle.
+ */
+export function connectionSettings(options: ConnectionOptions): pg.ClientConfig {
+  return {
     connectionString: options.url,
-    max: options.max,
     application_name: options.applicationName ?? daemonApplicationName(),
+    connectionTimeoutMillis: options.connectTimeout,
     keepAlive: true,
-  });
+    keepAliveInitialDelayMillis: KEEPALIVE_IDLE_MS,
+  };
 }
 
+export function createPool(options: PoolOptions): pg.Pool {
+  const { connectionTimeoutMillis, ...settings } = connectionSettings(options);
+  // The connect timeout goes to each client, not to the pool: pg-pool's own would also bound
+  // the wait for a free connection, which a projection may rightly spend behind others' batches.
+  class TimedClient extends pg.Client {
+    constructor(config?: pg.ClientConfig) {
+      super({ ...config, connectionTimeoutMillis });
+    }
+  }
+  return new pg.Pool({ ...settings, max: options.max, Client: TimedClient });
+}
 
 /** The URL without its password, for messages. */
 export function redactUrl(url: string): string {
@@ -84,6 +110,8 @@ export function checkServerVersion(server: { versionNum: number; version: string
 function connectionErrorMessage(error: unknown): string {
   // Node reports a refused connection to "localhost" as an AggregateError of one error per address.
   if (error instanceof AggregateError && error.errors.length > 0) return errorMessage(error.errors[0]);
+  // pg's words for a connect that outlived `connectionTimeoutMillis`.
+  if (errorMessage(error) === 'timeout expired') return 'no answer within database.connectTimeout';
   return errorMessage(error);
 }
 

@@ -1,12 +1,17 @@
-import pg from 'pg';
+import net from 'node:net';
+import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../log.js';
 import { errorMessage } from '../errors.js';
-import { daemonApplicationName } from './connect.js';
+import { connectionSettings, daemonApplicationName } from './connect.js';
 import { EVENTS_CHANNEL } from './names.js';
 
 export interface ListenerOptions {
   /** A direct connection: LISTEN does not survive a transaction-mode pooler. */
   url: string;
+  /** Milliseconds a connect, the LISTEN or a probe may take before the connection counts as lost. */
+  timeout: number;
+  /** Milliseconds between probes of the connection with a trivial query. */
+  probeInterval: number;
   logger: Logger;
   /** A notification arrived: new events may have committed. Only a hint. */
   onNotification(): void;
@@ -19,103 +24,195 @@ export interface Listener {
   stop(): Promise<void>;
 }
 
-// Reconnect delays: 100 ms doubling to a 10 s cap, drawn from the upper half at random so
-// that daemons restarted together do not reconnect in step. Never gives up: the interval
-// fallback keeps projections moving meanwhile.
+// Reconnect delays: the first attempt at once, then 100 ms doubling to a 5 s cap, drawn from
+// the upper half at random so that daemons cut off together do not reconnect in step. Never
+// gives up: the poll interval keeps projections moving meanwhile. The cap also bounds how long
+// a stop during an outage leaves the process running: pg-listen's wait cannot be cancelled.
 const RECONNECT_BASE_MS = 100;
-const RECONNECT_CAP_MS = 10_000;
-// A half-open TCP connection delivers nothing and reports no error; a cheap query now and
-// then finds out.
-const HEALTH_CHECK_MS = 30_000;
+const RECONNECT_CAP_MS = 5_000;
+// On stop, how long the server gets to close the connection before its socket is destroyed;
+// a frozen server never would.
+const CLOSE_GRACE_MS = 1_000;
+
+/** The wait after the `failed`th attempt in a row (1, 2, …) failed. */
+function reconnectDelay(failed: number): number {
+  const cap = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** (failed - 1));
+  return cap / 2 + (Math.random() * cap) / 2;
+}
+
+/** Thrown into pg-listen's reconnect loop to end it once its subscriber is retired. */
+class SubscriberRetired extends Error {
+  constructor() {
+    super('listener subscriber retired');
+  }
+}
+
+/** One pg-listen subscriber and what the listener knows of it. */
+interface Connection {
+  subscriber: Subscriber;
+  /** Replaced or stopped: whatever pg-listen still does with it is wound down. */
+  retired: boolean;
+  /** LISTEN is in place: a later 'connected' is a reconnect. */
+  listening: boolean;
+  /** pg-listen's reconnect attempt in progress, for the logs. */
+  attempt: number;
+}
 
 /**
- * LISTEN on the events channel over one dedicated connection, reconnecting forever.
- * Written over pg's own notification events rather than pg-listen, which gives up after
- * 3 s by default and does not retry a failed first connect.
+ * LISTEN on the events channel over pg-listen, which reconnects and LISTENs again by itself,
+ * and probes the connection (`paranoidChecking`) with a query that times out, so a frozen
+ * server or a half-open socket is found within `probeInterval + timeout`.
+ *
+ * It is wrapped for what pg-listen does not do: its reconnect loop ignores `close()` (a retired
+ * subscriber throws out of it), a failed LISTEN after a reconnect leaves it connected but deaf
+ * (the listener replaces the subscriber), and closing a connection to a frozen server waits for
+ * ever (every socket is tracked and destroyed after a grace period). The first connect fails
+ * `start()`: a `database.listenUrl` that does not work right after the pool's check is a
+ * configuration error more often than a blip.
  */
 export function createListener(options: ListenerOptions): Listener {
   const { logger } = options;
-  let client: pg.Client | null = null;
+  const sockets = new Set<net.Socket>();
+  const clientConfig = {
+    ...connectionSettings({
+      url: options.url,
+      connectTimeout: options.timeout,
+      applicationName: daemonApplicationName('listener'),
+    }),
+    // The probe, and the LISTEN after a reconnect, fail instead of waiting on a frozen server.
+    query_timeout: options.timeout,
+    // Every socket this listener's clients open, so that stop() can destroy what will not close.
+    stream: () => {
+      const socket = new net.Socket();
+      sockets.add(socket);
+      socket.once('close', () => sockets.delete(socket));
+      return socket;
+    },
+  };
+  let current: Connection | undefined;
   let stopped = false;
-  let reconnecting = false;
-  let healthCheck: NodeJS.Timeout | undefined;
+  let replacing: Promise<void> | undefined;
   let retryTimer: NodeJS.Timeout | undefined;
+  let wakeRetry: () => void = () => undefined;
 
-  async function connect(): Promise<void> {
-    const next = new pg.Client({ connectionString: options.url, keepAlive: true, application_name: daemonApplicationName('listener') });
-    next.on('notification', (message) => {
-      if (message.channel === EVENTS_CHANNEL) options.onNotification();
+  async function open(): Promise<Connection> {
+    // pg-listen is CommonJS: from ESM its function is the module itself, typed as `.default`.
+    const subscriber = pgListen.default(clientConfig, {
+      paranoidChecking: options.probeInterval,
+      // The defaults give up after 3 s of failed attempts.
+      retryLimit: Infinity,
+      retryTimeout: Infinity,
+      retryInterval: (failedBefore) => {
+        if (connection.retired) throw new SubscriberRetired();
+        const retryInMs = Math.round(reconnectDelay(failedBefore + 1));
+        logger.warn({ attempt: failedBefore + 1, retryInMs }, 'listener.reconnecting');
+        return retryInMs;
+      },
+      // The payload is unused; anyone may NOTIFY the channel, so it is not parsed as JSON.
+      parse: (payload) => payload,
     });
-    next.on('error', (error) => lost(next, error));
-    next.on('end', () => lost(next, new Error('connection ended')));
+    const connection: Connection = { subscriber, retired: false, listening: false, attempt: 0 };
+
+    subscriber.events.on('notification', ({ channel }) => {
+      if (channel === EVENTS_CHANNEL) options.onNotification();
+    });
+    subscriber.events.on('reconnect', (attempt) => {
+      // Thrown before the attempt makes a client; the loop ends and reports an 'error'.
+      if (connection.retired) throw new SubscriberRetired();
+      connection.attempt = attempt;
+      // pg-listen keeps the cause to itself (DEBUG=pg-listen:* prints it).
+      if (attempt === 1 && connection.listening) logger.warn('listener.disconnected');
+    });
+    subscriber.events.on('connected', () => {
+      if (connection.retired) {
+        // A reconnect that was under way when it was retired: end what it made.
+        void subscriber.close().catch(() => undefined);
+        return;
+      }
+      if (!connection.listening) return; // the first connect: start() LISTENs and reports
+      logger.info({ attempt: connection.attempt }, 'listener.reconnected');
+      options.onReconnected();
+    });
+    // pg-listen reports here that a reconnect failed (its LISTEN did, or a retired loop ended),
+    // and it will not try again while the new connection passes its probes.
+    subscriber.events.on('error', (error) => {
+      if (connection.retired || !connection.listening) {
+        // Retired, or lost while open() was still at it, which then fails.
+        void retire(connection);
+        return;
+      }
+      logger.warn({ err: errorMessage(error) }, 'listener.disconnected');
+      replace(connection);
+    });
+
     try {
-      await next.connect();
-      await next.query(`listen ${EVENTS_CHANNEL}`);
+      await subscriber.connect();
+      await subscriber.listenTo(EVENTS_CHANNEL);
+      if (connection.retired) throw new SubscriberRetired();
     } catch (error) {
-      next.removeAllListeners();
-      next.on('error', () => undefined);
-      await next.end().catch(() => undefined);
+      void retire(connection);
       throw error;
     }
-    if (stopped) {
-      next.removeAllListeners();
-      await next.end().catch(() => undefined);
-      return;
-    }
-    client = next;
+    connection.listening = true;
+    return connection;
   }
 
-  function lost(which: pg.Client, error: unknown) {
-    if (stopped || which !== client) return;
-    client = null;
-    which.removeAllListeners();
-    which.on('error', () => undefined);
-    which.end().catch(() => undefined);
-    logger.warn({ err: errorMessage(error) }, 'listener.disconnected');
-    void reconnect();
+  /** Stops using `connection`; resolves once its client has ended, which a frozen server delays. */
+  function retire(connection: Connection): Promise<void> {
+    connection.retired = true;
+    if (current === connection) current = undefined;
+    return connection.subscriber.close().catch(() => undefined);
   }
 
-  async function reconnect(): Promise<void> {
-    if (reconnecting) return;
-    reconnecting = true;
-    for (let attempt = 1; !stopped; attempt += 1) {
-      const cap = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** (attempt - 1));
-      await new Promise<void>((resolve) => {
-        retryTimer = setTimeout(resolve, cap / 2 + (Math.random() * cap) / 2);
-      });
-      if (stopped) break;
-      try {
-        await connect();
-        logger.info({ attempt }, 'listener.reconnected');
-        options.onReconnected();
-        break;
-      } catch (error) {
-        logger.warn({ attempt, err: errorMessage(error) }, 'listener.reconnecting');
+  /** Swaps a subscriber pg-listen gave up on for a new one, trying for ever. */
+  function replace(connection: Connection): void {
+    void retire(connection);
+    if (stopped || replacing) return;
+    replacing = (async () => {
+      for (let attempt = 1; !stopped; attempt += 1) {
+        await new Promise<void>((resolve) => {
+          wakeRetry = resolve;
+          retryTimer = setTimeout(resolve, reconnectDelay(attempt));
+        });
+        if (stopped) break;
+        try {
+          const next = await open();
+          if (stopped) {
+            void retire(next);
+            break;
+          }
+          current = next;
+          logger.info({ attempt }, 'listener.reconnected');
+          options.onReconnected();
+          break;
+        } catch (error) {
+          if (!stopped) logger.warn({ attempt, err: errorMessage(error) }, 'listener.reconnecting');
+        }
       }
-    }
-    reconnecting = false;
+      replacing = undefined;
+    })();
   }
 
   return {
     async start() {
-      await connect();
-      healthCheck = setInterval(() => {
-        const current = client;
-        current?.query('select 1').catch((error: unknown) => lost(current, error));
-      }, HEALTH_CHECK_MS);
-      healthCheck.unref();
+      current = await open();
     },
     async stop() {
       stopped = true;
-      clearInterval(healthCheck);
       clearTimeout(retryTimer);
-      const current = client;
-      client = null;
-      if (current) {
-        current.removeAllListeners();
-        current.on('error', () => undefined);
-        await current.end().catch(() => undefined);
+      wakeRetry();
+      const connection = current;
+      if (connection) {
+        let grace: NodeJS.Timeout | undefined;
+        await Promise.race([
+          retire(connection),
+          new Promise<void>((resolve) => (grace = setTimeout(resolve, CLOSE_GRACE_MS))),
+        ]);
+        clearTimeout(grace);
       }
+      // Whatever is left: a connection to a frozen server, or an attempt still connecting.
+      for (const socket of sockets) socket.destroy();
+      await replacing;
     },
   };
 }

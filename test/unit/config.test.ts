@@ -49,7 +49,7 @@ describe('loadConfig', () => {
   it('uses the built-in defaults when there is no config file', async () => {
     const config = await loadConfig({ env, cwd: dir });
     expect(config).toEqual({
-      database: { url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10, preparedStatements: true },
+      database: { url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10, preparedStatements: true, connectTimeout: 10_000, listenProbeInterval: 30_000 },
       projections: {
         dir: path.join(dir, 'projections'),
         batchSize: 1000,
@@ -78,6 +78,8 @@ describe('loadConfig', () => {
         '  listenUrl: postgres://direct-host/filedb',
         '  poolSize: 4',
         '  preparedStatements: false',
+        '  connectTimeout: 3s',
+        '  listenProbeInterval: 1m',
         'projections:',
         '  dir: /srv/projections',
         '  batchSize: 50',
@@ -103,6 +105,8 @@ describe('loadConfig', () => {
         listenUrl: 'postgres://direct-host/filedb',
         poolSize: 4,
         preparedStatements: false,
+        connectTimeout: 3_000,
+        listenProbeInterval: 60_000,
       },
       projections: {
         dir: path.resolve('/srv/projections'),
@@ -307,7 +311,7 @@ describe('config.example.yaml', () => {
 
   it('loads as it is', async () => {
     const config = await loadConfig({ env, cwd: dir, file: examplePath });
-    expect(config.database).toEqual({ url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10, preparedStatements: true });
+    expect(config.database).toEqual({ url: env.DATABASE_URL, listenUrl: env.DATABASE_URL, poolSize: 10, preparedStatements: true, connectTimeout: 10_000, listenProbeInterval: 30_000 });
     expect(config.projections.dir).toBe(path.join(repoRoot, 'projections'));
   });
 
