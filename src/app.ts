@@ -53,6 +53,7 @@ function runnerSettings(config: ResolvedConfig, projection: Projection) {
     batchTimeout: config.projections.batchTimeout,
     onError: projection.onError ?? config.projections.onError,
     maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
+    maxTransientAttempts: config.projections.maxTransientAttempts,
     preparedStatements: config.database.preparedStatements,
   };
 }
