@@ -195,7 +195,8 @@ export function createRunner(options: RunnerOptions): Runner {
     if (failing) {
       if (result.parked) {
         const { id, policy } = result.parked;
-        const details = { position: String(failing.position), failedEventId: String(id), attempts: failing.attempts };
+        const attempts = failing.attempts + failing.transientAttempts;
+        const details = { position: String(failing.position), failedEventId: String(id), attempts };
         observer.eventFailed?.({ projection: projection.name, position: failing.position, policy });
         failing = null;
         if (policy === 'stop') {
@@ -248,17 +249,18 @@ export function createRunner(options: RunnerOptions): Runner {
     failures += 1;
     const retryInMs = failing && exhausted(failing) ? 0 : backoff(failures);
     setState(RUNNER_STATES.retrying);
-    logger.error({ err: cause, attempt: failures, retryInMs }, `batch.failed: ${lastError}`);
+    const at = error instanceof EventFailure ? { position: String(error.event.position) } : {};
+    logger.error({ err: cause, attempt: failures, retryInMs, ...at }, `batch.failed: ${lastError}`);
     return retryInMs;
   }
 
-  /** The failing event, tracked from its first failure on. */
-  function failingEvent(error: EventFailure): Failing {
-    const { event, index, cause } = error;
+  /** The failing event, tracked from its first failure on, with its latest failure. */
+  function failingEvent({ event, index, cause }: EventFailure): Failing {
+    const failure = describeFailure(cause);
     if (failing?.position !== event.position) {
-      failing = { position: event.position, index, attempts: 0, transientAttempts: 0, failure: describeFailure(cause) };
+      failing = { position: event.position, index, attempts: 0, transientAttempts: 0, failure };
     }
-    failing.failure = describeFailure(error.cause);
+    failing.failure = failure;
     return failing;
   }
 
@@ -288,7 +290,6 @@ export function createRunner(options: RunnerOptions): Runner {
 
   /** Leaves the error where `projd status` reads it; best effort, it is only a report. */
   async function reportError(message: string): Promise<void> {
-    if (state === RUNNER_STATES.standby) return; // the projection is another daemon's
     errorRecorded = true;
     await recordLastError(options.pool, projection.name, message).catch((error: unknown) => {
       logger.debug({ err: errorMessage(error) }, 'error.unrecorded');
@@ -318,13 +319,14 @@ export function createRunner(options: RunnerOptions): Runner {
         failures = 0;
         lastError = null;
         wait = afterPass(result, started);
-        if (errorRecorded && result.kind === 'done') await clearReportedError();
+        if (errorRecorded && result.kind === 'done' && !failing) await clearReportedError();
       } catch (error) {
         if (stopping.signal.aborted) break;
+        const standingBy = state === RUNNER_STATES.standby; // then the projection is another daemon's
         // A failing pass is not woken early by notifications: that would retry at the write rate.
         wait = afterFailure(error);
         inBatch = false;
-        await reportError(lastError!);
+        if (!standingBy) await reportError(lastError!);
         await delay(wait, stopping.signal);
         continue;
       } finally {
