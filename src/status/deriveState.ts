@@ -1,6 +1,6 @@
 /** The states `projd status` and `/metrics` report, derived from the tables alone. */
 export const PROJECTION_STATES = {
-  /** A daemon is applying a backlog: it holds the lock now, or moved the checkpoint just now. */
+  /** A daemon is applying a backlog: it holds the lock now, moved the checkpoint just now, or is retrying a failed pass. */
   catchingUp: 'catching_up',
   /** Every committed event of its types is applied. */
   live: 'live',
