@@ -107,7 +107,7 @@ interface Failing {
   attempts: number;
   /** Transient failures with the event alone in its batch, counted against `maxTransientAttempts`. */
   transientAttempts: number;
-  /** The last one. */
+  /** Its latest failure: what is recorded when it is parked. */
   failure: Failure;
 }
 
