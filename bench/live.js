@@ -1,6 +1,7 @@
 // Live latency: projd runs, caught up, while writers append single-event transactions at a
 // steady rate. Each event's latency runs from its own commit to the commit of the projd batch
-// that applied it, i.e. until the read model shows it.
+// that applied it, i.e. until the read model shows it. Then the held-back release: how soon
+// events held back by an open transaction that wrote no event are applied once it ends.
 
 import { setTimeout as sleep } from 'node:timers/promises';
 import { connect } from './database.js';
@@ -11,6 +12,12 @@ import { lastVersions } from './store.js';
 const LATENCY_TABLE = 'bench_latency';
 const APPLY_DEADLINE_MS = 30_000;
 const POLL_MS = 20;
+
+// Each round, a transaction that writes no event stays open 2 s while 20 events trickle in.
+const BLOCKER_TABLE = 'bench_blocker';
+const BLOCKER_ROUNDS = 5;
+const BLOCKER_OPEN_MS = 2_000;
+const BLOCKER_EVENTS = 20;
 
 const appendSql = /* sql */ `insert into projd.events (stream_id, stream_version, type, data) values ($1, $2, $3, $4)`;
 
@@ -68,10 +75,13 @@ export async function measureLiveLatency({ url, admin, config, table, rate, dura
     await app.start();
     await waitForCatchUp(app);
     progress(`live: writing ${rate} events/s for ${duration} s over ${writers} connection(s)`);
-    const written = await writeSteadily({ url, streams: await lastVersions(admin), rate, duration, writers });
+    const streams = await lastVersions(admin);
+    const written = await writeSteadily({ url, streams, rate, duration, writers });
     await waitForApplied(admin, written.events);
     const { rows: [stats] } = await admin.query(latencySql(commitTimestamps));
     const breakdown = commitTimestamps ? (await admin.query(breakdownSql)).rows[0] : undefined;
+    progress(`live: ${BLOCKER_ROUNDS} rounds of ${BLOCKER_EVENTS} events behind a transaction open ${BLOCKER_OPEN_MS / 1000} s`);
+    const heldBackRelease = await measureHeldBackRelease({ url, admin, streams, commitTimestamps });
     return {
       rate,
       duration,
@@ -88,6 +98,7 @@ export async function measureLiveLatency({ url, admin, config, table, rate, dura
         handlerToVisible: breakdown.to_visible,
         betweenBatches: breakdown.between_batches,
       },
+      heldBackRelease,
     };
   } finally {
     await stop();
@@ -143,6 +154,78 @@ async function writeSteadily({ url, streams, rate, duration, writers }) {
     return { events: committed, seconds: (lastCommitAt - started) / 1000, lateMs };
   } finally {
     await Promise.all(clients.map((client) => client.end().catch(() => {})));
+  }
+}
+
+/**
+ * Events held back by a transaction that wrote no event: it takes a transaction id by writing a
+ * row elsewhere and stays open while events are appended and committed behind it; nothing
+ * notifies its end. Each round's delay runs from its commit to the commit of the projd batch
+ * that applied the last of those events (on the server's clock; without commit timestamps, from
+ * just before its commit to the last handler's clock_timestamp()).
+ */
+async function measureHeldBackRelease({ url, admin, streams, commitTimestamps }) {
+  await admin.query(`drop table if exists ${BLOCKER_TABLE}`);
+  await admin.query(`create table ${BLOCKER_TABLE} (id bigint generated always as identity primary key)`);
+  const blocker = await connect(url);
+  const writer = await connect(url);
+  const random = seededRandom(11);
+  const delaysMs = [];
+  try {
+    for (let round = 0; round < BLOCKER_ROUNDS; round++) {
+      await blocker.query('begin');
+      const { rows: [{ xid }] } = await blocker.query(
+        `insert into ${BLOCKER_TABLE} default values returning pg_current_xact_id()::text as xid`,
+      );
+      const positions = [];
+      for (let i = 0; i < BLOCKER_EVENTS; i++) {
+        const stream = streams[Math.floor(random() * streams.length)];
+        stream.version += 1;
+        const values = [stream.streamId, stream.version, CREDITED, JSON.stringify({ amount: 1 + Math.floor(random() * 1000) })];
+        const { rows: [row] } = await writer.query(`${appendSql} returning position::text as position`, values);
+        positions.push(row.position);
+        await sleep(BLOCKER_OPEN_MS / BLOCKER_EVENTS);
+      }
+      const { rows: [{ before_commit: beforeCommit }] } = await blocker.query('select clock_timestamp() as before_commit');
+      await blocker.query('commit');
+      await waitForPositions(admin, positions);
+      const ends = commitTimestamps
+        ? { from: 'pg_xact_commit_timestamp(xid($1::xid8))', to: 'max(pg_xact_commit_timestamp(l.xmin))' }
+        : { from: '$1::timestamptz', to: 'max(l.applied_at)' };
+      const { rows: [{ ms }] } = await admin.query(
+        `select (extract(epoch from ${ends.to} - ${ends.from}) * 1000)::float8 as ms
+           from ${LATENCY_TABLE} l where l.position = any($2::bigint[])`,
+        [commitTimestamps ? xid : beforeCommit, positions],
+      );
+      delaysMs.push(ms);
+    }
+  } finally {
+    await blocker.query('rollback').catch(() => {});
+    await Promise.all([blocker, writer].map((client) => client.end().catch(() => {})));
+  }
+  const sorted = [...delaysMs].sort((a, b) => a - b);
+  return {
+    rounds: BLOCKER_ROUNDS,
+    openMs: BLOCKER_OPEN_MS,
+    events: BLOCKER_EVENTS,
+    delaysMs,
+    p50Ms: sorted[Math.floor((sorted.length - 1) / 2)],
+    maxMs: sorted.at(-1),
+  };
+}
+
+async function waitForPositions(admin, positions) {
+  const deadline = performance.now() + APPLY_DEADLINE_MS;
+  for (;;) {
+    const { rows: [row] } = await admin.query(
+      `select count(*)::int as applied from ${LATENCY_TABLE} where position = any($1::bigint[])`,
+      [positions],
+    );
+    if (row.applied === positions.length) return;
+    if (performance.now() > deadline) {
+      throw new Error(`live: projd applied ${row.applied} of ${positions.length} held-back events within ${APPLY_DEADLINE_MS / 1000} s`);
+    }
+    await sleep(POLL_MS);
   }
 }
 

@@ -116,6 +116,13 @@ export function renderTable({ machine, options, store, results, live }) {
           `between batch commits ${ms(betweenBatches)}`,
       );
     }
+    if (live.heldBackRelease) {
+      const { rounds, events, openMs, p50Ms, maxMs } = live.heldBackRelease;
+      lines.push(
+        `  held back: ${events} events behind a transaction that wrote none, open ${openMs / 1000} s; ` +
+          `applied after its commit in p50 ${ms(p50Ms)}, max ${ms(maxMs)} (${rounds} rounds)`,
+      );
+    }
   }
   lines.push('');
   lines.push(`machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.platform}`);

@@ -55,6 +55,7 @@ function runnerSettings(config: ResolvedConfig, projection: Projection) {
     batchTimeout: config.projections.batchTimeout,
     onError: projection.onError ?? config.projections.onError,
     maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
+    maxTransientAttempts: config.projections.maxTransientAttempts,
     preparedStatements: config.database.preparedStatements,
   };
 }

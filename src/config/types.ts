@@ -38,6 +38,13 @@ export interface Config {
     onError?: 'park' | 'stop';
     /** Attempts at a failing event before it is parked or the projection stops, 1 to 100. @defaultValue 3 */
     maxAttempts?: number;
+    /**
+     * Tries at an event alone in its batch whose failure is transient (a batch timeout, a
+     * serialization failure, a deadlock, a lock not granted) but keeps recurring, before it is
+     * parked or the projection stops, as `onError` says; 1 to 100. Lost connections and server
+     * restarts never count. @defaultValue 5
+     */
+    maxTransientAttempts?: number;
   };
   metrics?: {
     /** Address the HTTP server listens on. @defaultValue `127.0.0.1` */
@@ -80,6 +87,7 @@ export interface ResolvedConfig {
     batchTimeout: number;
     onError: 'park' | 'stop';
     maxAttempts: number;
+    maxTransientAttempts: number;
   };
   metrics: {
     host: string;

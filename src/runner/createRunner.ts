@@ -5,6 +5,7 @@ import { positionText, type Position } from '../store/position.js';
 import { errorMessage } from '../errors.js';
 import { classifyError, describeFailure, sqlstateOf } from '../store/classifyError.js';
 import type { Failure } from '../store/failedEvents.js';
+import { clearLastError, recordLastError } from '../store/lastError.js';
 import { EventFailure, runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
 
@@ -61,9 +62,11 @@ export interface RunnerOptions {
   pollInterval: number;
   /** Milliseconds after which a batch is cancelled and retried as a transient failure. */
   batchTimeout: number;
-  /** What to do with an event that still fails after `maxAttempts`. */
+  /** What to do with an event that still fails after `maxAttempts` or `maxTransientAttempts`. */
   onError: 'park' | 'stop';
   maxAttempts: number;
+  /** Tries at an event alone in its batch that keep failing transiently (a timeout, a conflict). */
+  maxTransientAttempts: number;
   /** Run handlers' parameterised statements as prepared statements. */
   preparedStatements: boolean;
   logger: Logger;
@@ -90,14 +93,21 @@ const RETRY_BASE_MS = 100;
 /** The longest a runner waits between two attempts at a failing batch. */
 export const RETRY_CAP_MS = 30_000;
 // While events are held back by an older open transaction, look again after 20 ms, doubling up
-// to the poll interval: nothing notifies when that transaction ends.
+// to 100 ms: nothing notifies when that transaction ends, and a pass that finds nothing new is
+// a few index lookups. A pass that moves the checkpoint starts over at 20 ms.
 const HELD_BACK_FIRST_MS = 20;
+const HELD_BACK_CAP_MS = 100;
 
+/** The event being isolated after it failed, until it succeeds or is parked. */
 interface Failing {
   position: bigint;
   /** How many events of its batch came before it and are not committed yet. */
   index: number;
+  /** Deterministic failures, counted against `maxAttempts`. */
   attempts: number;
+  /** Transient failures with the event alone in its batch, counted against `maxTransientAttempts`. */
+  transientAttempts: number;
+  /** Its latest failure: what is recorded when it is parked. */
   failure: Failure;
 }
 
@@ -130,18 +140,25 @@ export function createRunner(options: RunnerOptions): Runner {
     state = next;
   }
 
-  /** The event being isolated after a deterministic failure, until it succeeds or is parked. */
   let failing: Failing | null = null;
-  /** Halved after a timeout, doubled back after each full batch. */
+  /** Halved after a timeout or a transient failure in a handler, doubled back after each full batch. */
   let batchSize = options.batchSize;
+  /** The checkpoint row may hold an error from a failed pass, to clear once a pass succeeds. */
+  let errorRecorded = true; // a daemon that ran before may have left one
+
+  /** Out of tries: the next pass parks it, or halts on it, as `onError` says. */
+  function exhausted({ attempts, transientAttempts }: Failing): boolean {
+    return attempts >= options.maxAttempts || transientAttempts >= options.maxTransientAttempts;
+  }
 
   function nextPass(): Pick<RunBatchOptions, 'batchSize' | 'park'> {
     if (!failing) return { batchSize };
     // First commit the events before the failing one, so they are re-applied once at most.
-    if (failing.index > 0) return { batchSize: failing.index };
-    if (failing.attempts >= options.maxAttempts) {
-      const { position, failure, attempts } = failing;
-      return { batchSize: 1, park: { position, failure, attempts, policy: options.onError } };
+    if (failing.index > 0) return { batchSize: Math.min(batchSize, failing.index) };
+    if (exhausted(failing)) {
+      const { position, failure, attempts, transientAttempts } = failing;
+      const park = { position, failure, attempts: attempts + transientAttempts, policy: options.onError };
+      return { batchSize: 1, park };
     }
     return { batchSize: 1 }; // the failing event alone, once more
   }
@@ -178,7 +195,8 @@ export function createRunner(options: RunnerOptions): Runner {
     if (failing) {
       if (result.parked) {
         const { id, policy } = result.parked;
-        const details = { position: String(failing.position), failedEventId: String(id), attempts: failing.attempts };
+        const attempts = failing.attempts + failing.transientAttempts;
+        const details = { position: String(failing.position), failedEventId: String(id), attempts };
         observer.eventFailed?.({ projection: projection.name, position: failing.position, policy });
         failing = null;
         if (policy === 'stop') {
@@ -188,9 +206,11 @@ export function createRunner(options: RunnerOptions): Runner {
         }
         logger.warn(details, 'event.parked');
       } else if (failing.index > 0) {
-        failing.index = 0; // the events before it are committed
+        // Some or all of the events before it are committed (none: the store changed under us).
+        failing.index = result.applied > 0 ? Math.max(0, failing.index - result.applied) : 0;
       } else {
-        logger.info({ position: String(failing.position), attempts: failing.attempts + 1 }, 'event.recovered');
+        const attempts = failing.attempts + failing.transientAttempts + 1;
+        logger.info({ position: String(failing.position), attempts }, 'event.recovered');
         failing = null;
       }
       return 0;
@@ -202,8 +222,9 @@ export function createRunner(options: RunnerOptions): Runner {
     }
     if (result.heldBack) {
       setState(RUNNER_STATES.stalled);
+      if (result.to) heldBackDelay = HELD_BACK_FIRST_MS; // it moved: what held it back may be gone
       const wait = Math.min(heldBackDelay, options.pollInterval);
-      heldBackDelay *= 2;
+      heldBackDelay = Math.min(heldBackDelay * 2, HELD_BACK_CAP_MS);
       return wait;
     }
     heldBackDelay = HELD_BACK_FIRST_MS;
@@ -217,29 +238,70 @@ export function createRunner(options: RunnerOptions): Runner {
   function afterFailure(error: unknown): number {
     const cause = error instanceof EventFailure ? error.cause : error;
     lastError = errorMessage(cause);
-    if (error instanceof EventFailure && classifyError(cause) === 'deterministic') {
-      failures = 0;
-      const { event, index } = error;
-      if (failing?.position === event.position) {
-        failing.attempts += 1;
-        failing.failure = describeFailure(cause);
-      } else {
-        failing = { position: event.position, index, attempts: 1, failure: describeFailure(cause) };
-      }
-      logger.warn(
-        { position: String(event.position), type: event.type, attempt: failing.attempts, err: cause },
-        `event.failed: ${lastError}`,
-      );
-      if (failing.index > 0 || failing.attempts >= options.maxAttempts) return 0;
-      return backoff(failing.attempts);
+    const kind = classifyError(cause);
+    if (error instanceof EventFailure && kind === 'deterministic') return isolate(error);
+    if (error instanceof EventFailure && kind === 'transient') {
+      narrowDown(error);
+    } else if (sqlstateOf(cause) === '57014') {
+      batchSize = Math.max(1, Math.floor(batchSize / 2)); // timed out outside any handler
     }
-    // Transient, or a fault outside any handler: the same batch is retried, nothing is parked.
-    if (sqlstateOf(cause) === '57014') batchSize = Math.max(1, Math.floor(batchSize / 2));
+    // Retried; an outage or a fault outside any handler never counts against an event.
     failures += 1;
-    const retryInMs = backoff(failures);
+    const retryInMs = failing && exhausted(failing) ? 0 : backoff(failures);
     setState(RUNNER_STATES.retrying);
-    logger.error({ err: cause, attempt: failures, retryInMs }, `batch.failed: ${lastError}`);
+    const at = error instanceof EventFailure ? { position: String(error.event.position) } : {};
+    logger.error({ err: cause, attempt: failures, retryInMs, ...at }, `batch.failed: ${lastError}`);
     return retryInMs;
+  }
+
+  /** The failing event, tracked from its first failure on, with its latest failure. */
+  function failingEvent({ event, index, cause }: EventFailure): Failing {
+    const failure = describeFailure(cause);
+    if (failing?.position !== event.position) {
+      failing = { position: event.position, index, attempts: 0, transientAttempts: 0, failure };
+    }
+    failing.failure = failure;
+    return failing;
+  }
+
+  /** A deterministic failure: the event is tried alone, then parked after `maxAttempts`. */
+  function isolate(error: EventFailure): number {
+    failures = 0;
+    const event = failingEvent(error);
+    event.attempts += 1;
+    logger.warn(
+      { position: String(error.event.position), type: error.event.type, attempt: event.attempts, err: error.cause },
+      `event.failed: ${lastError}`,
+    );
+    if (event.index > 0 || exhausted(event)) return 0;
+    return backoff(event.attempts);
+  }
+
+  /**
+   * A transient failure in a handler, or a timeout while one ran: the batch is retried smaller,
+   * ending before that event, then down to the event alone. There, a failure that keeps
+   * recurring is counted against it, so that it is parked like a deterministic one rather
+   * than hold the projection forever.
+   */
+  function narrowDown(error: EventFailure): void {
+    batchSize = Math.max(1, Math.min(Math.floor(batchSize / 2), error.index));
+    if (error.batchLength === 1) failingEvent(error).transientAttempts += 1;
+  }
+
+  /** Leaves the error where `projd status` reads it; best effort, it is only a report. */
+  async function reportError(message: string): Promise<void> {
+    errorRecorded = true;
+    await recordLastError(options.pool, projection.name, message).catch((error: unknown) => {
+      logger.debug({ err: errorMessage(error) }, 'error.unrecorded');
+    });
+  }
+
+  async function clearReportedError(): Promise<void> {
+    errorRecorded = false;
+    await clearLastError(options.pool, projection.name).catch((error: unknown) => {
+      errorRecorded = true;
+      logger.debug({ err: errorMessage(error) }, 'error.uncleared');
+    });
   }
 
   let failures = 0;
@@ -257,11 +319,14 @@ export function createRunner(options: RunnerOptions): Runner {
         failures = 0;
         lastError = null;
         wait = afterPass(result, started);
+        if (errorRecorded && result.kind === 'done' && !failing) await clearReportedError();
       } catch (error) {
         if (stopping.signal.aborted) break;
+        const standingBy = state === RUNNER_STATES.standby; // then the projection is another daemon's
         // A failing pass is not woken early by notifications: that would retry at the write rate.
         wait = afterFailure(error);
         inBatch = false;
+        if (!standingBy) await reportError(lastError!);
         await delay(wait, stopping.signal);
         continue;
       } finally {

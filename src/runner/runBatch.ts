@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
+import { cancelBackend } from '../store/cancelBackend.js';
 import { isStalePlan } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
 import { blockProjection, recordFailure, type Failure } from '../store/failedEvents.js';
@@ -51,14 +52,16 @@ export type BatchResult =
     };
 
 /**
- * A handler failed on `event`, the `index`-th of its batch; the batch was rolled back.
- * The runner decides from `cause` whether to retry the batch or isolate the event.
+ * A handler failed on `event`, the `index`-th of a batch of `batchLength`, or the batch timed
+ * out while it ran; the batch was rolled back. The runner decides from `cause` whether to
+ * retry the batch or isolate the event.
  */
 export class EventFailure extends Error {
   constructor(
     readonly event: ProjdEvent,
     readonly index: number,
     override readonly cause: unknown,
+    readonly batchLength: number,
   ) {
     super(`event ${event.position} (${event.type}) failed`, { cause });
     this.name = 'EventFailure';
@@ -86,9 +89,7 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   let backendPid: number | undefined;
   const deadline = createDeadline(timeoutMs, () => {
     // Cancels the statement in flight; the server-side timeouts below cover the rest.
-    if (backendPid !== undefined) {
-      pool.query('select pg_cancel_backend($1)', [backendPid]).catch(() => undefined);
-    }
+    if (backendPid !== undefined) cancelBackend(pool, backendPid).catch(() => undefined);
   });
   let broken: Error | undefined;
   try {
@@ -188,7 +189,12 @@ async function runInTransaction(
   });
   // One race for the whole batch: once the deadline passes, an abandoned handler's next
   // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.
-  await deadline.race(applyEvents(projection, batch.events, db));
+  const applying = { index: 0 };
+  await deadline.race(applyEvents(projection, batch.events, db, applying)).catch((error: unknown) => {
+    // Timed out in a handler: the runner may blame that event when it was alone in its batch.
+    if (!(error instanceof BatchTimeoutError)) throw error;
+    throw new EventFailure(batch.events[applying.index]!, applying.index, error, batch.events.length);
+  });
 
   if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
     return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
@@ -199,13 +205,20 @@ async function runInTransaction(
   };
 }
 
-async function applyEvents(projection: Projection, events: readonly ProjdEvent[], db: ProjectionDb): Promise<void> {
+/** Applies `events` in order; `applying.index` follows the event in flight. */
+async function applyEvents(
+  projection: Projection,
+  events: readonly ProjdEvent[],
+  db: ProjectionDb,
+  applying: { index: number },
+): Promise<void> {
   for (const [index, event] of events.entries()) {
+    applying.index = index;
     try {
       // readBatch only returns types the projection handles.
       await projection.handlers.get(event.type)!(event, db);
     } catch (error) {
-      throw new EventFailure(event, index, error);
+      throw new EventFailure(event, index, error, events.length);
     }
   }
 }

@@ -1,6 +1,6 @@
 /** The states `projd status` and `/metrics` report, derived from the tables alone. */
 export const PROJECTION_STATES = {
-  /** A daemon is applying a backlog: it holds the lock now, or moved the checkpoint just now. */
+  /** A daemon is applying a backlog: it holds the lock now, moved the checkpoint just now, or is retrying a failed pass. */
   catchingUp: 'catching_up',
   /** Every committed event of its types is applied. */
   live: 'live',
@@ -36,7 +36,15 @@ export interface StateEvidence {
    * (the lock is only held during a batch).
    */
   activeWithinMs: number;
+  /** Milliseconds since a daemon recorded a failed pass on its checkpoint; null without one. */
+  sinceErrorMs: number | null;
 }
+
+/**
+ * A failed pass recorded this recently counts as a daemon at work, retrying: a runner retries
+ * at least every 30 s (its backoff cap), holds the lock while it does, and records each failure.
+ */
+export const RETRYING_WITHIN_MS = 60_000;
 
 /**
  * The state of one projection. The order of the checks is the order of precedence: a blocked
@@ -49,6 +57,7 @@ export function deriveState(evidence: StateEvidence): ProjectionState {
   if (evidence.heldBack) return PROJECTION_STATES.stalled;
   if (evidence.lagEvents === 0n) return PROJECTION_STATES.live;
   const recentlyMoved = evidence.sinceUpdateMs !== null && evidence.sinceUpdateMs <= evidence.activeWithinMs;
-  if (evidence.owned || recentlyMoved) return PROJECTION_STATES.catchingUp;
+  const retrying = evidence.sinceErrorMs !== null && evidence.sinceErrorMs <= RETRYING_WITHIN_MS;
+  if (evidence.owned || recentlyMoved || retrying) return PROJECTION_STATES.catchingUp;
   return PROJECTION_STATES.stopped;
 }

@@ -113,6 +113,7 @@ export function toStatusReport(
         owned: found.owner !== null,
         sinceUpdateMs: checkpoint ? readAt - checkpoint.updatedAt.getTime() : null,
         activeWithinMs: 2 * options.pollInterval,
+        sinceErrorMs: checkpoint?.lastErrorAt ? readAt - checkpoint.lastErrorAt.getTime() : null,
       });
       return {
         name: found.name,

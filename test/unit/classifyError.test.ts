@@ -7,17 +7,23 @@ function pgError(code: string, message = 'from the server'): Error {
 
 describe('classifyError', () => {
   it.each([
-    ['08006', 'connection_failure'],
     ['40001', 'serialization_failure'],
     ['40P01', 'deadlock_detected'],
-    ['53300', 'too_many_connections'],
     ['55P03', 'lock_not_available'],
     ['57014', 'query_canceled (the batch timeout)'],
+    ['25P03', 'idle_in_transaction_session_timeout'],
+  ])('retries SQLSTATE %s (%s), and can count it against the event', (code) => {
+    expect(classifyError(pgError(code))).toBe('transient');
+  });
+
+  it.each([
+    ['08006', 'connection_failure'],
+    ['40003', 'statement_completion_unknown'],
+    ['53300', 'too_many_connections'],
     ['57P01', 'admin_shutdown'],
     ['57P03', 'cannot_connect_now'],
-    ['25P03', 'idle_in_transaction_session_timeout'],
-  ])('retries SQLSTATE %s (%s)', (code) => {
-    expect(classifyError(pgError(code))).toBe('transient');
+  ])('retries SQLSTATE %s (%s) as an outage, never the event\'s fault', (code) => {
+    expect(classifyError(pgError(code))).toBe('outage');
   });
 
   it.each([
@@ -31,16 +37,17 @@ describe('classifyError', () => {
     expect(classifyError(pgError(code))).toBe('deterministic');
   });
 
-  it('retries socket errors and the connection losses pg reports without a code', () => {
-    expect(classifyError(pgError('ECONNRESET'))).toBe('transient');
-    expect(classifyError(new Error('Connection terminated unexpectedly'))).toBe('transient');
-    expect(classifyError(new AggregateError([pgError('ECONNREFUSED')]))).toBe('transient');
+  it('retries socket errors and the connection losses pg reports without a code, as outages', () => {
+    expect(classifyError(pgError('ECONNRESET'))).toBe('outage');
+    expect(classifyError(new Error('Connection terminated unexpectedly'))).toBe('outage');
+    expect(classifyError(new AggregateError([pgError('ECONNREFUSED')]))).toBe('outage');
   });
 
   it('isolates what a handler throws, and follows `cause` to a transient error it wraps', () => {
     expect(classifyError(new TypeError("Cannot read properties of undefined (reading 'amount')"))).toBe('deterministic');
     expect(classifyError('a string')).toBe('deterministic');
     expect(classifyError(new Error('could not update', { cause: pgError('40P01') }))).toBe('transient');
+    expect(classifyError(new Error('could not update', { cause: pgError('57P01') }))).toBe('outage');
   });
 });
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { deriveState, type StateEvidence } from '../../src/status/deriveState.js';
+import { RETRY_CAP_MS } from '../../src/runner/createRunner.js';
+import { RETRYING_WITHIN_MS, deriveState, type StateEvidence } from '../../src/status/deriveState.js';
 
 const POLL_WINDOW_MS = 10_000;
 
@@ -13,6 +14,7 @@ function evidence(overrides: Partial<StateEvidence> = {}): StateEvidence {
     owned: false,
     sinceUpdateMs: 60 * 60_000,
     activeWithinMs: POLL_WINDOW_MS,
+    sinceErrorMs: null,
     ...overrides,
   };
 }
@@ -27,6 +29,15 @@ describe('deriveState', () => {
     expect(deriveState(evidence({ lagEvents: 500n, owned: true }))).toBe('catching_up');
     expect(deriveState(evidence({ lagEvents: 500n, sinceUpdateMs: 50 }))).toBe('catching_up');
     expect(deriveState(evidence({ lagEvents: 500n, sinceUpdateMs: POLL_WINDOW_MS }))).toBe('catching_up');
+  });
+
+  it('is catching_up while a daemon retries a failing pass, however long its checkpoint has not moved', () => {
+    expect(deriveState(evidence({ lagEvents: 500n, sinceErrorMs: 0 }))).toBe('catching_up');
+    expect(deriveState(evidence({ lagEvents: 500n, sinceErrorMs: RETRYING_WITHIN_MS }))).toBe('catching_up');
+    // The runner records each failed pass and waits at most RETRY_CAP_MS before the next.
+    expect(RETRYING_WITHIN_MS).toBeGreaterThan(RETRY_CAP_MS);
+    // A daemon that stopped while failing leaves its error behind, and a stopped projection.
+    expect(deriveState(evidence({ lagEvents: 500n, sinceErrorMs: RETRYING_WITHIN_MS + 1 }))).toBe('stopped');
   });
 
   it('is stopped when events wait and nothing applies them', () => {
