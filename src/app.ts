@@ -16,7 +16,7 @@ import { checkOut, checkServer, connectionError, createPool, daemonApplicationNa
 import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent, startNewEra } from './store/era.js';
 import { FAILED_EVENT_STATUSES, listFailedEvents, type FailedEvent } from './store/failedEvents.js';
-import { retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner/resolveFailedEvents.js';
+import { assertRetryable, retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner/resolveFailedEvents.js';
 import { migrate } from './store/migrate.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
@@ -229,7 +229,8 @@ export async function listFailed(config: ResolvedConfig, query: FailedEventsQuer
 /**
  * `projd failed retry`: applies parked events through the current handlers (loaded from the
  * projections folder), each in its own locked transaction. `ids: 'all'` takes every parked
- * event (of `projection`, when given).
+ * event (of `projection`, when given). Refused before any is touched when an id is unknown or
+ * a parked event has no handler here.
  */
 export async function retryFailed(
   config: ResolvedConfig,
@@ -239,9 +240,10 @@ export async function retryFailed(
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const byName = new Map(projections.map((projection) => [projection.name, projection]));
   return withPool(config, { migrate: true }, async (pool) => {
-    const targets = ids === 'all' ? await parkedIds(pool, options.projection) : await knownIds(pool, ids);
+    const targets = ids === 'all' ? await parkedEvents(pool, options.projection) : await knownEvents(pool, ids);
+    assertRetryable(targets, byName, config.projections.dir);
     const outcomes: ResolveOutcome[] = [];
-    for (const id of targets) outcomes.push(await retryFailedEvent(pool, byName, id));
+    for (const { id } of targets) outcomes.push(await retryFailedEvent(pool, byName, id));
     return outcomes;
   });
 }
@@ -250,24 +252,23 @@ export async function retryFailed(
 export async function skipFailed(config: ResolvedConfig, ids: readonly bigint[]): Promise<ResolveOutcome[]> {
   return withPool(config, { migrate: true }, async (pool) => {
     const outcomes: ResolveOutcome[] = [];
-    for (const id of await knownIds(pool, ids)) outcomes.push(await skipFailedEvent(pool, id));
+    for (const { id } of await knownEvents(pool, ids)) outcomes.push(await skipFailedEvent(pool, id));
     return outcomes;
   });
 }
 
-async function parkedIds(pool: pg.Pool, projection: string | undefined): Promise<bigint[]> {
-  const parked = await listFailedEvents(pool, projection === undefined ? {} : { projection });
-  return parked.map((event) => event.id);
+async function parkedEvents(pool: pg.Pool, projection: string | undefined): Promise<FailedEvent[]> {
+  return listFailedEvents(pool, projection === undefined ? {} : { projection });
 }
 
-/** The ids as given, once every one names a recorded failed event: a typo acts on none. */
-async function knownIds(pool: pg.Pool, ids: readonly bigint[]): Promise<readonly bigint[]> {
-  const known = new Set(
-    (await listFailedEvents(pool, { ids, statuses: FAILED_EVENT_STATUSES })).map((event) => event.id),
+/** The events of the ids as given, in their order, once every one is recorded: a typo acts on none. */
+async function knownEvents(pool: pg.Pool, ids: readonly bigint[]): Promise<FailedEvent[]> {
+  const known = new Map(
+    (await listFailedEvents(pool, { ids, statuses: FAILED_EVENT_STATUSES })).map((event) => [event.id, event]),
   );
   const unknown = ids.filter((id) => !known.has(id));
   if (unknown.length > 0) throw new UserError(`no failed event with id ${unknown.join(', ')} (see projd failed list)`);
-  return ids;
+  return ids.map((id) => known.get(id)!);
 }
 
 interface CommandPoolOptions {
