@@ -104,7 +104,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await listener.start().catch((error: unknown) => {
       throw connectionError(config.database.listenUrl, error);
     });
-    for (const runner of runners) runner.start();
+    // The port before any runner starts: a second daemon whose port is taken exits 2 having run nothing.
     if (config.metrics.port !== 0) {
       httpServer = createHttpServer({
         host: config.metrics.host,
@@ -117,6 +117,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       });
       await httpServer.start();
     }
+    for (const runner of runners) runner.start();
     logger.info({ projections: projections.map((projection) => projection.name) }, 'daemon.started');
   }
 
