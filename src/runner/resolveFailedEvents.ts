@@ -45,9 +45,7 @@ export async function retryFailedEvent(
 
 /** The handler a retry applies `failed` through: its projection's current one for its type. */
 function retryHandler(projections: ReadonlyMap<string, Projection>, failed: FailedEvent): EventHandler | undefined {
-  const projection = projections.get(failed.projection);
-  const handler = projection?.handlers.get(failed.type);
-  return handler;
+  return projections.get(failed.projection)?.handlers.get(failed.type);
 }
 
 /**
