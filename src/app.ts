@@ -17,7 +17,7 @@ import { checkOut, checkServer, connectionError, createPool, daemonApplicationNa
 import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent, startNewEra } from './store/era.js';
 import { FAILED_EVENT_STATUSES, listFailedEvents, type FailedEvent } from './store/failedEvents.js';
-import { retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner/resolveFailedEvents.js';
+import { assertRetryable, retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner/resolveFailedEvents.js';
 import { migrate } from './store/migrate.js';
 import { readOnlyQuery, type ReadOnlyQueryResult } from './store/readOnlyQuery.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
@@ -109,7 +109,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await listener.start().catch((error: unknown) => {
       throw connectionError(config.database.listenUrl, error);
     });
-    for (const runner of runners) runner.start();
+    // The port before any runner starts: a second daemon whose port is taken exits 2 having run nothing.
     if (config.metrics.port !== 0) {
       httpServer = createHttpServer({
         host: config.metrics.host,
@@ -122,6 +122,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       });
       await httpServer.start();
     }
+    for (const runner of runners) runner.start();
     logger.info({ projections: projections.map((projection) => projection.name) }, 'daemon.started');
   }
 
@@ -269,7 +270,8 @@ export async function listFailed(config: ResolvedConfig, query: FailedEventsQuer
 /**
  * `projd failed retry`: applies parked events through the current handlers (loaded from the
  * projections folder), each in its own locked transaction. `ids: 'all'` takes every parked
- * event (of `projection`, when given).
+ * event (of `projection`, when given). Refused before any is touched when an id is unknown or
+ * a parked event has no handler here.
  */
 export async function retryFailed(
   config: ResolvedConfig,
@@ -279,9 +281,10 @@ export async function retryFailed(
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const byName = new Map(projections.map((projection) => [projection.name, projection]));
   return withPool(config, { migrate: true }, async (pool) => {
-    const targets = ids === 'all' ? await parkedIds(pool, options.projection) : await knownIds(pool, ids);
+    const targets = ids === 'all' ? await parkedEvents(pool, options.projection) : await knownEvents(pool, ids);
+    assertRetryable(targets, byName, config.projections.dir);
     const outcomes: ResolveOutcome[] = [];
-    for (const id of targets) outcomes.push(await retryFailedEvent(pool, byName, id));
+    for (const { id } of targets) outcomes.push(await retryFailedEvent(pool, byName, id));
     return outcomes;
   });
 }
@@ -290,24 +293,23 @@ export async function retryFailed(
 export async function skipFailed(config: ResolvedConfig, ids: readonly bigint[]): Promise<ResolveOutcome[]> {
   return withPool(config, { migrate: true }, async (pool) => {
     const outcomes: ResolveOutcome[] = [];
-    for (const id of await knownIds(pool, ids)) outcomes.push(await skipFailedEvent(pool, id));
+    for (const { id } of await knownEvents(pool, ids)) outcomes.push(await skipFailedEvent(pool, id));
     return outcomes;
   });
 }
 
-async function parkedIds(pool: pg.Pool, projection: string | undefined): Promise<bigint[]> {
-  const parked = await listFailedEvents(pool, projection === undefined ? {} : { projection });
-  return parked.map((event) => event.id);
+async function parkedEvents(pool: pg.Pool, projection: string | undefined): Promise<FailedEvent[]> {
+  return listFailedEvents(pool, projection === undefined ? {} : { projection });
 }
 
-/** The ids as given, once every one names a recorded failed event: a typo acts on none. */
-async function knownIds(pool: pg.Pool, ids: readonly bigint[]): Promise<readonly bigint[]> {
-  const known = new Set(
-    (await listFailedEvents(pool, { ids, statuses: FAILED_EVENT_STATUSES })).map((event) => event.id),
+/** The events of the ids as given, in their order, once every one is recorded: a typo acts on none. */
+async function knownEvents(pool: pg.Pool, ids: readonly bigint[]): Promise<FailedEvent[]> {
+  const known = new Map(
+    (await listFailedEvents(pool, { ids, statuses: FAILED_EVENT_STATUSES })).map((event) => [event.id, event]),
   );
   const unknown = ids.filter((id) => !known.has(id));
   if (unknown.length > 0) throw new UserError(`no failed event with id ${unknown.join(', ')} (see projd failed list)`);
-  return ids;
+  return ids.map((id) => known.get(id)!);
 }
 
 interface CommandPoolOptions {
@@ -346,15 +348,23 @@ async function withPool<T>(
 export interface ReadStatusOptions {
   /** Projections to report on instead of loading `config.projections.dir`. */
   projections?: Projection[];
+  /**
+   * Told of each file in `config.projections.dir` that cannot be loaded; the report goes on
+   * without it. @defaultValue unset: such a file fails the call
+   */
+  onRefusedFile?: (error: UserError) => void;
 }
 
 /**
  * `projd status`: each projection's state, position and lag, read from the tables in one
  * statement; no daemon needs to run. Only loaded projections are listed: the checkpoint of a
- * projection removed from the folder stays in `projd.checkpoints` but is not reported.
+ * projection removed from the folder (or whose file cannot be loaded) stays in
+ * `projd.checkpoints` but is not reported.
  */
 export async function readStatus(config: ResolvedConfig, options: ReadStatusOptions = {}): Promise<ProjectionStatus[]> {
-  const projections = options.projections ?? (await loadProjections(config.projections.dir));
+  const { onRefusedFile } = options;
+  const projections =
+    options.projections ?? (await loadProjections(config.projections.dir, onRefusedFile ? { onRefusedFile } : {}));
   return withPool(config, { migrate: false, max: 1 }, async (pool) => {
     const report = await readStatusReport(pool, projections, { pollInterval: config.projections.pollInterval });
     return report.projections;

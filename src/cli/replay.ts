@@ -93,9 +93,10 @@ export function formatProgressLine(progress: ReplayProgress): string {
   ].join('  ');
 }
 
-/** `replayed balances: 200,000 events in 4.1s (48,700 ev/s)` */
+/** `replayed balances: 200,000 events in 4.1s (48,700 events/s)`; `1 event` for one. */
 export function formatReplayed(progress: Pick<ReplayProgress, 'projection' | 'done' | 'elapsedMs' | 'rate'>): string {
-  return `replayed ${progress.projection}: ${formatCount(progress.done)} events in ${formatElapsed(progress.elapsedMs)} (${formatRate(progress.rate)} ev/s)`;
+  const events = `${formatCount(progress.done)} ${progress.done === 1 ? 'event' : 'events'}`;
+  return `replayed ${progress.projection}: ${events} in ${formatElapsed(progress.elapsedMs)} (${formatRate(progress.rate)} events/s)`;
 }
 
 function formatCount(count: number): string {

@@ -11,11 +11,16 @@ export interface StatusCommandOptions extends CommonOptions {
 
 /**
  * `projd status`: one row per loaded projection, read from the tables, so it works with no
- * daemon running. `--check` exits 1 when a projection needs someone to look at it.
+ * daemon running. A projection file that cannot be loaded is named on stderr and left out; the
+ * others are still reported. `--check` exits 1 when a projection needs someone to look at it,
+ * or a file cannot be loaded (a daemon started now would refuse to run).
  */
 export async function statusCommand(options: StatusCommandOptions): Promise<void> {
   const config = await loadConfig({ file: options.config, env: process.env, cwd: process.cwd() });
-  const statuses = await readStatus(config);
+  const refused: string[] = [];
+  const statuses = await readStatus(config, { onRefusedFile: (error) => refused.push(error.message) });
+  const checkFailed = options.check ? 'check failed: ' : '';
+  for (const problem of refused) process.stderr.write(`projd: ${checkFailed}left out of the report: ${problem}\n`);
   if (options.json) {
     process.stdout.write(`${JSON.stringify(statuses, null, 2)}\n`);
   } else if (statuses.length === 0) {
@@ -26,7 +31,7 @@ export async function statusCommand(options: StatusCommandOptions): Promise<void
   if (options.check) {
     const check = { maxLagMs: config.health.maxLag };
     for (const problem of checkProblems(statuses, check)) process.stderr.write(`projd: check failed: ${problem}\n`);
-    process.exitCode = getExitCode(statuses, check);
+    process.exitCode = refused.length > 0 ? 1 : getExitCode(statuses, check);
   }
 }
 

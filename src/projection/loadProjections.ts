@@ -13,6 +13,15 @@ const YAML_FILE = /\.ya?ml$/;
 const DECLARATION_FILE = /\.d\.[cm]?ts$/;
 const USAGE = 'write export default defineProjection({ … })';
 
+export interface LoadProjectionsOptions {
+  /**
+   * Told of each file that cannot be loaded (or defines a name already taken), which is then
+   * left out, instead of failing the whole load: for commands that only read, like `status`.
+   * @defaultValue unset: the first such file throws
+   */
+  onRefusedFile?: (error: UserError) => void;
+}
+
 /**
  * Loads one projection per file directly in `dir` (`.ts`, `.mts`, `.js`, `.mjs`: default
  * export; `.yaml`, `.yml`: declarative SQL), in file-name order. Dotfiles, `*.d.ts` and
@@ -21,7 +30,7 @@ const USAGE = 'write export default defineProjection({ … })';
  * @throws UserError, one line naming the file: a missing folder, a module that cannot be
  *   loaded or exports no projection, an invalid definition, a name defined twice.
  */
-export async function loadProjections(dir: string): Promise<Projection[]> {
+export async function loadProjections(dir: string, options: LoadProjectionsOptions = {}): Promise<Projection[]> {
   const files = await listProjectionFiles(dir);
   let jiti: Jiti | undefined;
   // One module cache per load: files share what they import (projd itself among them),
@@ -33,19 +42,25 @@ export async function loadProjections(dir: string): Promise<Projection[]> {
   for (const file of files) {
     const shown = displayPath(file);
     let projection: Projection;
-    if (YAML_FILE.test(file)) {
-      const text = await readFile(file, 'utf8').catch((error: unknown) => {
-        throw new UserError(`${shown}: cannot read: ${errorMessage(error)}`, { cause: error });
-      });
-      projection = compileYamlProjection(text, shown);
-    } else {
-      jiti ??= createModuleLoader(dir);
-      projection = projectionOf(await importModule(jiti, file, shown, moduleCache), shown);
-    }
+    try {
+      if (YAML_FILE.test(file)) {
+        const text = await readFile(file, 'utf8').catch((error: unknown) => {
+          throw new UserError(`${shown}: cannot read: ${errorMessage(error)}`, { cause: error });
+        });
+        projection = compileYamlProjection(text, shown);
+      } else {
+        jiti ??= createModuleLoader(dir);
+        projection = projectionOf(await importModule(jiti, file, shown, moduleCache), shown);
+      }
 
-    const previous = definedIn.get(projection.name);
-    if (previous !== undefined) {
-      throw new UserError(`projection '${projection.name}' is defined twice: ${previous} and ${shown}`);
+      const previous = definedIn.get(projection.name);
+      if (previous !== undefined) {
+        throw new UserError(`projection '${projection.name}' is defined twice: ${previous} and ${shown}`);
+      }
+    } catch (error) {
+      if (!options.onRefusedFile || !isUserError(error)) throw error;
+      options.onRefusedFile(error);
+      continue;
     }
     definedIn.set(projection.name, shown);
     projections.push(Object.freeze({ ...projection, source: file }));

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { errorMessage, OperationalError, UserError } from '../errors.js';
+import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { countApplied, countEvents } from '../store/countEvents.js';
@@ -87,6 +88,7 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
   const { onProgress: _progress, progressInterval: _interval, ...runnerOptions } = options;
   const runner = createRunner({
     ...runnerOptions,
+    logger: runnerLogger(options.logger),
     pollInterval: REPLAY_POLL_MS,
     observer: {
       stateChanged({ to }) {
@@ -135,6 +137,16 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
   logger.info({ events: last.done, ms: Math.round(last.elapsedMs), rate: Math.round(last.rate) }, 'replay.done');
   onProgress?.(last);
   return { projection: projection.name, version: projection.version, events: last.done, elapsedMs: last.elapsedMs, rate: last.rate };
+}
+
+/**
+ * The replay's runner tells its warnings and errors; its info lines (`projection.setup`, and
+ * `projection.state` ending in `live → stopped` when the replay stops it) would misreport a
+ * replay as a daemon's projection stopping, so they show only at `debug`.
+ */
+function runnerLogger(logger: Logger): Logger {
+  const atInfo = logger.isLevelEnabled('info') && !logger.isLevelEnabled('debug');
+  return atInfo ? logger.child({}, { level: 'warn' }) : logger;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type pg from 'pg';
-import { errorMessage } from '../errors.js';
-import type { Projection } from '../projection/types.js';
+import { errorMessage, UserError } from '../errors.js';
+import type { EventHandler, Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { describeFailure } from '../store/classifyError.js';
 import { createHandlerDb } from './handlerDb.js';
@@ -32,8 +32,7 @@ export async function retryFailedEvent(
   id: bigint,
 ): Promise<ResolveOutcome> {
   return resolve(pool, id, 'retried', async (client, failed) => {
-    const projection = projections.get(failed.projection);
-    const handler = projection?.handlers.get(failed.type);
+    const handler = retryHandler(projections, failed);
     if (!handler) {
       throw new Error(`projection '${failed.projection}' has no handler for '${failed.type}' any more`);
     }
@@ -42,6 +41,32 @@ export async function retryFailedEvent(
     // Unprepared: a one-off statement gains nothing from it.
     await handler(stored.event, createHandlerDb(client, { prepare: false }));
   });
+}
+
+/** The handler a retry applies `failed` through: its projection's current one for its type. */
+function retryHandler(projections: ReadonlyMap<string, Projection>, failed: FailedEvent): EventHandler | undefined {
+  return projections.get(failed.projection)?.handlers.get(failed.type);
+}
+
+/**
+ * Refuses the whole retry, before anything is touched, when a parked event among `targets`
+ * has no handler to go through (its projection left the folder, or no longer handles its
+ * type): retrying it could only fail, and would overwrite the error it was parked with.
+ */
+export function assertRetryable(
+  targets: readonly FailedEvent[],
+  projections: ReadonlyMap<string, Projection>,
+  projectionsDir: string,
+): void {
+  const unhandled = targets.filter((failed) => failed.status === 'parked' && !retryHandler(projections, failed));
+  const [first] = unhandled;
+  if (!first) return;
+  const projection = projections.get(first.projection);
+  const problem = projection
+    ? `projection '${first.projection}'${projection.source ? ` (${projection.source})` : ''} has no handler for '${first.type}'`
+    : `projection '${first.projection}' is not in ${projectionsDir}`;
+  const more = unhandled.length > 1 ? ` (and ${unhandled.length - 1} more like it)` : '';
+  throw new UserError(`failed event ${first.id}: ${problem}${more}; nothing was retried`);
 }
 
 /** `projd failed skip`: gives up on a parked event; a projection halted on it moves past it. */

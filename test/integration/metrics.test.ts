@@ -151,7 +151,7 @@ describe('projd run, HTTP', () => {
     }
   });
 
-  it('exits 2 with one line naming the keys when the port is taken', async () => {
+  it('exits 2 with one line naming the keys when the port is taken, having started no projection', async () => {
     const taken = net.createServer();
     await new Promise<void>((resolve) => taken.listen(port, '127.0.0.1', resolve));
     try {
@@ -160,6 +160,10 @@ describe('projd run, HTTP', () => {
       expect(result.stderr).toBe(
         `projd: cannot serve metrics on 127.0.0.1:${port} (metrics.host, metrics.port; port 0 disables it): listen EADDRINUSE: address already in use 127.0.0.1:${port}\n`,
       );
+      // The port is checked before any runner starts: no projection changed state or ran a batch.
+      const logged = result.stdout.split('\n').filter(Boolean).map((line) => (JSON.parse(line) as { msg: string }).msg);
+      expect(logged.filter((msg) => /^(projection|batch|event)\./.test(msg))).toEqual([]);
+      expect(logged).not.toContain('daemon.started');
     } finally {
       await new Promise((resolve) => taken.close(resolve));
     }

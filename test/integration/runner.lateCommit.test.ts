@@ -4,6 +4,7 @@ import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import { silentLogger } from '../../src/log.js';
 import { defineProjection } from '../../src/projection/defineProjection.js';
+import { lockProjection } from '../../src/store/locks.js';
 import { startIsolatedPostgres } from '../helpers/database.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -54,6 +55,30 @@ async function appliedPositions(): Promise<string[]> {
   return rows.map((row) => row.position);
 }
 
+/**
+ * Empties the store and the read model and puts the checkpoint back at the start, in one
+ * transaction under the projection's lock, as a replay does: the running daemon's batch in
+ * flight ends first, and none of its batches sees half of it.
+ */
+async function startOver(): Promise<void> {
+  const client = await pool.connect();
+  try {
+    await client.query('begin');
+    await lockProjection(client, appliedOrder.name);
+    await client.query('truncate applied_order');
+    await client.query("update projd.checkpoints set transaction_id = '0', position = 0 where projection = $1", [
+      appliedOrder.name,
+    ]);
+    await client.query('delete from projd.events');
+    await client.query('commit');
+  } catch (error) {
+    await client.query('rollback');
+    throw error;
+  } finally {
+    client.release();
+  }
+}
+
 async function insert(client: pg.ClientBase | pg.Pool, streamId: string): Promise<string> {
   const { rows } = await client.query<{ position: string }>(
     `insert into projd.events (stream_id, stream_version, type, data) values ($1, 1, 't', '{}') returning position`,
@@ -82,14 +107,12 @@ describe('late commits', () => {
       expect(await appliedPositions()).toEqual([lowPosition, highPosition]);
       await waitFor(() => state() === 'live', { timeoutMs: 10_000, message: 'runner live again' });
     } finally {
-      slow.release();
+      slow.release(true); // a failed test must not hand its open transaction to the next one
     }
   });
 
   it('delivers the events of a transaction that took its id, waited, then inserted', async () => {
-    await pool.query('truncate applied_order');
-    await pool.query("update projd.checkpoints set transaction_id = '0', position = 0 where projection = 'applied_order'");
-    await pool.query('delete from projd.events');
+    await startOver();
 
     const early = await pool.connect();
     try {
@@ -105,22 +128,22 @@ describe('late commits', () => {
       await waitFor(async () => (await appliedPositions()).length === 6, { timeoutMs: 10_000, message: 'all six applied' });
       expect(await appliedPositions()).toEqual([latePosition, ...others]);
     } finally {
-      early.release();
+      early.release(true);
     }
   });
 
   it('applies every event exactly once under concurrent writers that commit out of order', async () => {
-    await pool.query('truncate applied_order');
-    await pool.query("update projd.checkpoints set transaction_id = '0', position = 0 where projection = 'applied_order'");
-    await pool.query('delete from projd.events');
+    await startOver();
 
-    // 6 writers, each running 15 transactions of 1–3 inserts; each transaction yields to the
-    // others between its inserts and before committing, so positions interleave across
-    // transactions and commits land out of position order.
+    // 6 writers, each running at least 15 transactions of 1–3 inserts; each transaction yields
+    // to the others between its inserts and before committing, so positions interleave across
+    // transactions and commits land out of position order. They go on until the daemon has
+    // committed a batch while they write: a daemon that only read after them could skip nothing.
+    let appliedWhileWriting = false;
     const writers = Array.from({ length: 6 }, async (_, writer) => {
       const client = await pool.connect();
       try {
-        for (let tx = 0; tx < 15; tx += 1) {
+        for (let tx = 0; tx < 15 || (!appliedWhileWriting && tx < 500); tx += 1) {
           await client.query('begin');
           const inserts = 1 + ((writer + tx) % 3);
           for (let i = 0; i < inserts; i += 1) {
@@ -128,12 +151,14 @@ describe('late commits', () => {
             await new Promise((resolve) => setImmediate(resolve));
           }
           await client.query('commit');
+          appliedWhileWriting ||= (await client.query('select 1 from applied_order limit 1')).rowCount === 1;
         }
       } finally {
         client.release();
       }
     });
     await Promise.all(writers);
+    expect(appliedWhileWriting, 'the daemon committed a batch while the writers wrote').toBe(true);
 
     const { rows } = await pool.query<{ n: string }>('select count(*) as n from projd.events');
     const total = Number(rows[0]!.n);

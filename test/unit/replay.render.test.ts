@@ -26,9 +26,15 @@ describe('projd replay output', () => {
     );
   });
 
-  it('renders the final line', () => {
+  it('renders the final line, in words: one event, many events', () => {
     expect(formatReplayed(progress({ done: 200_000, elapsedMs: 4_106, rate: 48_709 }))).toBe(
-      'replayed balances: 200,000 events in 4.1s (48,700 ev/s)',
+      'replayed balances: 200,000 events in 4.1s (48,700 events/s)',
+    );
+    expect(formatReplayed(progress({ done: 1, elapsedMs: 250, rate: 4 }))).toBe(
+      'replayed balances: 1 event in 0.3s (4 events/s)',
+    );
+    expect(formatReplayed(progress({ done: 0, elapsedMs: 50, rate: 0 }))).toBe(
+      'replayed balances: 0 events in 0.1s (0 events/s)',
     );
   });
 
