@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { errorMessage } from '../errors.js';
+import { handlerFor } from '../projection/handlerFor.js';
 import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { describeFailure } from '../store/classifyError.js';
@@ -33,7 +34,7 @@ export async function retryFailedEvent(
 ): Promise<ResolveOutcome> {
   return resolve(pool, id, 'retried', async (client, failed) => {
     const projection = projections.get(failed.projection);
-    const handler = projection?.handlers.get(failed.type);
+    const handler = projection && handlerFor(projection, failed.type);
     if (!handler) {
       throw new Error(`projection '${failed.projection}' has no handler for '${failed.type}' any more`);
     }

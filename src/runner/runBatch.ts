@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { handlerFor } from '../projection/handlerFor.js';
 import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
 import { isStalePlan } from '../store/classifyError.js';
@@ -203,7 +204,7 @@ async function applyEvents(projection: Projection, events: readonly ProjdEvent[]
   for (const [index, event] of events.entries()) {
     try {
       // readBatch only returns types the projection handles.
-      await projection.handlers.get(event.type)!(event, db);
+      await handlerFor(projection, event.type)!(event, db);
     } catch (error) {
       throw new EventFailure(event, index, error);
     }
