@@ -6,5 +6,5 @@ export {
   type NamedParameters,
 } from './compileYamlProjection.js';
 export { handlerFor } from './handlerFor.js';
-export { loadProjections } from './loadProjections.js';
+export { loadProjectionFile, loadProjections } from './loadProjections.js';
 export * from './types.js';
