@@ -102,10 +102,12 @@ describe('defineProjection', () => {
       [{ handlers: { 'a.b': 'insert …' } }, `projection 'balances': handler for 'a.b' must be a function, got "insert …"`],
       [{ handlers: { '': noop } }, `projection 'balances': handlers has an empty event type`],
       [{ handlers: { ' a.b': noop } }, `projection 'balances': event type " a.b" has leading or trailing spaces`],
-      ...['account*', 'account.*.x', '*.credited', 'a.**', '.*', '**', 'account.%*'].map((key) => [
-        { handlers: { [key]: noop } },
-        `projection 'balances': event type pattern '${key}' is not valid: '*' stands alone ('*', every event) or ends a prefix ('account.*')`,
-      ]),
+      ...['account*', 'account.*.x', '*.credited', 'a.**', '.*', '**', 'account.%*'].map(
+        (key): [Record<string, unknown>, string] => [
+          { handlers: { [key]: noop } },
+          `projection 'balances': event type pattern '${key}' is not valid: '*' stands alone ('*', every event) or ends a prefix ('account.*')`,
+        ],
+      ),
     ])('%o', (overrides, message) => {
       expect(errorOf(valid(overrides))).toBe(message);
     });
