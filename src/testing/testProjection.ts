@@ -184,7 +184,10 @@ async function catchUp(pool: pg.Pool, projection: Projection, options: TestProje
         preparedStatements: options.preparedStatements ?? true,
       });
     } catch (error) {
-      if (!(error instanceof EventFailure)) throw error;
+      if (!(error instanceof EventFailure)) {
+        // setup's SQL, or the connection: name the projection, keep the error.
+        throw new Error(`projection '${projection.name}': ${errorMessage(error)}`, { cause: error });
+      }
       const { event, cause } = error;
       throw new Error(
         `projection '${projection.name}': handler for '${event.type}' failed on ${event.streamId} ` +

@@ -165,6 +165,15 @@ describe('testProjection', () => {
     });
   });
 
+  it('names the projection when its setup fails, and leaves no database behind', async () => {
+    const broken = defineProjection({ name: 'broken', version: 1, setup: 'create tabel x (id int)', handlers: { x() {} } });
+    const before = await databaseNames();
+    await expect(testProjection(broken, { databaseUrl })).rejects.toThrow(
+      `projection 'broken': syntax error at or near "tabel"`,
+    );
+    expect(await databaseNames()).toEqual(before);
+  });
+
   it('gives each test a database of its own, and drops it on close', async () => {
     const first = await testProjection(credits, { databaseUrl });
     const second = await testProjection(credits, { databaseUrl });
@@ -177,14 +186,22 @@ describe('testProjection', () => {
       await first.close();
       await second.close();
     }
-    const admin = new pg.Client({ connectionString: databaseUrl });
-    await admin.connect();
-    try {
-      const { rows } = await admin.query('select datname from pg_database where datname = any($1)', [names]);
-      expect(rows).toEqual([]);
-    } finally {
-      await admin.end();
-    }
+    expect((await databaseNames()).filter((name) => names.includes(name))).toEqual([]);
     await expect(first.query('select 1')).rejects.toThrow(`projection test of 'credits' is closed`);
   });
 });
+
+/** The test databases of this process on the server now (other files may make theirs meanwhile). */
+async function databaseNames(): Promise<string[]> {
+  const admin = new pg.Client({ connectionString: databaseUrl });
+  await admin.connect();
+  try {
+    const { rows } = await admin.query<{ datname: string }>(
+      'select datname from pg_database where starts_with(datname, $1) order by datname',
+      [`projd_test_${process.pid}_`],
+    );
+    return rows.map((row) => row.datname);
+  } finally {
+    await admin.end();
+  }
+}
