@@ -1,8 +1,20 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
 
+const source = (file: string) => fileURLToPath(new URL(file, import.meta.url));
+
 export default defineConfig({
+  // The example projections and their tests import projd by name, as a user's would; here
+  // the name is this repository's source, as in tsconfig.json's paths.
+  resolve: {
+    alias: [
+      { find: /^projd$/, replacement: source('./src/index.ts') },
+      { find: /^projd\/testing$/, replacement: source('./src/testing/index.ts') },
+    ],
+  },
   test: {
-    include: ['test/**/*.test.ts'],
+    // projections/: the examples' own tests, written as a user writes them (see the README).
+    include: ['test/**/*.test.ts', 'projections/**/*.test.ts'],
     // One PostgreSQL for the whole run, and the migrated template each file clones.
     globalSetup: ['test/helpers/postgres.ts'],
     // Process tests start daemons and PostgreSQL servers; a slow CI machine needs the room.

@@ -1,15 +1,14 @@
 import { defineProjection, type ProjdEvent, type ProjectionDb } from 'projd';
 
-/** Amounts are integers in minor units (cents), so sums stay exact. */
-interface AccountOpened {
-  owner: string;
-}
-interface AmountMoved {
-  amount: number;
-}
+/** Event type → its data. Amounts are integers in minor units (cents), so sums stay exact. */
+type AccountEvents = {
+  'account.opened': { owner: string };
+  'account.credited': { amount: number };
+  'account.debited': { amount: number };
+};
 
 /** One row per account: its owner and current balance. */
-export default defineProjection({
+export default defineProjection<AccountEvents>({
   name: 'balances',
   version: 1,
   setup: `
@@ -21,17 +20,17 @@ export default defineProjection({
     )`,
   reset: 'truncate balances',
   handlers: {
-    'account.opened': async (event: ProjdEvent<AccountOpened>, db) => {
+    'account.opened': async (event, db) => {
       await db.query(
         `insert into balances (account_id, owner, updated_position) values ($1, $2, $3)
          on conflict (account_id) do update set owner = excluded.owner, updated_position = excluded.updated_position`,
         [event.streamId, event.data.owner, event.position],
       );
     },
-    'account.credited': async (event: ProjdEvent<AmountMoved>, db) => {
+    'account.credited': async (event, db) => {
       await addToBalance(db, event, event.data.amount);
     },
-    'account.debited': async (event: ProjdEvent<AmountMoved>, db) => {
+    'account.debited': async (event, db) => {
       await addToBalance(db, event, -event.data.amount);
     },
   },

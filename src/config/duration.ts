@@ -18,17 +18,28 @@ export function durationMs(value: unknown): number | undefined {
   return Number(amount) * UNIT_MS[unit];
 }
 
+// Node's timers fire at once for delays above 2^31 - 1 ms; 596h stays below that.
+export const MAX_DURATION_MS = 596 * 3_600_000;
+
+/** What a duration setting accepts, ending the sentence "<key> must be …". */
+export const DURATION_EXPECTED = 'a duration from 1ms to 596h, such as 250ms, 5s, 2m or 1h';
+
 /**
- * Milliseconds in `value` (see {@link durationMs}); throws a `UserError` naming `keyPath`
- * (a config key or a flag) and the value when it is not a duration.
+ * Milliseconds in a duration setting (a config key or a flag): a duration (see
+ * {@link durationMs}) from 1 ms to 596 h, or `undefined`. Zero would make a timer spin.
+ */
+export function settingDurationMs(value: unknown): number | undefined {
+  const ms = durationMs(value);
+  return ms !== undefined && ms >= 1 && ms <= MAX_DURATION_MS ? ms : undefined;
+}
+
+/**
+ * Milliseconds in a duration setting, as the config reads it (see {@link settingDurationMs});
+ * throws a `UserError` naming `keyPath` (a config key or a flag) and the value otherwise.
  */
 export function parseDuration(value: unknown, keyPath: string): number {
-  const ms = durationMs(value);
-  if (ms === undefined) {
-    throw new UserError(
-      `${keyPath} must be a duration such as 250ms, 5s, 2m or 1h, got ${describeValue(value)}`,
-    );
-  }
+  const ms = settingDurationMs(value);
+  if (ms === undefined) throw new UserError(`${keyPath} must be ${DURATION_EXPECTED}, got ${describeValue(value)}`);
   return ms;
 }
 

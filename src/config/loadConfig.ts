@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { UserError, errorMessage } from '../errors.js';
-import { describeValue, durationMs } from './duration.js';
+import { describeValue, DURATION_EXPECTED, settingDurationMs } from './duration.js';
 import { interpolate, type Env } from './interpolate.js';
 import type { ResolvedConfig } from './types.js';
 
@@ -45,16 +45,8 @@ function integer(min: number, max: number): KeyCheck<number> {
   };
 }
 
-// Node's timers fire at once for delays above 2^31 - 1 ms; 596h stays below that.
-const MAX_DURATION_MS = 596 * 3_600_000;
-
-const duration: KeyCheck<number> = {
-  expected: 'a duration from 1ms to 596h, such as 250ms, 5s, 2m or 1h',
-  parse: (value) => {
-    const ms = durationMs(value);
-    return ms !== undefined && ms >= 1 && ms <= MAX_DURATION_MS ? ms : undefined;
-  },
-};
+// The same check as for a duration flag, so both accept the same values.
+const duration: KeyCheck<number> = { expected: DURATION_EXPECTED, parse: settingDurationMs };
 
 const boolean: KeyCheck<boolean> = {
   expected: 'true or false',

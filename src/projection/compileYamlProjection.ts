@@ -1,4 +1,4 @@
-import { isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
+import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { UserError } from '../errors.js';
 import { checkProjectionDefinition, describeValue } from './defineProjection.js';
 import type { EventHandler, ProjdEvent, Projection } from './types.js';
@@ -132,11 +132,12 @@ export function compileYamlProjection(text: string, file: string): Projection {
   let handlerPairs: Array<{ eventType: string; key: Node; value: unknown }> | undefined;
   for (const pair of root.items) {
     const key = stringKey(pair.key, at);
-    if (key === 'handlers' && isMap(pair.value)) {
-      handlerPairs = pair.value.items.map((handler) => ({
+    const handlersMap = key === 'handlers' ? unalias(doc, pair.value) : undefined;
+    if (isMap(handlersMap)) {
+      handlerPairs = handlersMap.items.map((handler) => ({
         eventType: stringKey(handler.key, at, 'an event type'),
         key: handler.key as Node,
-        value: handler.value,
+        value: unalias(doc, handler.value),
       }));
     } else {
       definition[key] = isNode(pair.value) ? pair.value.toJS(doc) : pair.value;
@@ -174,7 +175,8 @@ function compileHandler(
   if (isScalar(value) && typeof value.value === 'string') {
     entries.push({ sql: value.value, node: value });
   } else if (isSeq(value)) {
-    for (const item of value.items) {
+    for (const listed of value.items) {
+      const item = unalias(doc, listed);
       if (!isScalar(item) || typeof item.value !== 'string') {
         const offset = isNode(item) ? (item.range?.[0] ?? keyOffset) : keyOffset;
         fail(offset, `has a list entry that is not a SQL string: ${describeNode(doc, item)}`);
@@ -221,6 +223,14 @@ function compileHandler(
       );
     }
   };
+}
+
+/**
+ * The node an alias (`*touch`) stands for, so that a handler given by an alias is read as the
+ * SQL of its anchor (`&touch`), and points at that anchor's lines in messages.
+ */
+function unalias(doc: Document, value: unknown): unknown {
+  return isAlias(value) ? value.resolve(doc) : value;
 }
 
 function isEventParameter(name: string): name is EventParameterName {

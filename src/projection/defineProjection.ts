@@ -1,5 +1,12 @@
 import { UserError } from '../errors.js';
-import { PROJECTION_KIND, type EventHandler, type Projection, type ProjectionDefinition } from './types.js';
+import { eventTypeKeyProblem } from './handlerFor.js';
+import {
+  PROJECTION_KIND,
+  type EventDataMap,
+  type EventHandler,
+  type Projection,
+  type ProjectionDefinition,
+} from './types.js';
 
 const NAME_PATTERN = /^[a-z][a-z0-9_]*$/;
 /** PostgreSQL cuts identifiers at 63 bytes, and a projection's name often names its table. */
@@ -24,10 +31,16 @@ export type DefinitionCheck =
  * `kind: PROJECTION_KIND`, a plain string, so the loader recognises it even when the module
  * was built against another copy of projd.
  *
+ * `Events` maps event types to the type of their `data`, so handlers need no annotations:
+ * `defineProjection<{ 'account.credited': { amount: number } }>({ … })`. Without it, a handler's
+ * `event.data` is `unknown` unless its parameter is annotated.
+ *
  * @throws UserError naming the projection and the key at fault, e.g.
  *   `projection 'balances': version must be a positive integer, got "1"`.
  */
-export function defineProjection(definition: ProjectionDefinition): Projection {
+export function defineProjection<Events extends EventDataMap = {}>(
+  definition: ProjectionDefinition<NoInfer<Events>>,
+): Projection {
   const check = checkProjectionDefinition(definition);
   if (!check.ok) throw new UserError(check.message);
   return check.projection;
@@ -99,6 +112,8 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     if (eventType.trim() !== eventType) {
       return fail(['handlers', eventType], `event type ${JSON.stringify(eventType)} has leading or trailing spaces`);
     }
+    const patternProblem = eventTypeKeyProblem(eventType);
+    if (patternProblem !== null) return fail(['handlers', eventType], patternProblem);
     const handler = handlers[eventType];
     if (typeof handler !== 'function') {
       return fail(['handlers', eventType], `handler for '${eventType}' must be a function, got ${describeValue(handler)}`);

@@ -5,5 +5,6 @@ export {
   splitSqlStatements,
   type NamedParameters,
 } from './compileYamlProjection.js';
-export { loadProjections } from './loadProjections.js';
+export { handlerFor } from './handlerFor.js';
+export { loadProjectionFile, loadProjections } from './loadProjections.js';
 export * from './types.js';

@@ -11,6 +11,8 @@ import type { Projection } from './types.js';
 const MODULE_FILE = /\.(?:ts|mts|js|mjs)$/;
 const YAML_FILE = /\.ya?ml$/;
 const DECLARATION_FILE = /\.d\.[cm]?ts$/;
+/** `balances.test.ts`, `balances.spec.mjs`: a projection's tests may sit next to it. */
+const TEST_FILE = /\.(?:test|spec)\.[^.]+$/;
 const USAGE = 'write export default defineProjection({ … })';
 
 export interface LoadProjectionsOptions {
@@ -24,8 +26,9 @@ export interface LoadProjectionsOptions {
 
 /**
  * Loads one projection per file directly in `dir` (`.ts`, `.mts`, `.js`, `.mjs`: default
- * export; `.yaml`, `.yml`: declarative SQL), in file-name order. Dotfiles, `*.d.ts` and
- * subfolders are skipped, so helpers can live in a subfolder. An empty folder gives `[]`.
+ * export; `.yaml`, `.yml`: declarative SQL), in file-name order. Dotfiles, `*.d.ts`, test
+ * files (`*.test.*`, `*.spec.*`) and subfolders are skipped, so helpers can live in a
+ * subfolder and tests next to their projection. An empty folder gives `[]`.
  *
  * @throws UserError, one line naming the file: a missing folder, a module that cannot be
  *   loaded or exports no projection, an invalid definition, a name defined twice.
@@ -44,10 +47,7 @@ export async function loadProjections(dir: string, options: LoadProjectionsOptio
     let projection: Projection;
     try {
       if (YAML_FILE.test(file)) {
-        const text = await readFile(file, 'utf8').catch((error: unknown) => {
-          throw new UserError(`${shown}: cannot read: ${errorMessage(error)}`, { cause: error });
-        });
-        projection = compileYamlProjection(text, shown);
+        projection = await loadYamlFile(file, shown);
       } else {
         jiti ??= createModuleLoader(dir);
         projection = projectionOf(await importModule(jiti, file, shown, moduleCache), shown);
@@ -68,6 +68,37 @@ export async function loadProjections(dir: string, options: LoadProjectionsOptio
   return projections;
 }
 
+/**
+ * Loads the one projection of `file` (a module or a YAML file, as in a projections folder),
+ * e.g. for a test of that projection.
+ *
+ * @throws UserError, one line naming the file, as `loadProjections` does.
+ */
+export async function loadProjectionFile(file: string): Promise<Projection> {
+  const shown = displayPath(file);
+  const stats = await stat(file).catch((error: unknown) => {
+    const missing = (error as NodeJS.ErrnoException).code === 'ENOENT';
+    throw new UserError(`${shown}: ${missing ? 'not found' : `cannot read: ${errorMessage(error)}`}`, { cause: error });
+  });
+  if (!stats.isFile()) throw new UserError(`${shown}: not a file`);
+  let projection: Projection;
+  if (YAML_FILE.test(file)) {
+    projection = await loadYamlFile(file, shown);
+  } else if (MODULE_FILE.test(file)) {
+    projection = projectionOf(await importModule(createModuleLoader(path.dirname(file)), file, shown, {}), shown);
+  } else {
+    throw new UserError(`${shown}: not a projection file; use .ts, .mts, .js, .mjs, .yaml or .yml`);
+  }
+  return Object.freeze({ ...projection, source: file });
+}
+
+async function loadYamlFile(file: string, shown: string): Promise<Projection> {
+  const text = await readFile(file, 'utf8').catch((error: unknown) => {
+    throw new UserError(`${shown}: cannot read: ${errorMessage(error)}`, { cause: error });
+  });
+  return compileYamlProjection(text, shown);
+}
+
 async function listProjectionFiles(dir: string): Promise<string[]> {
   let names: string[];
   try {
@@ -83,7 +114,7 @@ async function listProjectionFiles(dir: string): Promise<string[]> {
 
   const files: string[] = [];
   for (const name of names.sort()) {
-    if (name.startsWith('.') || DECLARATION_FILE.test(name)) continue;
+    if (name.startsWith('.') || DECLARATION_FILE.test(name) || TEST_FILE.test(name)) continue;
     if (!MODULE_FILE.test(name) && !YAML_FILE.test(name)) continue;
     const file = path.join(dir, name);
     // stat, not the directory entry, so a symlinked projection counts as a file.

@@ -3,8 +3,12 @@
  * get a `ProjectionDb`, which the store implements with the batch's transaction.
  */
 
-/** One stored event, as a handler receives it. 64-bit values are `bigint`, so no precision is lost. */
-export interface ProjdEvent<Data = any, Metadata = Record<string, unknown>> {
+/**
+ * One stored event, as a handler receives it. 64-bit values are `bigint`, so no precision is lost.
+ * `data` is `unknown` unless the handler says what it holds: by a type map given to
+ * `defineProjection<Events>`, or by annotating the parameter (`event: ProjdEvent<{ amount: number }>`).
+ */
+export interface ProjdEvent<Data = unknown, Metadata = Record<string, unknown>> {
   /** Global position, assigned at insert. Unique, but not the delivery order. */
   position: bigint;
   /** The writing transaction's id; delivery order is `(transactionId, position)`. */
@@ -33,10 +37,29 @@ export interface ProjectionDb {
   query<Row = Record<string, any>>(text: string, values?: readonly unknown[]): Promise<QueryResult<Row>>;
 }
 
-export type EventHandler<Data = any> = (event: ProjdEvent<Data>, db: ProjectionDb) => Promise<void> | void;
+/**
+ * A handler of events whose `data` is `Data`. Declared as a method so that a handler whose
+ * parameter is annotated with a narrower type (`event: ProjdEvent<{ amount: number }>`) still
+ * fits where `ProjdEvent<unknown>` is given: the annotation is the handler's own claim.
+ */
+export type EventHandler<Data = unknown> = {
+  handle(event: ProjdEvent<Data>, db: ProjectionDb): Promise<void> | void;
+}['handle'];
+
+/** Event type → the type of its `data`, for `defineProjection<Events>`. */
+export type EventDataMap = Record<string, unknown>;
+
+/**
+ * The `handlers` of a definition. A key is an exact event type, a prefix pattern
+ * (`'account.*'`: every type that starts with `account.`) or `'*'` (every event). A key of
+ * `Events` gets its data type; any other key (a pattern, a type outside the map) gets `unknown`.
+ */
+export type ProjectionHandlers<Events extends EventDataMap = EventDataMap> = {
+  [Type in keyof Events | (string & {})]?: Type extends keyof Events ? EventHandler<Events[Type]> : EventHandler<unknown>;
+};
 
 /** What a module passes to `defineProjection`. */
-export interface ProjectionDefinition {
+export interface ProjectionDefinition<Events extends EventDataMap = EventDataMap> {
   /** Unique among loaded projections; `[a-z][a-z0-9_]*`. */
   name: string;
   /** Bump to rebuild: the read model is reset and rebuilt from position 0. */
@@ -45,8 +68,12 @@ export interface ProjectionDefinition {
   setup?: string | readonly string[];
   /** SQL that clears the read model, run when the projection is rebuilt. */
   reset?: string | readonly string[];
-  /** One handler per event type; events of other types are never fetched. */
-  handlers: Record<string, EventHandler>;
+  /**
+   * One handler per event type or pattern (`'account.*'`, `'*'`); events that none matches are
+   * never fetched. An event goes to the handler of its exact type, else of the longest prefix
+   * pattern that matches it, else to `'*'`.
+   */
+  handlers: ProjectionHandlers<Events>;
   /**
    * An event whose handler keeps failing (it throws, or PostgreSQL refuses its data) is
    * `park`ed in `projd.failed_events` while the projection goes on, or the projection `stop`s
@@ -68,8 +95,9 @@ export interface Projection {
   readonly version: number;
   readonly setup: readonly string[];
   readonly reset: readonly string[];
+  /** By event type or pattern, as defined; look one up with `handlerFor`, which knows the precedence. */
   readonly handlers: ReadonlyMap<string, EventHandler>;
-  /** The event types it handles, sorted: the filter used when reading events. */
+  /** Its handlers' keys, sorted: exact types and patterns, the filter used when reading events. */
   readonly eventTypes: readonly string[];
   /** Unset: the config's `projections.onError` applies. */
   readonly onError?: 'park' | 'stop';

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { errorMessage, UserError } from '../errors.js';
+import { handlerFor } from '../projection/handlerFor.js';
 import type { EventHandler, Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { describeFailure } from '../store/classifyError.js';
@@ -45,7 +46,8 @@ export async function retryFailedEvent(
 
 /** The handler a retry applies `failed` through: its projection's current one for its type. */
 function retryHandler(projections: ReadonlyMap<string, Projection>, failed: FailedEvent): EventHandler | undefined {
-  return projections.get(failed.projection)?.handlers.get(failed.type);
+  const projection = projections.get(failed.projection);
+  return projection && handlerFor(projection, failed.type);
 }
 
 /**

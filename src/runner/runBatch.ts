@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { handlerFor } from '../projection/handlerFor.js';
 import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
@@ -216,7 +217,7 @@ async function applyEvents(
     applying.index = index;
     try {
       // readBatch only returns types the projection handles.
-      await projection.handlers.get(event.type)!(event, db);
+      await handlerFor(projection, event.type)!(event, db);
     } catch (error) {
       throw new EventFailure(event, index, error, events.length);
     }

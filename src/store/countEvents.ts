@@ -1,8 +1,10 @@
+import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE } from './names.js';
 import { positionParams, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
 
 export interface CountEventsOptions {
+  /** The projection's handler keys: exact types, `prefix.*` patterns or `*`. */
   eventTypes: readonly string[];
   /** Count only events with a higher global position; `0n` counts them all. */
   afterPosition: bigint;
@@ -18,7 +20,7 @@ const countEventsSql = /* sql */ `
   select count(*)::text as count, max(position)::text as last_position
     from ${EVENTS_TABLE}
    where position > $1::bigint
-     and type = any($2::text[])`;
+     and ${eventTypeMatchesSql('type', '$2::text[]', '$3::text[]')}`;
 
 /**
  * Counts the stored events of `eventTypes` above a global position: a first call from `0n`,
@@ -26,15 +28,18 @@ const countEventsSql = /* sql */ `
  * that commits late, below a position already counted, is missed.
  */
 export async function countEvents(db: Queryable, options: CountEventsOptions): Promise<EventCount> {
+  const types = eventTypeFilter(options.eventTypes);
   const { rows } = await db.query<{ count: string; last_position: string | null }>(countEventsSql, [
     options.afterPosition.toString(),
-    options.eventTypes,
+    types.exact,
+    types.prefixes,
   ]);
   const row = rows[0]!;
   return { count: Number(row.count), lastPosition: row.last_position === null ? null : BigInt(row.last_position) };
 }
 
 export interface CountAppliedOptions {
+  /** The projection's handler keys: exact types, `prefix.*` patterns or `*`. */
   eventTypes: readonly string[];
   /** Count only events after this place in the delivery order. */
   after: Position;
@@ -53,7 +58,7 @@ const countAppliedSql = /* sql */ `
             from ${EVENTS_TABLE} e
            where (e.era, e.transaction_id, e.position) > ($2::integer, $3::xid8, $4::bigint)
              and (e.era, e.transaction_id, e.position) <= (c.era, c.transaction_id, c.position)
-             and e.type = any($5::text[]))::text as count
+             and ${eventTypeMatchesSql('e.type', '$5::text[]', '$6::text[]')})::text as count
     from ${CHECKPOINTS_TABLE} c
    where c.projection = $1`;
 
@@ -67,9 +72,10 @@ export async function countApplied(
   projection: string,
   options: CountAppliedOptions,
 ): Promise<AppliedCount | null> {
+  const types = eventTypeFilter(options.eventTypes);
   const { rows } = await db.query<{ era: number; transaction_id: string; position: string; count: string }>(
     countAppliedSql,
-    [projection, ...positionParams(options.after), options.eventTypes],
+    [projection, ...positionParams(options.after), types.exact, types.prefixes],
   );
   const row = rows[0];
   if (!row) return null;

@@ -2,6 +2,7 @@ import { UserError } from '../errors.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryLockKey } from './names.js';
 import type { Position } from './position.js';
 import type { Queryable } from './queryable.js';
+import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
 /** A projection as progress needs it: its name, its code's version and the types it handles. */
@@ -134,7 +135,7 @@ export const readProgressSql = /* sql */ `
        and l.database = (select d.oid from pg_database d where d.datname = current_database())
   ),
   projection as (
-    select p.name, p.version, p.types, p.lock_classid, p.lock_objid,
+    select p.name, p.version, p.types, p.type_prefixes, p.lock_classid, p.lock_objid,
            c.projection is not null as has_checkpoint, c.version as stored_version,
            c.era, c.transaction_id, c.position, c.updated_at, c.blocked_by, c.last_error, c.last_error_at,
            -- A checkpoint of an older version is rebuilt from the start: count the lag from there.
@@ -142,7 +143,7 @@ export const readProgressSql = /* sql */ `
            case when c.version >= p.version then c.transaction_id else '0'::xid8 end as from_transaction_id,
            case when c.version >= p.version then c.position else 0 end as from_position
       from jsonb_to_recordset($1::jsonb)
-           as p(name text, version integer, types text[], lock_classid bigint, lock_objid bigint)
+           as p(name text, version integer, types text[], type_prefixes text[], lock_classid bigint, lock_objid bigint)
       left join ${CHECKPOINTS_TABLE} c on c.projection = p.name
   ),
   parked as materialized (
@@ -177,7 +178,7 @@ export const readProgressSql = /* sql */ `
       select e.era, e.transaction_id, e.position, e.created_at
         from ${EVENTS_TABLE} e
        where (e.era, e.transaction_id, e.position) > (p.from_era, p.from_transaction_id, p.from_position)
-         and e.type = any(p.types)
+         and ${eventTypeMatchesSql('e.type', 'p.types', 'p.type_prefixes')}
        order by e.era, e.transaction_id, e.position
        limit 1
     ) o on true
@@ -239,10 +240,12 @@ const SCHEMA_MISSING_CODES = new Set([
 export async function readProgress(db: Queryable, projections: readonly ProgressProjection[]): Promise<Progress> {
   const parameter = projections.map((projection) => {
     const lock = advisoryLockTag(advisoryLockKey('projection', projection.name));
+    const types = eventTypeFilter(projection.eventTypes);
     return {
       name: projection.name,
       version: projection.version,
-      types: projection.eventTypes,
+      types: types.exact,
+      type_prefixes: types.prefixes,
       lock_classid: lock.classid,
       lock_objid: lock.objid,
     };

@@ -1,12 +1,14 @@
 import type { ProjdEvent } from '../projection/types.js';
 import type { Queryable } from './queryable.js';
 import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
+import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { EVENTS_TABLE } from './names.js';
 import { positionParams, type Position } from './position.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
 export interface ReadBatchOptions {
   after: Position;
+  /** The projection's handler keys: exact types, `prefix.*` patterns or `*`. */
   eventTypes: readonly string[];
   limit: number;
 }
@@ -38,9 +40,9 @@ export const readBatchSql = /* sql */ `
       from ${EVENTS_TABLE} e
      where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
        and (e.era, e.transaction_id) < (select era, xmin from gate)
-       and e.type = any($4::text[])
+       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}
      order by e.era, e.transaction_id, e.position
-     limit $5
+     limit $6
   ),
   scan_end as (
     select e.era, e.transaction_id, e.position
@@ -70,9 +72,11 @@ type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
 };
 
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
+  const types = eventTypeFilter(options.eventTypes);
   const { rows } = await db.query<ReadBatchRow>(readBatchSql, [
     ...positionParams(options.after),
-    options.eventTypes,
+    types.exact,
+    types.prefixes,
     options.limit,
   ]);
   const first = rows[0]!; // held_back always yields exactly one row to join onto

@@ -217,6 +217,17 @@ describe('bad input: exit 2, one line on stderr, nothing written', () => {
       `);
     });
 
+    it('a --progress-interval the config would refuse as a duration', async () => {
+      const transcript = await badInput(['replay', 'ok', '--progress-interval', '0ms'], {
+        files: { 'projections/ok.ts': VALID_PROJECTION },
+      });
+      expect(transcript).toMatchInlineSnapshot(`
+        "$ projd replay ok --progress-interval 0ms
+        projd: --progress-interval must be a duration from 1ms to 596h, such as 250ms, 5s, 2m or 1h, got "0ms"
+        Exit code: 2"
+      `);
+    });
+
     it('an argument to a command that takes none', async () => {
       const transcript = await badInput(['migrate', 'now']);
       expect(transcript).toMatchInlineSnapshot(`
@@ -265,6 +276,17 @@ export default defineProjection({
       expect(transcript).toMatchInlineSnapshot(`
         "$ projd run
         projd: projections/bad.ts: projection 'Bad-Name': name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got "Bad-Name"
+        Exit code: 2"
+      `);
+    });
+
+    it('an invalid event type pattern names the file and the key', async () => {
+      const transcript = await badInput(['run'], {
+        files: { 'projections/bad.ts': moduleProjection('bad').replace(`'account.credited'`, `'account*'`) },
+      });
+      expect(transcript).toMatchInlineSnapshot(`
+        "$ projd run
+        projd: projections/bad.ts: projection 'bad': event type pattern 'account*' is not valid: '*' stands alone ('*', every event) or ends a prefix ('account.*')
         Exit code: 2"
       `);
     });

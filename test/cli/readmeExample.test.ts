@@ -18,7 +18,10 @@ let project: Project;
 
 beforeAll(async () => {
   project = await writeProject({ 'projd.yaml': 'metrics:\n  port: 0\n' });
-  await cp(path.join(REPO_ROOT, 'projections'), project.path('projections'), { recursive: true });
+  // The two examples only: projections/ is the user's, and may hold projections of their own.
+  for (const file of ['balances.ts', 'deposits.yaml']) {
+    await cp(path.join(REPO_ROOT, 'projections', file), project.path(`projections/${file}`));
+  }
 });
 
 afterAll(async () => {

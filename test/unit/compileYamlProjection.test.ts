@@ -200,6 +200,52 @@ handlers:
     ]);
   });
 
+  it('reads a handler given by an alias as the SQL of its anchor, in a list too', async () => {
+    const yaml = `name: touched
+version: 1
+setup: &table create table if not exists touched (id text primary key)
+handlers:
+  account.opened: &touch insert into touched (id) values (:streamId) on conflict do nothing
+  account.closed: *touch
+  account.credited:
+    - *touch
+    - select :position
+`;
+    const projection = compileYamlProjection(yaml, 'touched.yml');
+    expect(projection.setup).toEqual(['create table if not exists touched (id text primary key)']);
+    for (const type of ['account.opened', 'account.closed']) {
+      const db = recordingDb();
+      await projection.handlers.get(type)!(event, db);
+      expect(db.calls).toEqual([
+        { text: 'insert into touched (id) values ($1::text) on conflict do nothing', values: ['account-1'] },
+      ]);
+    }
+    const db = recordingDb();
+    await projection.handlers.get('account.credited')!(event, db);
+    expect(db.calls.map((call) => call.text)).toEqual([
+      'insert into touched (id) values ($1::text) on conflict do nothing',
+      'select $1::bigint',
+    ]);
+  });
+
+  it('takes prefix patterns and a quoted catch-all as event types', () => {
+    const yaml = `name: patterns
+version: 1
+handlers:
+  account.*: select 1
+  '*': select 2
+`;
+    expect(compileYamlProjection(yaml, 'patterns.yaml').eventTypes).toEqual(['*', 'account.*']);
+    expect(errorOf(`name: patterns
+version: 1
+handlers:
+  account*: select 1
+`)).toBe(
+      `projections/deposits.yaml:4:3: projection 'patterns': event type pattern 'account*' is not valid: ` +
+        `'*' stands alone ('*', every event) or ends a prefix ('account.*')`,
+    );
+  });
+
   describe('errors name <file>:<line>:<col>', () => {
     it('invalid YAML', () => {
       expect(errorOf('name: deposits\nversion: [1\nhandlers: {}\n')).toMatch(/^projections\/deposits\.yaml:3:1: /);
@@ -282,6 +328,16 @@ handlers:
       );
       expect(errorOf(`${base}  a.b: "-- nothing"\n`)).toBe(
         `projections/deposits.yaml:4:3: projection 'a': handler for 'a.b' has no SQL statement`,
+      );
+    });
+
+    it('a handler given by an alias, at its anchor', () => {
+      const base = 'name: a\nversion: 1\nhandlers:\n';
+      expect(errorOf(`${base}  a.b: &sql select :nope\n  a.c: *sql\n`)).toMatch(
+        /^projections\/deposits\.yaml:4:20: projection 'a': handler for 'a\.b' uses unknown placeholder :nope;/,
+      );
+      expect(errorOf('name: a\nversion: 1\nmaxAttempts: &n 3\nhandlers:\n  a.c: [*n]\n')).toBe(
+        `projections/deposits.yaml:3:17: projection 'a': handler for 'a.c' has a list entry that is not a SQL string: 3`,
       );
     });
 

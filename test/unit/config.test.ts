@@ -271,8 +271,9 @@ describe('loadConfig', () => {
 describe('parseDuration', () => {
   it.each([
     [250, 250],
-    [0, 0],
+    [1, 1],
     ['250ms', 250],
+    ['596h', 596 * 3_600_000],
     ['5s', 5000],
     ['1.5s', 1500],
     ['2m', 120_000],
@@ -282,14 +283,14 @@ describe('parseDuration', () => {
     expect(parseDuration(value, 'k')).toBe(ms);
   });
 
-  it.each(['5', '5 s', '5sec', '-1s', '1d', '', 's'])('refuses %j', (value) => {
+  it.each(['5', '5 s', '5sec', '-1s', '1d', '', 's', '0ms', '0', '597h'])('refuses %j', (value) => {
     expect(() => parseDuration(value, 'projections.pollInterval')).toThrow(
-      `projections.pollInterval must be a duration such as 250ms, 5s, 2m or 1h, got ${JSON.stringify(value)}`,
+      `projections.pollInterval must be a duration from 1ms to 596h, such as 250ms, 5s, 2m or 1h, got ${JSON.stringify(value)}`,
     );
   });
 
-  it('refuses negative, infinite and non-numeric values', () => {
-    for (const value of [-1, Number.POSITIVE_INFINITY, Number.NaN, true, null, {}]) {
+  it('refuses zero, negative, too long, infinite and non-numeric values', () => {
+    for (const value of [0, -1, 596 * 3_600_000 + 1, Number.POSITIVE_INFINITY, Number.NaN, true, null, {}]) {
       expect(() => parseDuration(value, '--poll-interval')).toThrow(/^--poll-interval must be a duration/);
     }
   });

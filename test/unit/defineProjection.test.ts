@@ -52,6 +52,11 @@ describe('defineProjection', () => {
     expect(isProjection(projection)).toBe(true);
   });
 
+  it('accepts prefix patterns and a catch-all among exact types', () => {
+    const projection = defineProjection(valid({ handlers: { '*': noop, 'account.*': noop, 'account.credited': noop } }));
+    expect(projection.eventTypes).toEqual(['*', 'account.*', 'account.credited']);
+  });
+
   it('defaults setup and reset to no statements', () => {
     const projection = defineProjection({ name: 'a', version: 3, handlers: { x: noop } });
     expect(projection.setup).toEqual([]);
@@ -97,6 +102,12 @@ describe('defineProjection', () => {
       [{ handlers: { 'a.b': 'insert …' } }, `projection 'balances': handler for 'a.b' must be a function, got "insert …"`],
       [{ handlers: { '': noop } }, `projection 'balances': handlers has an empty event type`],
       [{ handlers: { ' a.b': noop } }, `projection 'balances': event type " a.b" has leading or trailing spaces`],
+      ...['account*', 'account.*.x', '*.credited', 'a.**', '.*', '**', 'account.%*'].map(
+        (key): [Record<string, unknown>, string] => [
+          { handlers: { [key]: noop } },
+          `projection 'balances': event type pattern '${key}' is not valid: '*' stands alone ('*', every event) or ends a prefix ('account.*')`,
+        ],
+      ),
     ])('%o', (overrides, message) => {
       expect(errorOf(valid(overrides))).toBe(message);
     });

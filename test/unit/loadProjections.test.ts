@@ -5,10 +5,11 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
-import { loadProjections } from '../../src/projection/loadProjections.js';
+import { loadProjectionFile, loadProjections } from '../../src/projection/loadProjections.js';
 import { PROJECTION_KIND, type ProjdEvent, type ProjectionDb } from '../../src/projection/types.js';
 
-const REPO_PROJECTIONS = fileURLToPath(new URL('../../projections/', import.meta.url));
+// Fixtures only: the repository's projections/ folder is the user's, and may hold anything.
+const FIXTURE_PROJECTIONS = fileURLToPath(new URL('../fixtures/projections/', import.meta.url));
 
 let dir: string;
 
@@ -138,7 +139,7 @@ describe('loadProjections', () => {
     expect(projection!.name).toBe('common');
   });
 
-  it('skips declaration files, dotfiles, other extensions and subfolders, where helpers may live', async () => {
+  it('skips declaration files, dotfiles, test files, other extensions and subfolders, where helpers may live', async () => {
     await write({
       'balances.ts': minimalModule('TABLE', '1', `import { TABLE } from './lib/names.ts';`),
       'lib/names.ts': `export const TABLE: string = 'balances';\n`,
@@ -148,6 +149,9 @@ describe('loadProjections', () => {
       'notes.md': '# notes\n',
       'data.json': '{}\n',
       'old.ts.bak': 'nonsense',
+      'balances.test.ts': `throw new Error('a test file is not loaded');\n`,
+      'balances.spec.mjs': `throw new Error('a spec file is not loaded');\n`,
+      'deposits.test.yaml': 'not: [a projection\n',
     });
     await mkdir(path.join(dir, 'folder.ts'));
 
@@ -325,13 +329,36 @@ export default defineProjection({
     expect(error?.stack?.split('\n')[1]).toContain(`${path.join(dir, 'failing.ts')}:11:`);
   });
 
-  it('loads the example projections of the repository', async () => {
-    const projections = await loadProjections(REPO_PROJECTIONS);
-    expect(projections.map((p) => p.name)).toEqual(['balances', 'deposits']);
-    expect(projections.map((p) => p.eventTypes)).toEqual([
-      ['account.credited', 'account.debited', 'account.opened'],
-      ['account.credited'],
-    ]);
+  it('loads the fixture projections the other tests copy', async () => {
+    const projections = await loadProjections(FIXTURE_PROJECTIONS);
+    expect(projections.map((p) => p.name)).toEqual(['ledger']);
+    expect(projections.map((p) => p.eventTypes)).toEqual([['account.credited', 'account.debited']]);
+  });
+});
+
+describe('loadProjectionFile', () => {
+  it('loads the one projection of a module or a YAML file, test files included by name', async () => {
+    await write({ 'balances.ts': tsProjection('balances'), 'deposits.yml': 'name: deposits\nversion: 2\nhandlers:\n  x: select 1\n' });
+
+    const module = await loadProjectionFile(path.join(dir, 'balances.ts'));
+    const yaml = await loadProjectionFile(path.join(dir, 'deposits.yml'));
+
+    expect([module.name, module.source]).toEqual(['balances', path.join(dir, 'balances.ts')]);
+    expect([yaml.name, yaml.version, yaml.source]).toEqual(['deposits', 2, path.join(dir, 'deposits.yml')]);
+  });
+
+  it('names the file at fault in one line', async () => {
+    await write({ 'notes.md': '# notes\n', 'bad.ts': minimalModule(`'Bad'`) });
+    const failure = (file: string) =>
+      loadProjectionFile(path.join(dir, file)).then(
+        () => 'loaded',
+        (error: Error) => (isUserError(error) ? error.message : `not a UserError: ${error.message}`),
+      );
+    expect(await failure('missing.ts')).toBe(`${path.join(dir, 'missing.ts')}: not found`);
+    expect(await failure('notes.md')).toBe(
+      `${path.join(dir, 'notes.md')}: not a projection file; use .ts, .mts, .js, .mjs, .yaml or .yml`,
+    );
+    expect(await failure('bad.ts')).toMatch(new RegExp(`^${escape(path.join(dir, 'bad.ts'))}: projection 'Bad': name must match`));
   });
 });
 

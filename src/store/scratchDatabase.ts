@@ -1,0 +1,69 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import { EVENTS_TABLE } from './names.js';
+import type { Queryable } from './queryable.js';
+
+/**
+ * Throwaway databases for projection tests (`projd/testing`): each test gets a database of its
+ * own on one server, so tests never see each other's events or read models.
+ */
+
+/** `url` with its database name replaced. */
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return parsed.toString();
+}
+
+/**
+ * Creates a database with a fresh name, connected to through `adminUrl` (a role that may create
+ * databases), and returns its name: `projd_test_<pid>_<random>`.
+ */
+export async function createScratchDatabase(adminUrl: string): Promise<string> {
+  const name = `projd_test_${process.pid}_${randomBytes(4).toString('hex')}`;
+  await withClient(adminUrl, (client) => client.query(`create database ${pg.escapeIdentifier(name)}`));
+  return name;
+}
+
+/** Drops it, closing whatever connections are left (PostgreSQL 13+). */
+export async function dropScratchDatabase(adminUrl: string, name: string): Promise<void> {
+  await withClient(adminUrl, (client) => client.query(`drop database if exists ${pg.escapeIdentifier(name)} with (force)`));
+}
+
+async function withClient(url: string, work: (client: pg.Client) => Promise<unknown>): Promise<void> {
+  const client = new pg.Client({ connectionString: url, application_name: 'projd testing' });
+  await client.connect();
+  try {
+    await work(client);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface GivenEventRow {
+  streamId: string;
+  type: string;
+  data: unknown;
+  metadata: Record<string, unknown>;
+}
+
+const appendGivenEventSql = /* sql */ `
+  insert into ${EVENTS_TABLE} (stream_id, stream_version, type, data, metadata)
+  select $1::text, coalesce(max(e.stream_version), 0) + 1, $2::text, $3::jsonb, $4::jsonb
+    from ${EVENTS_TABLE} e
+   where e.stream_id = $1::text`;
+
+/**
+ * Appends events in the order given, each at the next version of its stream. Call it in a
+ * transaction: the versions are read, then written, one event after the other.
+ */
+export async function appendGivenEvents(db: Queryable, events: readonly GivenEventRow[]): Promise<void> {
+  for (const event of events) {
+    await db.query(appendGivenEventSql, [
+      event.streamId,
+      event.type,
+      JSON.stringify(event.data),
+      JSON.stringify(event.metadata),
+    ]);
+  }
+}
