@@ -89,8 +89,8 @@ export async function testProjection(
   try {
     database = await createScratchDatabase(server.adminUrl);
     const databaseUrl = withDatabase(server.adminUrl, database);
-    // One connection for the batch, one for a timeout's cancel, one for the test's queries.
-    pool = createPool({ url: databaseUrl, max: 3, applicationName: `projd test ${checked.name}` });
+    // One connection for the batch, one for the test's queries, one spare; connects time out as by default.
+    pool = createPool({ url: databaseUrl, max: 3, applicationName: `projd test ${checked.name}`, connectTimeout: 10_000 });
     // An idle connection the server closed must not crash the test run; the next query reports it.
     pool.on('error', () => {});
     await migrate(pool);
