@@ -105,7 +105,7 @@ describe('npm start from a private folder', () => {
  * packages, the binaries as hard links where the file system allows.
  */
 async function writeApp({ withBinaries }: { withBinaries: boolean }): Promise<void> {
-  for (const file of ['scripts/start.js', 'scripts/embeddedPostgres.js', 'bin/projd.js', 'projections/deposits.yaml']) {
+  for (const file of ['scripts/start.js', 'scripts/quickStart.js', 'scripts/embeddedPostgres.js', 'bin/projd.js', 'projections/deposits.yaml']) {
     await mkdir(path.dirname(path.join(app, file)), { recursive: true });
     await copyFile(path.join(REPO_ROOT, file), path.join(app, file));
   }
