@@ -41,3 +41,17 @@ export function selectionChangeMessage(name: string, change: SelectionChange): s
     `(${describeSelectionChange(change)}): bump its version to rebuild it, or run \`projd replay ${name}\``
   );
 }
+
+/**
+ * Why a running daemon applies nothing to a projection whose recorded selection moved after it
+ * started (a replay with other handlers), on one line.
+ */
+export function selectionMovedMessage(name: string, change: SelectionChange): string {
+  const parts: string[] = [];
+  if (change.removed.length > 0) parts.push(`with ${change.removed.join(', ')}, which this daemon does not handle`);
+  if (change.added.length > 0) parts.push(`without ${change.added.join(', ')}, which this daemon handles`);
+  return (
+    `projection '${name}': its checkpoint is now built ${parts.join(' and ')}; ` +
+    'this daemon applies nothing to it until restarted with the current projection code'
+  );
+}

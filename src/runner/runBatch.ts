@@ -10,7 +10,7 @@ import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { readBatch } from '../store/readBatch.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
-import { selectionChangeMessage } from './checkSelections.js';
+import { selectionMovedMessage } from './checkSelections.js';
 import { createHandlerDb } from './handlerDb.js';
 
 export interface RunBatchOptions {
@@ -150,7 +150,7 @@ async function runInTransaction(
   // A replay with other handlers moved the selection since this daemon started: applying on
   // with these would skip the events of types they lack. Refused, pass after pass, until restart.
   const selectionChange = compareSelections(checkpoint.selection, selectionOf(projection));
-  if (selectionChange) throw new UserError(selectionChangeMessage(projection.name, selectionChange));
+  if (selectionChange) throw new UserError(selectionMovedMessage(projection.name, selectionChange));
   if (checkpoint.blockedBy !== null) {
     return { commit: false, result: { kind: 'blocked', failedEventId: checkpoint.blockedBy } };
   }
