@@ -42,6 +42,7 @@ beforeAll(async () => {
   metricsPort = await freePort();
   project = await writeProject({
     'projd.yaml': `metrics:\n  port: ${metricsPort}\n`,
+    'second.yaml': 'metrics:\n  port: 0\n',
     'projections/balances.ts': balancesSource({ version: 1, credits: false }),
   });
 });
@@ -99,7 +100,8 @@ describe('a projection whose handlers changed without a version bump', () => {
 
       // A handler added, the version left at 1: the credits behind the checkpoint would never be applied.
       await writeBalances({ version: 1, credits: true });
-      const refused = await runCli(['run'], { cwd: project.dir, env: env() });
+      // (Its own metrics port: the first daemon holds the usual one.)
+      const refused = await runCli(['run', '-c', 'second.yaml'], { cwd: project.dir, env: env(), timeoutMs: 20_000 });
       expect(refused).toMatchObject({ code: 2, stdout: expect.not.stringContaining('daemon.started'), stderr: REFUSAL });
 
       const flagged = await status(['--check']);
