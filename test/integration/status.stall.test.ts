@@ -1,6 +1,7 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/embeddedPostgres.js';
+import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import { defineProjection } from '../../src/projection/defineProjection.js';
 import { toStatusReport, type ProjectionStatus } from '../../src/status/readStatusReport.js';
@@ -223,6 +224,44 @@ describe('projd status on a server with a long-running transaction', () => {
       expect(released.ledger).toMatchObject({ state: 'stopped', lagEvents: '1', stalledBy: null });
     } finally {
       holder?.release();
+    }
+  });
+});
+
+describe('the daemon on a server with a long-running transaction', () => {
+  it('keeps its runner live while events are held back, and reports stalled only past health.stallAfter', async () => {
+    const config = await loadConfig({ cwd: project.dir, env: { DATABASE_URL: server.url }, file: 'short.yaml' });
+    config.metrics.port = 0;
+    const app = createApp(config, { projections: [ledger] });
+    let holder: pg.PoolClient | undefined;
+    try {
+      await app.start();
+      await app.caughtUp();
+      const state = () => app.projections()[0]!.state;
+      expect(state()).toBe('live');
+
+      holder = await server.pool.connect();
+      await holder.query('begin');
+      await holder.query('select pg_current_xact_id()');
+      await appendLedgerEvents(server.pool, { count: 1, streams: 1, prefix: 'held' });
+      const appendedAt = Date.now();
+      // Notified of the append, the runner looks, finds the event held back, and looks again
+      // every 20 ms doubling up to the poll interval; only past stallAfter is that a stall.
+      await waitFor(() => state() === 'stalled', {
+        timeoutMs: SHORT_STALL_AFTER_MS + 5000,
+        intervalMs: 10,
+        message: 'runner stalled once the event waited past health.stallAfter',
+      });
+      const stalledAfterMs = Date.now() - appendedAt;
+      expect(stalledAfterMs).toBeGreaterThanOrEqual(SHORT_STALL_AFTER_MS - 50);
+      expect(stalledAfterMs).toBeLessThanOrEqual(SHORT_STALL_AFTER_MS + POLL_INTERVAL_MS + 1000);
+
+      await holder.query('commit');
+      await waitFor(() => state() === 'live', { timeoutMs: 10_000, message: 'runner live once the transaction ended' });
+    } finally {
+      await holder?.query('rollback').catch(() => undefined);
+      holder?.release();
+      await app.stop();
     }
   });
 });
