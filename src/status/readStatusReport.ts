@@ -167,7 +167,7 @@ export function toStatusReport(
  * PREPARE, which may come after the event's commit, so it is no bound.
  */
 function heldBackMs(lagSeconds: number, blocker: BlockingTransaction | null): number {
-  const blockerSeconds = blocker?.pid != null ? blocker.transactionAgeSeconds : Number.POSITIVE_INFINITY;
+  const blockerSeconds = blocker && blocker.pid !== null ? blocker.transactionAgeSeconds : Number.POSITIVE_INFINITY;
   return Math.min(lagSeconds, blockerSeconds) * 1000;
 }
 
