@@ -85,8 +85,9 @@ async function status(args: string[] = []) {
 
 const live = (line: LogLine) => line.msg === 'projection.state' && line.projection === 'balances' && line.to === 'live';
 
+// Several daemon starts in a row each: slow on a busy machine, hence the longer test timeouts.
 describe('a projection whose handlers changed without a version bump', () => {
-  it('is refused at start, flagged by status, and put right by projd replay', async () => {
+  it('is refused at start, flagged by status, and put right by projd replay', { timeout: 120_000 }, async () => {
     await append('acct-1', 1, 'account.opened');
     await append('acct-1', 2, 'account.credited', { amount: 5 });
     await append('acct-1', 3, 'account.credited', { amount: 7 });
@@ -153,7 +154,7 @@ describe('a projection whose handlers changed without a version bump', () => {
 });
 
 describe('a projection whose version changed', () => {
-  it('shows a pending rebuild while a daemon runs the old version, and an older module is an error', async () => {
+  it('shows a pending rebuild while a daemon runs the old version, and an older module is an error', { timeout: 120_000 }, async () => {
     const running = startDaemon(['run'], { cwd: project.dir, env: env() });
     try {
       await running.waitForLog(live, 30_000);

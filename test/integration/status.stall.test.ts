@@ -77,7 +77,7 @@ async function pollUntil<T>(until: Promise<unknown>, everyMs: number, poll: () =
 }
 
 describe('projd status under ordinary traffic', () => {
-  it('never reports stalled, in status --check, /metrics or the daemon log, while commits overlap', async () => {
+  it('never reports stalled, in status --check, /metrics or the daemon log, while commits overlap', { timeout: 120_000 }, async () => {
     const daemon = startDaemon(['run'], { cwd: project.dir, env: { DATABASE_URL: server.url } });
     const writersPool = new pg.Pool({ connectionString: server.url, max: 9 });
     writersPool.on('error', () => {});
