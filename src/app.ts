@@ -5,6 +5,7 @@ import type { Logger } from './log.js';
 import { silentLogger } from './log.js';
 import { loadProjections } from './projection/loadProjections.js';
 import type { Projection } from './projection/types.js';
+import { checkSelections } from './runner/checkSelections.js';
 import { createRunner, type Runner, type RunnerState } from './runner/createRunner.js';
 import {
   replayProjection,
@@ -57,7 +58,13 @@ function runnerSettings(config: ResolvedConfig, projection: Projection) {
     maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
     maxTransientAttempts: config.projections.maxTransientAttempts,
     preparedStatements: config.database.preparedStatements,
+    stallAfter: config.health.stallAfter,
   };
+}
+
+/** How the status report reads the config, for `projd status` and `/metrics` alike. */
+function statusOptions(config: ResolvedConfig) {
+  return { pollInterval: config.projections.pollInterval, stallAfter: config.health.stallAfter };
 }
 
 /**
@@ -87,11 +94,13 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     const applied = await migrate(pool);
     if (applied.length > 0) logger.info({ applied }, 'store.migrated');
     await assertEraCurrent(pool);
+    // Before any runner: a projection whose handlers changed without a version bump would skip events.
+    await checkSelections(pool, projections, logger);
 
     const activePool = pool;
     const metrics = createMetrics({
       projections: projections.map((projection) => projection.name),
-      readStatus: () => readStatusReport(activePool, projections, { pollInterval: config.projections.pollInterval }),
+      readStatus: () => readStatusReport(activePool, projections, statusOptions(config)),
       logger,
     });
     runners = projections.map((projection) =>
@@ -366,7 +375,7 @@ export async function readStatus(config: ResolvedConfig, options: ReadStatusOpti
   const projections =
     options.projections ?? (await loadProjections(config.projections.dir, onRefusedFile ? { onRefusedFile } : {}));
   return withPool(config, { migrate: false, max: 1 }, async (pool) => {
-    const report = await readStatusReport(pool, projections, { pollInterval: config.projections.pollInterval });
+    const report = await readStatusReport(pool, projections, statusOptions(config));
     return report.projections;
   });
 }

@@ -66,7 +66,7 @@ export function buildProgram(): Command {
     .description('one row per projection: state, position, lag, parked events, owner')
     .addOption(configOption())
     .option('--json', 'print a JSON array, one object per projection')
-    .option('--check', 'exit 1 when a projection is failed, stalled or lags more than health.maxLag')
+    .option('--check', 'exit 1 when a projection is failed, stalled, lags more than health.maxLag, or does not match its checkpoint (version, handlers)')
     .action((options: StatusCommandOptions) => statusCommand(options));
 
   program

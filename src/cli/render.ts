@@ -33,6 +33,10 @@ export function formatOwner(owner: ProjectionOwner | null): string {
 }
 
 function formatNote(status: ProjectionStatus): string {
+  if (status.problem !== null) return status.problem;
+  if (status.rebuildPending) {
+    return `rebuild pending: version ${status.version} loaded, store at ${status.storedVersion ?? '?'}; a daemon restart rebuilds it`;
+  }
   if (status.state === 'failed') {
     const at = `stopped at failed event ${status.blockedBy ?? '?'}`;
     return status.lastError ? `${at}: ${oneLine(status.lastError)}` : at;

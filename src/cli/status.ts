@@ -40,11 +40,16 @@ export interface CheckOptions {
   maxLagMs: number;
 }
 
-/** What `--check` fails on, one line per projection: failed, stalled, or lagging past `maxLagMs`. */
+/**
+ * What `--check` fails on, one line per projection: a `problem` (a version older than the
+ * store's, handlers changed without a version bump), failed, stalled, or lagging past `maxLagMs`.
+ */
 export function checkProblems(statuses: readonly ProjectionStatus[], options: CheckOptions): string[] {
   const problems: string[] = [];
   for (const status of statuses) {
-    if (status.state === 'failed') {
+    if (status.problem !== null) {
+      problems.push(`projection '${status.name}': ${status.problem}`);
+    } else if (status.state === 'failed') {
       problems.push(`projection '${status.name}' is failed: stopped at failed event ${status.blockedBy ?? '?'}`);
     } else if (status.state === 'stalled') {
       problems.push(`projection '${status.name}' is stalled: ${formatStall(status.stalledBy)}`);
@@ -56,7 +61,7 @@ export function checkProblems(statuses: readonly ProjectionStatus[], options: Ch
   return problems;
 }
 
-/** `status --check`'s exit code: 1 when any projection is failed, stalled or lags too far, else 0. */
+/** `status --check`'s exit code: 1 when any projection has a problem, is failed, stalled or lags too far, else 0. */
 export function getExitCode(statuses: readonly ProjectionStatus[], options: CheckOptions): 0 | 1 {
   return checkProblems(statuses, options).length === 0 ? 0 : 1;
 }

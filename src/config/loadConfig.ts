@@ -81,6 +81,7 @@ const KEY_CHECKS = {
   'log.level': oneOf(LOG_LEVELS),
   'health.maxLag': duration,
   'health.stuckAfter': duration,
+  'health.stallAfter': duration,
   shutdownTimeout: duration,
 } satisfies Record<string, KeyCheck<unknown>>;
 
@@ -150,6 +151,7 @@ function defaultValues(baseDir: string): Omit<ConfigValues, 'database.url' | 'da
     'log.level': 'info',
     'health.maxLag': 300_000,
     'health.stuckAfter': 120_000,
+    'health.stallAfter': 5000,
     shutdownTimeout: 10_000,
   };
 }
@@ -188,7 +190,11 @@ function mergeLayers(
     },
     metrics: { host: values['metrics.host'], port: values['metrics.port'] },
     log: { level: values['log.level'] },
-    health: { maxLag: values['health.maxLag'], stuckAfter: values['health.stuckAfter'] },
+    health: {
+      maxLag: values['health.maxLag'],
+      stuckAfter: values['health.stuckAfter'],
+      stallAfter: values['health.stallAfter'],
+    },
     shutdownTimeout: values.shutdownTimeout,
   };
 }

@@ -61,6 +61,12 @@ export interface Config {
     maxLag?: string | number;
     /** `/healthz` answers 503 when a projection's loop has made no pass for this long. @defaultValue `2m` */
     stuckAfter?: string | number;
+    /**
+     * A projection counts as `stalled` (in `projd status`, `--check`, `/metrics` and the daemon's
+     * log) once its oldest event held back by an open transaction has waited this long; before,
+     * an ordinary commit in flight, it is `catching_up`. @defaultValue `5s`
+     */
+    stallAfter?: string | number;
   };
   /** How long shutdown waits for the batch in flight before giving up. @defaultValue `10s` */
   shutdownTimeout?: string | number;
@@ -101,6 +107,8 @@ export interface ResolvedConfig {
     maxLag: number;
     /** Milliseconds. */
     stuckAfter: number;
+    /** Milliseconds. */
+    stallAfter: number;
   };
   /** Milliseconds. */
   shutdownTimeout: number;

@@ -4,7 +4,7 @@ import { UserError, errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunnerSnapshot } from '../runner/createRunner.js';
 import type { Metrics } from './createMetrics.js';
-import { findNotCaughtUp, findStuckLoops } from './health.js';
+import { findNotCaughtUp, findStuckLoops, findVersionBehind } from './health.js';
 
 export interface HttpServerOptions {
   host: string;
@@ -71,9 +71,15 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         return;
       }
       case '/readyz': {
-        const waiting = findNotCaughtUp(options.snapshots());
-        if (waiting.length === 0) send(response, 200, 'ready\n');
-        else send(response, 503, `not caught up yet: ${waiting.join(', ')}\n`);
+        const snapshots = options.snapshots();
+        const waiting = findNotCaughtUp(snapshots);
+        const behind = findVersionBehind(snapshots);
+        const reasons = [
+          ...(waiting.length > 0 ? [`not caught up yet: ${waiting.join(', ')}`] : []),
+          ...(behind.length > 0 ? [`the store holds a newer version of: ${behind.join(', ')}`] : []),
+        ];
+        if (reasons.length === 0) send(response, 200, 'ready\n');
+        else send(response, 503, `${reasons.join('; ')}\n`);
         return;
       }
       default:

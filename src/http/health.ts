@@ -31,5 +31,18 @@ export function findStuckLoops(snapshots: readonly RunnerSnapshot[], options: Li
 
 /** The projections that have not caught up once yet, for `/readyz`. */
 export function findNotCaughtUp(snapshots: readonly RunnerSnapshot[]): string[] {
-  return snapshots.filter((snapshot) => !snapshot.caughtUpOnce).map((snapshot) => snapshot.name);
+  return snapshots
+    .filter((snapshot) => !snapshot.caughtUpOnce && snapshot.state !== 'version_ahead')
+    .map((snapshot) => snapshot.name);
+}
+
+/**
+ * The projections whose stored version is newer than this daemon's module, for `/readyz`: it
+ * leaves them alone, so it will not be ready until it runs the newer code (a caught-up state
+ * from before a newer daemon rebuilt them no longer counts).
+ */
+export function findVersionBehind(snapshots: readonly RunnerSnapshot[]): string[] {
+  return snapshots
+    .filter((snapshot) => snapshot.state === 'version_ahead')
+    .map((snapshot) => `${snapshot.name} (version ${snapshot.version})`);
 }

@@ -15,7 +15,10 @@ export const RUNNER_STATES = {
   catchingUp: 'catching_up',
   /** Everything committed below the gate is applied; waiting for a wake-up. */
   live: 'live',
-  /** Committed events wait behind an older transaction that is still open. */
+  /**
+   * Committed events have waited longer than `stallAfter` behind an older transaction that is
+   * still open. Held back for less, it stays `live` or `catching_up`: a commit in flight.
+   */
   stalled: 'stalled',
   /** Another daemon holds this projection's lock; this one stands by to take over. */
   standby: 'standby',
@@ -69,6 +72,8 @@ export interface RunnerOptions {
   maxTransientAttempts: number;
   /** Run handlers' parameterised statements as prepared statements. */
   preparedStatements: boolean;
+  /** Milliseconds events may wait behind an open transaction before the runner counts as `stalled`. */
+  stallAfter: number;
   logger: Logger;
   observer?: RunnerObserver;
 }
@@ -170,6 +175,12 @@ export function createRunner(options: RunnerOptions): Runner {
         setState(RUNNER_STATES.standby);
         return options.pollInterval;
       case 'version_ahead':
+        if (state !== RUNNER_STATES.versionAhead) {
+          logger.error(
+            { version: projection.version, storedVersion: result.storedVersion },
+            `projection.version_behind: the store holds version ${result.storedVersion}, newer than ${projection.version}; this daemon leaves it alone`,
+          );
+        }
         setState(RUNNER_STATES.versionAhead, { storedVersion: result.storedVersion, version: projection.version });
         return options.pollInterval;
       case 'blocked':
@@ -184,6 +195,7 @@ export function createRunner(options: RunnerOptions): Runner {
     }
     if (result.setUp) logger.info({ version: projection.version, setUp: result.setUp }, 'projection.setup');
     position = { ...result.checkpoint };
+    trackHeldBack(result);
     if (result.to) {
       const durationSeconds = (performance.now() - started) / 1000;
       observer.batchCommitted?.({ projection: projection.name, applied: result.applied, durationSeconds, to: result.to });
@@ -221,7 +233,7 @@ export function createRunner(options: RunnerOptions): Runner {
       return 0; // more is waiting: go again at once
     }
     if (result.heldBack) {
-      setState(RUNNER_STATES.stalled);
+      setState(heldBackState());
       if (result.to) heldBackDelay = HELD_BACK_FIRST_MS; // it moved: what held it back may be gone
       const wait = Math.min(heldBackDelay, options.pollInterval);
       heldBackDelay = Math.min(heldBackDelay * 2, HELD_BACK_CAP_MS);
@@ -306,6 +318,23 @@ export function createRunner(options: RunnerOptions): Runner {
 
   let failures = 0;
   let heldBackDelay = HELD_BACK_FIRST_MS;
+
+  /**
+   * Since when passes have found events held back and released none: the oldest of those has
+   * waited at least this long, a bound from below (it had committed, and is still behind the
+   * gate). Null while nothing is held back.
+   */
+  let heldBackSince: number | null = null;
+  function trackHeldBack(result: { heldBack: boolean; to: Position | null }): void {
+    if (!result.heldBack) heldBackSince = null;
+    else if (result.to !== null || heldBackSince === null) heldBackSince = Date.now();
+  }
+
+  /** `stalled` once held back past `stallAfter`; before, a commit in flight, which changes nothing. */
+  function heldBackState(): RunnerState {
+    if (heldBackSince !== null && Date.now() - heldBackSince > options.stallAfter) return RUNNER_STATES.stalled;
+    return state === RUNNER_STATES.live || state === RUNNER_STATES.catchingUp ? state : RUNNER_STATES.catchingUp;
+  }
 
   async function run(): Promise<void> {
     while (!stopping.signal.aborted) {

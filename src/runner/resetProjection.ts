@@ -3,6 +3,7 @@ import type { Projection } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint } from '../store/checkpoints.js';
 import { checkOut } from '../store/connect.js';
 import { lockProjection } from '../store/locks.js';
+import { selectionOf } from '../store/selection.js';
 
 /** What `resetProjection` did. */
 export type ResetResult =
@@ -34,7 +35,7 @@ export async function resetProjection(pool: pg.Pool, projection: Projection): Pr
     } else {
       for (const sql of projection.reset) await client.query(sql);
       for (const sql of projection.setup) await client.query(sql);
-      await resetCheckpoint(client, projection.name, projection.version);
+      await resetCheckpoint(client, projection.name, projection.version, selectionOf(projection));
       result = { kind: 'reset', fromVersion: checkpoint.version };
     }
     await client.query(result.kind === 'reset' ? 'commit' : 'rollback');

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { handlerFor } from '../projection/handlerFor.js';
+import { UserError } from '../errors.js';
 import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
@@ -10,6 +11,8 @@ import { tryLockProjection } from '../store/locks.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { readBatch } from '../store/readBatch.js';
+import { compareSelections, selectionOf } from '../store/selection.js';
+import { selectionMovedMessage } from './checkSelections.js';
 import { createHandlerDb } from './handlerDb.js';
 
 export interface RunBatchOptions {
@@ -142,10 +145,14 @@ async function runInTransaction(
     // table and a setup that creates it again both work.
     if (checkpoint) for (const sql of projection.reset) await client.query(sql);
     for (const sql of projection.setup) await client.query(sql);
-    await resetCheckpoint(client, projection.name, projection.version);
+    await resetCheckpoint(client, projection.name, projection.version, selectionOf(projection));
     setUp = checkpoint ? 'rebuilt' : 'created';
-    checkpoint = { version: projection.version, blockedBy: null, ...START };
+    checkpoint = { version: projection.version, blockedBy: null, selection: selectionOf(projection), ...START };
   }
+  // A replay with other handlers moved the selection since this daemon started: applying on
+  // with these would skip the events of types they lack. Refused, pass after pass, until restart.
+  const selectionChange = compareSelections(checkpoint.selection, selectionOf(projection));
+  if (selectionChange) throw new UserError(selectionMovedMessage(projection.name, selectionChange));
   if (checkpoint.blockedBy !== null) {
     return { commit: false, result: { kind: 'blocked', failedEventId: checkpoint.blockedBy } };
   }

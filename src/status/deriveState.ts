@@ -4,11 +4,17 @@ export const PROJECTION_STATES = {
   catchingUp: 'catching_up',
   /** Every committed event of its types is applied. */
   live: 'live',
-  /** Its next event waits behind an older transaction that is still open. */
+  /**
+   * Its next event has waited longer than `health.stallAfter` behind an older transaction that
+   * is still open. A shorter wait is an ordinary commit in flight.
+   */
   stalled: 'stalled',
   /** It stopped at an event it cannot apply (`onError: stop`) until it is retried or skipped. */
   failed: 'failed',
-  /** Events wait and nothing is applying them, or no daemon has set it up yet. */
+  /**
+   * Events wait and nothing is applying them, no daemon has set it up yet, or its version was
+   * bumped and no daemon has rebuilt it yet.
+   */
   stopped: 'stopped',
 } as const;
 
@@ -21,10 +27,16 @@ export const PROJECTION_STATE_LIST: readonly ProjectionState[] = Object.values(P
 export interface StateEvidence {
   /** It has a checkpoint row: a daemon has set it up. */
   hasCheckpoint: boolean;
+  /** The loaded version is newer than its checkpoint's: the next daemon to run it rebuilds it. */
+  rebuildPending: boolean;
   /** Its checkpoint names the failed event it stopped at (`blocked_by`). */
   blocked: boolean;
   /** Its oldest unapplied event lies above the snapshot gate. */
   heldBack: boolean;
+  /** At most how long, in ms, that event has waited there; 0 when not held back. */
+  heldBackMs: number;
+  /** `health.stallAfter`, in ms: held back longer than this, it is stalled. */
+  stallAfterMs: number;
   /** Committed events of its types not applied yet; 0 exactly when there are none. */
   lagEvents: bigint;
   /** A session holds its lock right now: a daemon is in the middle of a batch. */
@@ -47,14 +59,17 @@ export interface StateEvidence {
 export const RETRYING_WITHIN_MS = 60_000;
 
 /**
- * The state of one projection. The order of the checks is the order of precedence: a blocked
- * projection is `failed` whatever else holds, a held-back one `stalled` even while a daemon
- * waits on it, since in both cases it will not move until someone acts.
+ * The state of one projection. The order of the checks is the order of precedence: a pending
+ * rebuild throws the checkpoint away, so what it says does not count; a blocked projection is
+ * `failed` whatever else holds, a held-back one `stalled` even while a daemon waits on it,
+ * since in both cases it will not move until someone acts. Held back for less than
+ * `stallAfterMs`, it is what it would be otherwise: commits in flight hold events back all the time.
  */
 export function deriveState(evidence: StateEvidence): ProjectionState {
+  if (evidence.rebuildPending) return evidence.owned ? PROJECTION_STATES.catchingUp : PROJECTION_STATES.stopped;
   if (evidence.blocked) return PROJECTION_STATES.failed;
   if (!evidence.hasCheckpoint) return evidence.owned ? PROJECTION_STATES.catchingUp : PROJECTION_STATES.stopped;
-  if (evidence.heldBack) return PROJECTION_STATES.stalled;
+  if (evidence.heldBack && evidence.heldBackMs > evidence.stallAfterMs) return PROJECTION_STATES.stalled;
   if (evidence.lagEvents === 0n) return PROJECTION_STATES.live;
   const recentlyMoved = evidence.sinceUpdateMs !== null && evidence.sinceUpdateMs <= evidence.activeWithinMs;
   const retrying = evidence.sinceErrorMs !== null && evidence.sinceErrorMs <= RETRYING_WITHIN_MS;

@@ -1,6 +1,7 @@
 import type { Projection } from '../projection/types.js';
-import { readProgress, type OpenTransaction, type Progress } from '../store/progress.js';
+import { readProgress, type CheckpointState, type OpenTransaction, type Progress } from '../store/progress.js';
 import type { Queryable } from '../store/queryable.js';
+import { compareSelections, describeSelectionChange, selectionOf } from '../store/selection.js';
 import { PROJECTION_STATES, deriveState, type ProjectionState } from './deriveState.js';
 
 /** The session holding a projection's lock at the moment `status` looked. */
@@ -39,6 +40,18 @@ export interface ProjectionStatus {
   version: number;
   /** The version in its checkpoint row; null before a daemon set it up. */
   storedVersion: number | null;
+  /**
+   * `version` is newer than `storedVersion`: no daemon has run this version yet, and the next
+   * one to start with it rebuilds the projection from the start (a running daemon goes on with
+   * the version it loaded).
+   */
+  rebuildPending: boolean;
+  /**
+   * What is wrong besides its state, for someone to act on (`--check` fails on it): its
+   * checkpoint was written by a newer version, or its handlers read other event types than
+   * its checkpoint was built with at this version. Null when nothing is.
+   */
+  problem: string | null;
   state: ProjectionState;
   /** Global position of the last event its checkpoint passed; `'0'` before the first. */
   position: string;
@@ -77,6 +90,8 @@ export interface StatusReport {
 export interface StatusOptions {
   /** The daemon's `projections.pollInterval`, in ms: a checkpoint moved within two counts as at work. */
   pollInterval: number;
+  /** `health.stallAfter`, in ms: an event held back longer than this makes its projection stalled. */
+  stallAfter: number;
 }
 
 /** Reads progress and derives each projection's state, in one statement. */
@@ -89,10 +104,10 @@ export async function readStatusReport(
   return toStatusReport(progress, projections, options);
 }
 
-/** The report for `progress`: a pure function of it, the loaded projections and the poll interval. */
+/** The report for `progress`: a pure function of it, the loaded projections and the options. */
 export function toStatusReport(
   progress: Progress,
-  projections: readonly Pick<Projection, 'name' | 'version'>[],
+  projections: readonly Pick<Projection, 'name' | 'version' | 'handlers'>[],
   options: StatusOptions,
 ): StatusReport {
   const readAt = progress.readAt.getTime();
@@ -103,12 +118,17 @@ export function toStatusReport(
     headPosition,
     heldBackBy,
     projections: progress.projections.map((found, i) => {
+      const projection = projections[i]!;
       const { checkpoint, oldestUnapplied } = found;
       const heldBack = oldestUnapplied?.heldBack ?? false;
+      const rebuildPending = checkpoint !== null && checkpoint.version < projection.version;
       const state = deriveState({
         hasCheckpoint: checkpoint !== null,
+        rebuildPending,
         blocked: (checkpoint?.blockedBy ?? null) !== null,
         heldBack,
+        heldBackMs: heldBack ? heldBackMs(found.lagSeconds, heldBackBy) : 0,
+        stallAfterMs: options.stallAfter,
         lagEvents: found.lagEvents,
         owned: found.owner !== null,
         sinceUpdateMs: checkpoint ? readAt - checkpoint.updatedAt.getTime() : null,
@@ -117,8 +137,10 @@ export function toStatusReport(
       });
       return {
         name: found.name,
-        version: projections[i]!.version,
+        version: projection.version,
         storedVersion: checkpoint?.version ?? null,
+        rebuildPending,
+        problem: checkpoint && findProblem(projection, checkpoint),
         state,
         position: (checkpoint?.position ?? 0n).toString(),
         headPosition,
@@ -134,6 +156,34 @@ export function toStatusReport(
       };
     }),
   };
+}
+
+/**
+ * At most how long the oldest held-back event has waited, in ms. Its commit time is not
+ * recorded, but two times before it are: its `created_at` (its own transaction's start, which
+ * `lagSeconds` counts from) and the start of the open transaction holding it back (which took
+ * its id before the event's, so it began before the event committed). The later of the two is
+ * the closer bound. A bound from above: a stall is never reported late, and early only when
+ * both transactions ran longer than `stallAfter`. A prepared transaction's time is that of its
+ * PREPARE, which may come after the event's commit, so it is no bound.
+ */
+function heldBackMs(lagSeconds: number, blocker: BlockingTransaction | null): number {
+  const blockerSeconds = blocker && blocker.pid !== null ? blocker.transactionAgeSeconds : Number.POSITIVE_INFINITY;
+  return Math.min(lagSeconds, blockerSeconds) * 1000;
+}
+
+/** What needs someone, comparing the loaded module with its checkpoint. */
+function findProblem(
+  projection: Pick<Projection, 'name' | 'version' | 'handlers'>,
+  checkpoint: Pick<CheckpointState, 'version' | 'selection'>,
+): string | null {
+  if (checkpoint.version > projection.version) {
+    return `version ${projection.version} loaded, but the store holds version ${checkpoint.version}, written by newer code: a daemon running this version leaves it alone; run the newer code`;
+  }
+  if (checkpoint.version < projection.version) return null;
+  const change = compareSelections(checkpoint.selection, selectionOf(projection));
+  if (change === null) return null;
+  return `its handlers read other event types than its checkpoint was built with (${describeSelectionChange(change)}) and a daemon refuses to run it: bump its version to rebuild it, or run \`projd replay ${projection.name}\``;
 }
 
 const QUERY_SHOWN_CHARS = 120;

@@ -3,6 +3,7 @@ import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryL
 import type { Position } from './position.js';
 import type { Queryable } from './queryable.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
+import { toSelection, type Selection } from './selection.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
 /** A projection as progress needs it: its name, its code's version and the types it handles. */
@@ -20,6 +21,8 @@ export interface CheckpointState extends Position {
   blockedBy: bigint | null;
   lastError: string | null;
   lastErrorAt: Date | null;
+  /** The events it was built reading; null when written before projd recorded it. */
+  selection: Selection | null;
 }
 
 /** The oldest committed event of a projection's types that it has not applied. */
@@ -138,6 +141,7 @@ export const readProgressSql = /* sql */ `
     select p.name, p.version, p.types, p.type_prefixes, p.lock_classid, p.lock_objid,
            c.projection is not null as has_checkpoint, c.version as stored_version,
            c.era, c.transaction_id, c.position, c.updated_at, c.blocked_by, c.last_error, c.last_error_at,
+           c.selection,
            -- A checkpoint of an older version is rebuilt from the start: count the lag from there.
            case when c.version >= p.version then c.era else 0 end as from_era,
            case when c.version >= p.version then c.transaction_id else '0'::xid8 end as from_transaction_id,
@@ -159,7 +163,7 @@ export const readProgressSql = /* sql */ `
          b.xact_start as blocker_xact_start, b.query_start as blocker_query_start, b.query as blocker_query,
          p.name, p.has_checkpoint, p.stored_version, p.era, p.transaction_id::text as transaction_id,
          p.position::text as position, p.updated_at, p.blocked_by::text as blocked_by,
-         p.last_error, p.last_error_at,
+         p.last_error, p.last_error_at, p.selection,
          o.era as oldest_era, o.transaction_id::text as oldest_transaction_id,
          o.position::text as oldest_position, o.created_at as oldest_created_at,
          (o.era, o.transaction_id) >= (g.era, g.xmin) as oldest_held_back,
@@ -213,6 +217,7 @@ interface ProgressRow {
   blocked_by: string | null;
   last_error: string | null;
   last_error_at: Date | null;
+  selection: unknown;
   oldest_era: number | null;
   oldest_transaction_id: string | null;
   oldest_position: string | null;
@@ -287,6 +292,7 @@ function projectionProgress(row: ProgressRow): ProjectionProgress {
         blockedBy: row.blocked_by === null ? null : BigInt(row.blocked_by),
         lastError: row.last_error,
         lastErrorAt: row.last_error_at,
+        selection: toSelection(row.selection),
       }
     : null;
   const oldestUnapplied: UnappliedEvent | null =

@@ -22,6 +22,8 @@ export function projectionStatus(overrides: Partial<ProjectionStatus> = {}): Pro
     name: 'balances',
     version: 1,
     storedVersion: 1,
+    rebuildPending: false,
+    problem: null,
     state: 'live',
     position: '100',
     headPosition: '100',

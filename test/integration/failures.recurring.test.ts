@@ -48,7 +48,7 @@ afterEach(async () => {
 });
 
 const statusOf = async (name: string) => {
-  const report = await readStatusReport(db.pool, projections, { pollInterval: 5_000 });
+  const report = await readStatusReport(db.pool, projections, { pollInterval: 5_000, stallAfter: 5_000 });
   return report.projections.find((row) => row.name === name)!;
 };
 

@@ -31,7 +31,8 @@ beforeAll(async () => {
   server = await startIsolatedPostgres();
   port = await freePort();
   project = await writeProject({
-    'projd.yaml': `projections:\n  batchSize: 10\nmetrics:\n  host: 127.0.0.1\n  port: ${port}\n`,
+    // A short health.stallAfter: the held-back ledger shows as stalled soon.
+    'projd.yaml': `projections:\n  batchSize: 10\nmetrics:\n  host: 127.0.0.1\n  port: ${port}\nhealth:\n  stallAfter: 500ms\n`,
     'projections/ledger.ts': await ledgerProjectionSource(),
     'projections/idle.ts': IDLE_PROJECTION,
   });

@@ -37,6 +37,7 @@ beforeAll(async () => {
   // Minutes: everything in these tests must arrive through notifications and the held-back re-check.
   config.projections.pollInterval = 10 * 60_000;
   config.metrics.port = 0; // no HTTP server: other files' daemons may hold the default port
+  config.health.stallAfter = 1; // `stalled` at the first look after events were held back
   app = createApp(config, { projections: [appliedOrder], logger: silentLogger() });
   await app.start();
   await app.caughtUp();

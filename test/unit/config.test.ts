@@ -61,7 +61,7 @@ describe('loadConfig', () => {
       },
       metrics: { host: '127.0.0.1', port: 9464 },
       log: { level: 'info' },
-      health: { maxLag: 300_000, stuckAfter: 120_000 },
+      health: { maxLag: 300_000, stuckAfter: 120_000, stallAfter: 5000 },
       shutdownTimeout: 10_000,
     });
   });
@@ -97,6 +97,7 @@ describe('loadConfig', () => {
         'health:',
         '  maxLag: 30s',
         '  stuckAfter: 90s',
+        '  stallAfter: 2s',
         'shutdownTimeout: 2m',
       ].join('\n'),
       { env: {} },
@@ -121,7 +122,7 @@ describe('loadConfig', () => {
       },
       metrics: { host: '0.0.0.0', port: 0 },
       log: { level: 'debug' },
-      health: { maxLag: 30_000, stuckAfter: 90_000 },
+      health: { maxLag: 30_000, stuckAfter: 90_000, stallAfter: 2000 },
       shutdownTimeout: 120_000,
     });
   });

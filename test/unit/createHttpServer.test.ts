@@ -63,6 +63,14 @@ describe('createHttpServer', () => {
     expect((await fetch(`${url}/readyz`)).status).toBe(200);
   });
 
+  it('answers /readyz with 503 while the store holds a newer version of a projection than this daemon', async () => {
+    const snapshots = [snapshot({ name: 'a', caughtUpOnce: false }), snapshot({ state: 'version_ahead' })];
+    const { url } = await start(snapshots);
+    const response = await fetch(`${url}/readyz`);
+    expect(response.status).toBe(503);
+    expect(await response.text()).toBe('not caught up yet: a; the store holds a newer version of: balances (version 1)\n');
+  });
+
   it('answers 404 for other paths and 405 for other methods', async () => {
     const { url } = await start([snapshot()]);
     expect((await fetch(`${url}/`)).status).toBe(404);

@@ -58,4 +58,12 @@ describe('status --check', () => {
       expect(getExitCode(statuses, check)).toBe(1);
     }
   });
+
+  it('exits 1 for a projection with a problem, whatever its state, and not for a pending rebuild', () => {
+    const problem = 'version 1 loaded, but the store holds version 2, written by newer code: …';
+    const statuses = [status({ name: 'a', storedVersion: 2, problem }), status({ name: 'b', version: 2, rebuildPending: true })];
+    expect(checkProblems(statuses, check)).toEqual([`projection 'a': ${problem}`]);
+    expect(getExitCode(statuses, check)).toBe(1);
+    expect(getExitCode([statuses[1]!], check)).toBe(0);
+  });
 });

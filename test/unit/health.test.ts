@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { findNotCaughtUp, findStuckLoops } from '../../src/http/health.js';
+import { findNotCaughtUp, findStuckLoops, findVersionBehind } from '../../src/http/health.js';
 import type { RunnerSnapshot } from '../../src/runner/createRunner.js';
 import { runnerSnapshot } from '../helpers/fixtures.js';
 
@@ -51,5 +51,18 @@ describe('findNotCaughtUp', () => {
         snapshot({ name: 'c', caughtUpOnce: false, state: 'stalled' }),
       ]),
     ).toEqual(['a', 'c']);
+  });
+});
+
+describe('findVersionBehind', () => {
+  it('lists the projections whose store holds a newer version, caught up before or not', () => {
+    const snapshots = [
+      snapshot({ name: 'a', state: 'version_ahead', version: 1 }),
+      snapshot({ name: 'b' }),
+      snapshot({ name: 'c', caughtUpOnce: false, state: 'version_ahead', version: 3 }),
+    ];
+    expect(findVersionBehind(snapshots)).toEqual(['a (version 1)', 'c (version 3)']);
+    // Not also "not caught up yet": it will not catch up with this code.
+    expect(findNotCaughtUp(snapshots)).toEqual([]);
   });
 });

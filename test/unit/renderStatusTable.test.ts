@@ -71,6 +71,16 @@ describe('renderStatusTable', () => {
     );
   });
 
+  it('says why in NOTE: a pending rebuild, a problem', () => {
+    const table = renderStatusTable([
+      status({ name: 'a', version: 2, storedVersion: 1, rebuildPending: true, state: 'stopped' }),
+      status({ name: 'b', problem: 'its handlers read other event types …' }),
+    ]);
+    const [, first, second] = table.split('\n');
+    expect(first).toMatch(/^a +2 \(stored 1\) +stopped .* - +rebuild pending: version 2 loaded, store at 1; a daemon restart rebuilds it$/);
+    expect(second).toMatch(/^b +1 +live .* - +its handlers read other event types …$/);
+  });
+
   it('names an owner that is not a projd daemon by pid', () => {
     const table = renderStatusTable([status({ owner: { pid: 77, applicationName: 'psql' } })]);
     expect(table.split('\n')[1]).toContain('pid 77 (psql)');
