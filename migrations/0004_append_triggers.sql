@@ -1,0 +1,92 @@
+-- The append triggers again: a constant cost per statement and row, however many rows the
+-- writing transaction has written before, and a gap in a stream told apart from a race.
+
+-- The era check looks for a committed transaction id at or above the snapshot's xmax (the
+-- latest completed one + 1), which no healthy cluster holds. The writer's own id is usually
+-- there too, so the probe goes around it in two index ranges instead of walking every row
+-- the writer has appended. It runs once per transaction: a transaction-local setting holds
+-- the id of the transaction that passed, and resets at commit or rollback.
+create or replace function projd.events_check_era() returns trigger
+language plpgsql as $$
+declare
+  own xid8 := pg_current_xact_id();
+  horizon xid8;
+begin
+  if current_setting('projd.era_checked_by', true) is not distinct from own::text then
+    return null;
+  end if;
+  horizon := pg_snapshot_xmax(pg_current_snapshot());
+  if exists (
+    select 1 from projd.events e
+     where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id < own
+  ) or exists (
+    select 1 from projd.events e
+     where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id > own
+  ) then
+    raise exception 'projd: this event store was restored into another cluster; run `projd migrate --new-era` before appending'
+      using errcode = '55000';
+  end if;
+  perform set_config('projd.era_checked_by', own::text, true);
+  return null;
+end
+$$;
+
+-- Whether another transaction holds (stream_id, version): committed after this statement's
+-- snapshot was taken, or still in progress. A plain select cannot see the latter, but the
+-- unique index can: a placeholder insert of that key waits for the transaction holding it
+-- and fails with a unique violation once it commits, or goes through when it rolls back or
+-- the key never existed. The placeholder is always rolled back with the block's subtransaction.
+create function projd.events_version_taken(stream text, version integer) returns boolean
+language plpgsql as $$
+begin
+  perform set_config('projd.placeholder_for', format('%s/%s', stream, version), true);
+  insert into projd.events (stream_id, stream_version, type, data)
+  values (stream, version, 'projd.placeholder', '{}');
+  raise exception 'placeholder inserted' using errcode = 'PJ000';
+exception
+  when unique_violation then
+    return true;
+  when sqlstate 'PJ000' then
+    return false;
+end
+$$;
+
+-- Stamps the era and the writing transaction (a client cannot pick its place in the order),
+-- and keeps each stream's versions in delivery order. A previous version that belongs to a
+-- later transaction, or that another transaction holds but this one cannot see yet, is a
+-- race: 40001 tells the writer to retry, with a new transaction id that sorts after it. A
+-- previous version that does not exist at all is a gap, which no retry fixes: 23514.
+create or replace function projd.events_before_insert() returns trigger
+language plpgsql as $$
+declare
+  previous record;
+begin
+  new.era := projd.current_era();
+  new.transaction_id := pg_current_xact_id();
+  -- events_version_taken's own placeholder row needs no check: it is rolled back.
+  if new.stream_version > 1
+     and current_setting('projd.placeholder_for', true) is distinct from format('%s/%s', new.stream_id, new.stream_version) then
+    select e.era, e.transaction_id into previous
+      from projd.events e
+     where e.stream_id = new.stream_id and e.stream_version = new.stream_version - 1;
+    if not found then
+      if projd.events_version_taken(new.stream_id, new.stream_version - 1) then
+        raise exception 'projd: stream % version % was written by a transaction this one cannot see yet; retry the append',
+          new.stream_id, new.stream_version - 1
+          using errcode = '40001';
+      end if;
+      raise exception 'projd: stream % has no version %, so version % cannot be appended',
+        new.stream_id, new.stream_version - 1, new.stream_version
+        using errcode = '23514',
+              schema = 'projd', table = 'events', constraint = 'events_stream_version_contiguous',
+              hint = 'Stream versions go 1, 2, 3, … without gaps: append the missing version first.';
+    end if;
+    if (previous.era, previous.transaction_id) > (new.era, new.transaction_id) then
+      raise exception 'projd: stream % version % was written by a later transaction; retry the append',
+        new.stream_id, new.stream_version - 1
+        using errcode = '40001';
+    end if;
+  end if;
+  return new;
+end
+$$;
