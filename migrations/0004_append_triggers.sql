@@ -63,30 +63,33 @@ declare
 begin
   new.era := projd.current_era();
   new.transaction_id := pg_current_xact_id();
-  -- events_version_taken's own placeholder row needs no check: it is rolled back.
-  if new.stream_version > 1
-     and current_setting('projd.placeholder_for', true) is distinct from format('%s/%s', new.stream_id, new.stream_version) then
-    select e.era, e.transaction_id into previous
-      from projd.events e
-     where e.stream_id = new.stream_id and e.stream_version = new.stream_version - 1;
-    if not found then
-      if projd.events_version_taken(new.stream_id, new.stream_version - 1) then
-        raise exception 'projd: stream % version % was written by a transaction this one cannot see yet; retry the append',
-          new.stream_id, new.stream_version - 1
-          using errcode = '40001';
-      end if;
-      raise exception 'projd: stream % has no version %, so version % cannot be appended',
-        new.stream_id, new.stream_version - 1, new.stream_version
-        using errcode = '23514',
-              schema = 'projd', table = 'events', constraint = 'events_stream_version_contiguous',
-              hint = 'Stream versions go 1, 2, 3, … without gaps: append the missing version first.';
-    end if;
-    if (previous.era, previous.transaction_id) > (new.era, new.transaction_id) then
-      raise exception 'projd: stream % version % was written by a later transaction; retry the append',
-        new.stream_id, new.stream_version - 1
-        using errcode = '40001';
-    end if;
+  if new.stream_version = 1 then
+    return new;
   end if;
-  return new;
+  select e.era, e.transaction_id into previous
+    from projd.events e
+   where e.stream_id = new.stream_id and e.stream_version = new.stream_version - 1;
+  if found and (previous.era, previous.transaction_id) <= (new.era, new.transaction_id) then
+    return new;
+  end if;
+  -- events_version_taken's own placeholder row needs no check: it is rolled back.
+  if current_setting('projd.placeholder_for', true) = format('%s/%s', new.stream_id, new.stream_version) then
+    return new;
+  end if;
+  if found then
+    raise exception 'projd: stream % version % was written by a later transaction; retry the append',
+      new.stream_id, new.stream_version - 1
+      using errcode = '40001';
+  end if;
+  if projd.events_version_taken(new.stream_id, new.stream_version - 1) then
+    raise exception 'projd: stream % version % was written by a transaction this one cannot see yet; retry the append',
+      new.stream_id, new.stream_version - 1
+      using errcode = '40001';
+  end if;
+  raise exception 'projd: stream % has no version %, so version % cannot be appended',
+    new.stream_id, new.stream_version - 1, new.stream_version
+    using errcode = '23514',
+          schema = 'projd', table = 'events', constraint = 'events_stream_version_contiguous',
+          hint = 'Stream versions go 1, 2, 3, … without gaps: append the missing version first.';
 end
 $$;

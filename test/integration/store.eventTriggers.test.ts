@@ -113,7 +113,40 @@ describe('appending costs a constant per row', () => {
   });
 });
 
+describe('the era check', () => {
+  it('still refuses appends (55000) once the store holds a transaction id this cluster has not reached', async () => {
+    // What a restore into another cluster leaves: a committed row far ahead of this cluster.
+    const client = await server.pool.connect();
+    try {
+      await client.query('begin');
+      await client.query('set local session_replication_role = replica');
+      await client.query(`
+        insert into projd.events (era, transaction_id, stream_id, stream_version, type, data)
+        values (0, (pg_current_xact_id()::text::bigint + 1000000)::text::xid8, 'restored', 1, 't', '{}')`);
+      await client.query('commit');
+
+      await expect(append(server.pool, 'after-restore', 1)).rejects.toMatchObject({ code: '55000' });
+      await client.query('begin');
+      await expect(append(client, 'after-restore', 1)).rejects.toMatchObject({ code: '55000' });
+      await client.query('rollback');
+    } finally {
+      await client.query("delete from projd.events where stream_id = 'restored'");
+      client.release();
+    }
+    await append(server.pool, 'after-restore', 1);
+  });
+});
+
 describe('an append whose previous stream version is missing', () => {
+  it('is fine when the previous version comes earlier in the same statement', async () => {
+    await server.pool.query(
+      `insert into projd.events (stream_id, stream_version, type, data)
+       values ('one-statement', 1, 't', '{}'), ('one-statement', 2, 't', '{}'), ('one-statement', 3, 't', '{}')`,
+    );
+    expect(await versionsOf('one-statement')).toEqual([1, 2, 3]);
+  });
+
+
   it('is refused as a gap, not as retryable: SQLSTATE 23514 naming the stream and the missing version', async () => {
     await append(server.pool, 'gap-1', 1);
 
