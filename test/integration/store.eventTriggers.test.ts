@@ -22,11 +22,15 @@ async function append(db: pg.ClientBase | pg.Pool, streamId: string, version: nu
   await db.query(appendSql, [streamId, version]);
 }
 
+const pids = new WeakMap<pg.Client, number>();
+
 /** A connection of its own, for a transaction held open across steps. */
 async function connect(): Promise<pg.Client> {
   const client = new pg.Client({ connectionString: server.url });
   client.on('error', () => {});
   await client.connect();
+  const { rows } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+  pids.set(client, rows[0]!.pid);
   return client;
 }
 
@@ -47,8 +51,9 @@ async function versionsOf(streamId: string): Promise<number[]> {
   return rows.map((row) => row.stream_version);
 }
 
-/** Until `pid` waits for a lock (here: the transaction that holds the key it inserts). */
-async function waitUntilBlocked(pid: number): Promise<void> {
+/** Until `client` waits for a lock (here: the transaction that holds the key it inserts). */
+async function waitUntilBlocked(client: pg.Client): Promise<void> {
+  const pid = pids.get(client)!;
   await waitFor(
     async () => {
       const { rows } = await server.pool.query<{ blocked: boolean }>(
@@ -180,7 +185,7 @@ describe('an append whose previous stream version is missing', () => {
         () => ({ ok: true as const }),
         (error: unknown) => ({ ok: false as const, error }),
       );
-      await waitUntilBlocked(b.processID!);
+      await waitUntilBlocked(b);
       await a.query('commit');
 
       const outcome = await appending;
@@ -203,7 +208,7 @@ describe('an append whose previous stream version is missing', () => {
         () => ({ ok: true as const }),
         (error: unknown) => ({ ok: false as const, error }),
       );
-      await waitUntilBlocked(b.processID!);
+      await waitUntilBlocked(b);
       await a.query('rollback');
 
       expect(await appending).toMatchObject({
@@ -225,7 +230,7 @@ describe('two writers racing for a stream', () => {
         () => ({ ok: true as const }),
         (error: unknown) => ({ ok: false as const, error }),
       );
-      await waitUntilBlocked(b.processID!);
+      await waitUntilBlocked(b);
       await a.query('commit');
       expect(await appending).toMatchObject({ ok: false, error: { code: '23505' } });
     });
