@@ -61,13 +61,14 @@ export function renderJson({ machine, options, store, results, live, writePath }
       })),
       live: live && { ...live, achievedRate: round(live.achievedRate, 1), writerLateMs: round(live.writerLateMs, 1) },
       writePath: writePath && {
-        cases: writePath.cases.map(({ key, label, rows, store: withTriggers, plain, ratio }) => ({
+        cases: writePath.cases.map(({ key, label, rows, store: withTriggers, plain, ratio, cpuRatio }) => ({
           key,
           label,
           rows,
           store: roundSide(withTriggers),
           plain: roundSide(plain),
           ratio: round(ratio, 3),
+          cpuRatio: round(cpuRatio, 3),
         })),
       },
     },
@@ -145,13 +146,22 @@ export function renderTable({ machine, options, store, results, live, writePath 
 /** One line per case: microseconds per row into projd.events and into the plain table, and their ratio. */
 function renderWritePath({ cases }, machine) {
   const micros = (seconds, rows) => count(Math.round((seconds * 1e6) / rows));
+  const cpu = cases.every((result) => result.cpuRatio !== null);
   const header = ['case', 'rows', 'projd.events µs/row', 'plain µs/row', 'ratio'];
+  if (cpu) header.push('server CPU µs/row', 'plain', 'ratio');
   const rows = cases.map((result) => [
     result.label,
     count(result.rows),
     micros(result.store.seconds, result.rows),
     micros(result.plain.seconds, result.rows),
     result.ratio.toFixed(2),
+    ...(cpu
+      ? [
+          micros(result.store.serverCpuSeconds, result.rows),
+          micros(result.plain.serverCpuSeconds, result.rows),
+          result.cpuRatio.toFixed(2),
+        ]
+      : []),
   ]);
   const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
   const format = (row) =>
@@ -170,9 +180,10 @@ function renderWritePath({ cases }, machine) {
   return lines;
 }
 
-function roundSide({ seconds, quarterMicrosPerRow }) {
+function roundSide({ seconds, serverCpuSeconds, quarterMicrosPerRow }) {
   return {
     seconds: round(seconds, 3),
+    serverCpuSeconds: round(serverCpuSeconds, 3),
     ...(quarterMicrosPerRow ? { quarterMicrosPerRow: quarterMicrosPerRow.map((value) => round(value, 1)) } : {}),
   };
 }
