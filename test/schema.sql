@@ -131,7 +131,7 @@ declare
   own xid8 := pg_current_xact_id();
   horizon xid8;
 begin
-  if current_setting('projd.era_checked_by', true) is not distinct from own::text then
+  if current_setting('projd.era_checked_by', true) = own::text then
     return null;
   end if;
   horizon := pg_snapshot_xmax(pg_current_snapshot());
