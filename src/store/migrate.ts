@@ -83,7 +83,7 @@ export async function assertSchemaKnown(pool: pg.Pool): Promise<void> {
 }
 
 /** Throws a `UserError` naming the newest migration recorded that `shipped` does not hold. */
-export function checkSchemaKnown(applied: readonly string[], shipped: readonly Migration[]): void {
+function checkSchemaKnown(applied: readonly string[], shipped: readonly Migration[]): void {
   const known = new Set(shipped.map((migration) => migration.id));
   const unknown = applied.filter((id) => !known.has(id)).sort();
   if (unknown.length === 0) return;
