@@ -4,8 +4,10 @@
 -- The era check looks for a committed transaction id at or above the snapshot's xmax (the
 -- latest completed one + 1), which no healthy cluster holds. The writer's own id is usually
 -- there too, so the probe goes around it in two index ranges instead of walking every row
--- the writer has appended. It runs once per transaction: a transaction-local setting holds
--- the id of the transaction that passed, and resets at commit or rollback.
+-- the writer has appended. Each probe is ordered by the index and takes one row, so that the
+-- cached generic plan, which cannot estimate the bounds, still probes the index rather than
+-- scanning the table. It runs once per transaction: a transaction-local setting holds the id
+-- of the transaction that passed, and resets at commit or rollback.
 create or replace function projd.events_check_era() returns trigger
 language plpgsql as $$
 declare
@@ -16,13 +18,15 @@ begin
     return null;
   end if;
   horizon := pg_snapshot_xmax(pg_current_snapshot());
-  if exists (
-    select 1 from projd.events e
-     where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id < own
-  ) or exists (
-    select 1 from projd.events e
+  perform from projd.events e
+   where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id < own
+   order by e.era, e.transaction_id limit 1;
+  if not found then
+    perform from projd.events e
      where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id > own
-  ) then
+     order by e.era, e.transaction_id limit 1;
+  end if;
+  if found then
     raise exception 'projd: this event store was restored into another cluster; run `projd migrate --new-era` before appending'
       using errcode = '55000';
   end if;

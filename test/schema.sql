@@ -135,13 +135,15 @@ begin
     return null;
   end if;
   horizon := pg_snapshot_xmax(pg_current_snapshot());
-  if exists (
-    select 1 from projd.events e
-     where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id < own
-  ) or exists (
-    select 1 from projd.events e
+  perform from projd.events e
+   where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id < own
+   order by e.era, e.transaction_id limit 1;
+  if not found then
+    perform from projd.events e
      where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id > own
-  ) then
+     order by e.era, e.transaction_id limit 1;
+  end if;
+  if found then
     raise exception 'projd: this event store was restored into another cluster; run `projd migrate --new-era` before appending'
       using errcode = '55000';
   end if;
