@@ -1,5 +1,10 @@
 -- The append triggers again: a constant cost per statement and row, however many rows the
 -- writing transaction has written before, and a gap in a stream told apart from a race.
+--
+-- Both trigger functions plan without sequential scans: PL/pgSQL caches a generic plan for
+-- each query after a few runs, and one made while the table was empty or tiny (a new store,
+-- a store autovacuum saw empty) scans the table, so every lookup would walk every row written
+-- since, the writer's own included. With the setting off, the index is the plan at any size.
 
 -- The era check looks for a committed transaction id at or above the snapshot's xmax (the
 -- latest completed one + 1), which no healthy cluster holds. The writer's own id is usually
@@ -9,7 +14,9 @@
 -- scanning the table. It runs once per transaction: a transaction-local setting holds the id
 -- of the transaction that passed, and resets at commit or rollback.
 create or replace function projd.events_check_era() returns trigger
-language plpgsql as $$
+language plpgsql
+set enable_seqscan = off
+as $$
 declare
   own xid8 := pg_current_xact_id();
   horizon xid8;
@@ -61,7 +68,9 @@ $$;
 -- race: 40001 tells the writer to retry, with a new transaction id that sorts after it. A
 -- previous version that does not exist at all is a gap, which no retry fixes: 23514.
 create or replace function projd.events_before_insert() returns trigger
-language plpgsql as $$
+language plpgsql
+set enable_seqscan = off
+as $$
 declare
   previous record;
 begin

@@ -86,6 +86,7 @@ AS $function$ select 0 $function$;
 CREATE OR REPLACE FUNCTION projd.events_before_insert()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
 AS $function$
 declare
   previous record;
@@ -126,6 +127,7 @@ $function$;
 CREATE OR REPLACE FUNCTION projd.events_check_era()
  RETURNS trigger
  LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
 AS $function$
 declare
   own xid8 := pg_current_xact_id();

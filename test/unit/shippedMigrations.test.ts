@@ -12,7 +12,7 @@ const SHIPPED: Record<string, string> = {
   '0001_events': '734295b8e7cd9e4d8fcd5e5cf085d081b278464cc0a900862925b07e855ff5a2',
   '0002_checkpoints': '7197acf81feabd0e5d66852722a0154026e0cb623451fcc1e66e7c5efe1c6540',
   '0003_failed_events': '7408d0f41a4370f6049e6153d0d75f987dfb3c449b19ed323c497023c88b3736',
-  '0004_append_triggers': 'c0fb35743b7d5b9a60f71bd9228f2a0f0fa386ef8b23997141533b9ef87b9d0e',
+  '0004_append_triggers': 'd7b8064f7dca1aab7b5db85b850a9b53df2f7810e4841d1b1fea0719a840a98a',
 };
 
 async function sha256(id: string): Promise<string> {
