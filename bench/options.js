@@ -11,10 +11,11 @@ const DEFAULTS = {
   rate: 500,
   duration: 10,
   writers: 4,
+  writeRows: 20_000,
 };
 
 // A smoke run: small enough to finish in well under a minute.
-const QUICK = { events: 20_000, streams: 2_000, naiveEvents: 2_000, duration: 3 };
+const QUICK = { events: 20_000, streams: 2_000, naiveEvents: 2_000, duration: 3, writeRows: 5_000 };
 
 /** Each numeric option: its flag, its environment variable, and its smallest valid value. */
 const NUMERIC = {
@@ -26,6 +27,7 @@ const NUMERIC = {
   rate: { flag: 'rate', env: 'BENCH_RATE', min: 1 },
   duration: { flag: 'duration', env: 'BENCH_DURATION', min: 1 },
   writers: { flag: 'writers', env: 'BENCH_WRITERS', min: 1 },
+  writeRows: { flag: 'write-rows', env: 'BENCH_WRITE_ROWS', min: 100 },
 };
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -38,7 +40,9 @@ export const USAGE = `usage: npm run bench -- [options]
   --rate R          live phase: events written per second (default ${DEFAULTS.rate})
   --duration S      live phase: seconds of writing (default ${DEFAULTS.duration})
   --writers W       live phase: writer connections (default ${DEFAULTS.writers})
-  --quick           smoke run: ${QUICK.events} events over ${QUICK.streams} streams, ${QUICK.duration} s live
+  --write-rows N    write path: rows per case (default ${DEFAULTS.writeRows}; BENCH_WRITE_ROWS)
+  --write-only      run the write path alone, not catch-up and live latency
+  --quick           smoke run: ${QUICK.events} events over ${QUICK.streams} streams, ${QUICK.duration} s live, ${QUICK.writeRows} write rows
   --json            print the results as JSON on stdout (progress still goes to stderr)
   -h, --help        this text
 
@@ -54,6 +58,7 @@ export function parseOptions(argv, env) {
     options: {
       ...Object.fromEntries(Object.values(NUMERIC).map(({ flag }) => [flag, { type: 'string' }])),
       quick: { type: 'boolean' },
+      'write-only': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -72,6 +77,7 @@ export function parseOptions(argv, env) {
     ...options,
     naiveEvents: Math.min(options.naiveEvents, options.events),
     quick,
+    writeOnly: Boolean(values['write-only']),
     json: Boolean(values.json),
     databaseUrl: env.DATABASE_URL || undefined,
   };

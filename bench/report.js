@@ -37,7 +37,7 @@ export function summarize(results) {
   }));
 }
 
-export function renderJson({ machine, options, store, results, live }) {
+export function renderJson({ machine, options, store, results, live, writePath }) {
   return JSON.stringify(
     {
       machine,
@@ -48,8 +48,8 @@ export function renderJson({ machine, options, store, results, live }) {
         repeat: options.repeat,
         naiveEvents: options.naiveEvents,
       },
-      store: { events: store.events, accounts: store.accounts },
-      catchUp: results.map(({ key, label, events, seconds, runs, eventsPerSecond, vsProjd, vsLimit }) => ({
+      store: store && { events: store.events, accounts: store.accounts },
+      catchUp: results?.map(({ key, label, events, seconds, runs, eventsPerSecond, vsProjd, vsLimit }) => ({
         key,
         label,
         events,
@@ -60,43 +60,56 @@ export function renderJson({ machine, options, store, results, live }) {
         vsLimit: round(vsLimit, 4),
       })),
       live: live && { ...live, achievedRate: round(live.achievedRate, 1), writerLateMs: round(live.writerLateMs, 1) },
+      writePath: writePath && {
+        cases: writePath.cases.map(({ key, label, rows, store: withTriggers, plain, ratio, cpuRatio }) => ({
+          key,
+          label,
+          rows,
+          store: roundSide(withTriggers),
+          plain: roundSide(plain),
+          ratio: round(ratio, 3),
+          cpuRatio: round(cpuRatio, 3),
+        })),
+      },
     },
     null,
     2,
   );
 }
 
-export function renderTable({ machine, options, store, results, live }) {
+export function renderTable({ machine, options, store, results, live, writePath }) {
   const lines = [];
-  const repeat = options.repeat > 1 ? `, median of ${options.repeat}` : '';
-  lines.push(
-    `catch-up, ${count(store.events)} events over ${count(store.accounts)} streams ` +
-      `(PostgreSQL ${machine.postgres}, node ${machine.node.replace(/^v/, '')}, ${machine.cpus} CPUs${repeat})`,
-  );
-  const header = ['contender', 'events/s', 'vs projd', 'seconds', 'events'];
-  const rows = results.map((result) => [
-    result.label,
-    count(Math.round(result.eventsPerSecond)),
-    result.vsProjd === null ? '' : result.vsProjd.toFixed(2),
-    result.seconds.toFixed(2),
-    count(result.events),
-  ]);
-  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
-  const format = (row) =>
-    row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] + 2) : cell.padStart(widths[column] + 2))).join('');
-  lines.push(format(header), ...rows.map(format));
+  if (results) {
+    const repeat = options.repeat > 1 ? `, median of ${options.repeat}` : '';
+    lines.push(
+      `catch-up, ${count(store.events)} events over ${count(store.accounts)} streams ` +
+        `(PostgreSQL ${machine.postgres}, node ${machine.node.replace(/^v/, '')}, ${machine.cpus} CPUs${repeat})`,
+    );
+    const header = ['contender', 'events/s', 'vs projd', 'seconds', 'events'];
+    const rows = results.map((result) => [
+      result.label,
+      count(Math.round(result.eventsPerSecond)),
+      result.vsProjd === null ? '' : result.vsProjd.toFixed(2),
+      result.seconds.toFixed(2),
+      count(result.events),
+    ]);
+    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+    const format = (row) =>
+      row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] + 2) : cell.padStart(widths[column] + 2))).join('');
+    lines.push(format(header), ...rows.map(format));
 
-  const projd = results.find((result) => result.key === 'projd');
-  const limit = results.find((result) => result.key === 'setBased');
-  const plain = results.find((result) => result.key === 'plainLoop');
-  const savepoint = results.find((result) => result.key === 'savepointLoop');
-  lines.push('');
-  if (projd && limit) lines.push(`projd reaches ${percent(projd.vsLimit)} of the set-based limit`);
-  if (plain && savepoint) {
-    lines.push(`a savepoint per event costs ${percent(1 - savepoint.eventsPerSecond / plain.eventsPerSecond)} of the plain loop's throughput`);
+    const projd = results.find((result) => result.key === 'projd');
+    const limit = results.find((result) => result.key === 'setBased');
+    const plain = results.find((result) => result.key === 'plainLoop');
+    const savepoint = results.find((result) => result.key === 'savepointLoop');
+    lines.push('');
+    if (projd && limit) lines.push(`projd reaches ${percent(projd.vsLimit)} of the set-based limit`);
+    if (plain && savepoint) {
+      lines.push(`a savepoint per event costs ${percent(1 - savepoint.eventsPerSecond / plain.eventsPerSecond)} of the plain loop's throughput`);
+    }
+    const naive = results.find((result) => result.key === 'naiveLoop');
+    if (naive && naive.events < store.events) lines.push(`the naive loop applied the first ${count(naive.events)} events only (--naive-events)`);
   }
-  const naive = results.find((result) => result.key === 'naiveLoop');
-  if (naive && naive.events < store.events) lines.push(`the naive loop applied the first ${count(naive.events)} events only (--naive-events)`);
 
   if (live) {
     const ms = (value) => `${value.toFixed(1)} ms`;
@@ -124,6 +137,7 @@ export function renderTable({ machine, options, store, results, live }) {
       );
     }
   }
+  if (writePath) lines.push('', ...renderWritePath(writePath, machine));
   lines.push('');
   lines.push(`machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.platform}`);
   if (machine.loadAverage) {
@@ -132,7 +146,53 @@ export function renderTable({ machine, options, store, results, live }) {
     const busy = start > machine.cpus * 0.75 || end > machine.cpus + 1 ? ' — the machine was busy with other work: expect noise' : '';
     lines.push(`load average (1 min): ${start.toFixed(2)} at start, ${end.toFixed(2)} at end${busy}`);
   }
+  while (lines[0] === '') lines.shift(); // --write-only: no catch-up table above
   return lines.join('\n');
+}
+
+/** One line per case: microseconds per row into projd.events and into the plain table, and their ratio. */
+function renderWritePath({ cases }, machine) {
+  const micros = (seconds, rows) => count(Math.round((seconds * 1e6) / rows));
+  const cpu = cases.every((result) => result.cpuRatio !== null);
+  const header = ['case', 'rows', 'projd.events µs/row', 'plain µs/row', 'ratio'];
+  if (cpu) header.push('server CPU µs/row', 'plain', 'ratio');
+  const rows = cases.map((result) => [
+    result.label,
+    count(result.rows),
+    micros(result.store.seconds, result.rows),
+    micros(result.plain.seconds, result.rows),
+    result.ratio.toFixed(2),
+    ...(cpu
+      ? [
+          micros(result.store.serverCpuSeconds, result.rows),
+          micros(result.plain.serverCpuSeconds, result.rows),
+          result.cpuRatio.toFixed(2),
+        ]
+      : []),
+  ]);
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+  const format = (row) =>
+    row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] + 2) : cell.padStart(widths[column] + 2))).join('');
+  const lines = [
+    `write path: projd.events (insert triggers) against a plain table of the same shape (PostgreSQL ${machine.postgres})`,
+    format(header),
+    ...rows.map(format),
+  ];
+  for (const result of cases.filter((entry) => entry.store.quarterMicrosPerRow)) {
+    const quarters = (side) => side.quarterMicrosPerRow.map((value) => count(Math.round(value))).join(' / ');
+    lines.push(
+      `${result.label}, µs/row by quarter: projd.events ${quarters(result.store)}; plain ${quarters(result.plain)}`,
+    );
+  }
+  return lines;
+}
+
+function roundSide({ seconds, serverCpuSeconds, quarterMicrosPerRow }) {
+  return {
+    seconds: round(seconds, 3),
+    serverCpuSeconds: round(serverCpuSeconds, 3),
+    ...(quarterMicrosPerRow ? { quarterMicrosPerRow: quarterMicrosPerRow.map((value) => round(value, 1)) } : {}),
+  };
 }
 
 function count(value) {

@@ -1,5 +1,6 @@
 // `npm run bench`: catch-up throughput of projd and of the loops it replaces, on one store in
-// one database, then projd's live latency. Progress goes to stderr, results to stdout.
+// one database, then projd's live latency, then what the store's insert triggers cost a writer.
+// Progress goes to stderr, results to stdout.
 
 import os from 'node:os';
 import { START_FAILED } from '../scripts/embeddedPostgres.js';
@@ -17,6 +18,7 @@ import { USAGE, parseOptions } from './options.js';
 import { verifyReadModel } from './readModel.js';
 import { describeMachine, renderJson, renderTable, summarize } from './report.js';
 import { createStore, positionOf } from './store.js';
+import { measureWritePath } from './writePath.js';
 
 const CONTENDERS = [setBased, projd, batchedLoop, naiveLoop, plainLoop, savepointLoop];
 
@@ -73,6 +75,12 @@ async function main(options) {
   const machine = await describeMachine(database.serverVersion);
   // Anything else running on the machine shows up in every figure: keep a record of it.
   const loadAtStart = os.loadavg()[0];
+  if (options.writeOnly) {
+    const writePath = await measureWritePath({ url, rows: options.writeRows, repeat: options.repeat, progress });
+    machine.loadAverage = { start: loadAtStart, end: os.loadavg()[0] };
+    process.stdout.write(`${options.json ? renderJson({ machine, options, writePath }) : renderTable({ machine, options, writePath })}\n`);
+    return;
+  }
   const config = await benchConfig(url, { batchSize: options.batchSize });
 
   progress(`generating ${options.events} events over ${options.streams} streams`);
@@ -114,8 +122,10 @@ async function main(options) {
   const { rows: [head] } = await admin.query('select max(position)::text as position from projd.events');
   await verifyReadModel(admin, projd.table, { upTo: head.position });
 
+  const writePath = await measureWritePath({ url, rows: options.writeRows, repeat: options.repeat, progress });
+
   machine.loadAverage = { start: loadAtStart, end: os.loadavg()[0] };
-  const report = { machine, options, store, results: summarize(results), live };
+  const report = { machine, options, store, results: summarize(results), live, writePath };
   process.stdout.write(`${options.json ? renderJson(report) : renderTable(report)}\n`);
 }
 

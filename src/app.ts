@@ -19,7 +19,7 @@ import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent, startNewEra } from './store/era.js';
 import { FAILED_EVENT_STATUSES, listFailedEvents, type FailedEvent } from './store/failedEvents.js';
 import { assertRetryable, retryFailedEvent, skipFailedEvent, type ResolveOutcome } from './runner/resolveFailedEvents.js';
-import { migrate } from './store/migrate.js';
+import { assertSchemaKnown, migrate } from './store/migrate.js';
 import { readOnlyQuery, type ReadOnlyQueryResult } from './store/readOnlyQuery.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
@@ -346,7 +346,9 @@ async function withPool<T>(
   pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
   try {
     await checkServer(pool, config.database.url);
-    const applied = migrateFirst ? await migrate(pool) : [];
+    let applied: string[] = [];
+    if (migrateFirst) applied = await migrate(pool);
+    else await assertSchemaKnown(pool); // a command that does not migrate still refuses a newer schema
     if (applied.length > 0) logger.info({ applied }, 'store.migrated');
     return await work(pool, applied);
   } finally {

@@ -38,7 +38,9 @@ const bootstrapSql = /* sql */ `
  */
 export async function migrate(pool: pg.Pool): Promise<string[]> {
   const migrations = await readMigrations();
-  const applied = new Set(await selectApplied(pool));
+  const appliedIds = await selectApplied(pool);
+  checkSchemaKnown(appliedIds, migrations);
+  const applied = new Set(appliedIds);
   const pending = migrations.filter((migration) => !applied.has(migration.id));
   const done: string[] = [];
   for (const migration of pending) {
@@ -69,6 +71,27 @@ export async function migrate(pool: pg.Pool): Promise<string[]> {
     }
   }
   return done;
+}
+
+/**
+ * Refuses a database that a newer projd has migrated: this code does not know its tables, and
+ * running on them could corrupt what the newer code relies on. For the commands that do not
+ * migrate; `migrate()` makes the same check first.
+ */
+export async function assertSchemaKnown(pool: pg.Pool): Promise<void> {
+  checkSchemaKnown(await selectApplied(pool), await readMigrations());
+}
+
+/** Throws a `UserError` naming the newest migration recorded that `shipped` does not hold. */
+function checkSchemaKnown(applied: readonly string[], shipped: readonly Migration[]): void {
+  const known = new Set(shipped.map((migration) => migration.id));
+  const unknown = applied.filter((id) => !known.has(id)).sort();
+  if (unknown.length === 0) return;
+  const newestKnown = shipped.at(-1)?.id ?? 'none';
+  throw new UserError(
+    `${MIGRATIONS_TABLE} records migration ${unknown.at(-1)}, which this projd does not ship ` +
+      `(it knows migrations up to ${newestKnown}): the database was migrated by a newer projd; upgrade projd to use it`,
+  );
 }
 
 async function selectApplied(pool: pg.Pool): Promise<string[]> {

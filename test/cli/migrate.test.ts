@@ -5,6 +5,8 @@ import { readMigrations } from '../../src/store/migrate.js';
 import { SCHEMA, advisoryLockKey } from '../../src/store/names.js';
 import { runCli, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
+import { writeProject } from '../helpers/project.js';
+import { dumpSchema } from '../helpers/schemaDump.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 // `projd migrate` against databases as a user has them: new and empty, no `projd` schema.
@@ -23,32 +25,6 @@ async function recordedMigrations(pool: pg.Pool): Promise<string[]> {
   return rows.map((row) => row.id);
 }
 
-/** Every object of schema `projd`, one line each, sorted: tables, columns, indexes, constraints, functions, triggers. */
-async function describeSchema(pool: pg.Pool): Promise<string[]> {
-  const { rows } = await pool.query<{ line: string }>(`
-    select format('column %s.%s %s %s default %s', c.relname, a.attname, format_type(a.atttypid, a.atttypmod),
-                  case when a.attnotnull then 'not null' else 'null' end,
-                  coalesce(pg_get_expr(d.adbin, d.adrelid), '-')) as line
-      from pg_attribute a
-      join pg_class c on c.oid = a.attrelid
-      left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
-     where c.relnamespace = 'projd'::regnamespace and c.relkind in ('r', 'v', 'm', 'p') and a.attnum > 0 and not a.attisdropped
-    union all
-    select format('relation %s %s', relname, relkind) from pg_class where relnamespace = 'projd'::regnamespace
-    union all
-    select 'index ' || indexdef from pg_indexes where schemaname = 'projd'
-    union all
-    select format('constraint %s %s', conname, pg_get_constraintdef(oid)) from pg_constraint
-     where connamespace = 'projd'::regnamespace
-    union all
-    select 'function ' || pg_get_functiondef(oid) from pg_proc where pronamespace = 'projd'::regnamespace
-    union all
-    select 'trigger ' || pg_get_triggerdef(t.oid) from pg_trigger t join pg_class c on c.oid = t.tgrelid
-     where c.relnamespace = 'projd'::regnamespace and not t.tgisinternal
-    order by 1`);
-  return rows.map((row) => row.line);
-}
-
 describe('projd migrate', () => {
   it('creates the tables of an empty database, printing each migration it applied', async () => {
     const result = await migrate(empty.url);
@@ -57,19 +33,20 @@ describe('projd migrate', () => {
     expect(result.code).toBe(0);
     expect(result.stdout).toBe(migrationIds.map((id) => `applied ${id}\n`).join(''));
     expect(await recordedMigrations(empty.pool)).toEqual(migrationIds);
-    const schema = await describeSchema(empty.pool);
-    expect(schema).toEqual(expect.arrayContaining(['relation events r', 'relation migrations r']));
-    expect(schema).toEqual(await describeSchema(reference.pool));
+    const schema = await dumpSchema(empty.pool);
+    expect(schema).toContain('create table projd.events (');
+    expect(schema).toContain('create table projd.migrations (');
+    expect(schema).toBe(await dumpSchema(reference.pool));
   });
 
   it('run again, prints that the database is up to date and changes nothing', async () => {
-    const before = await describeSchema(empty.pool);
+    const before = await dumpSchema(empty.pool);
 
     const result = await migrate(empty.url);
 
     expect(result).toMatchObject({ code: 0, stdout: 'projd: database is up to date\n', stderr: '' });
     expect(await recordedMigrations(empty.pool)).toEqual(migrationIds);
-    expect(await describeSchema(empty.pool)).toEqual(before);
+    expect(await dumpSchema(empty.pool)).toEqual(before);
   });
 
   it('two processes started at once on an empty database both succeed, applying each migration once', async () => {
@@ -110,6 +87,35 @@ describe('projd migrate', () => {
       expect(result.stdout).toMatch(/^(?:(?:applied \S+\n)+|projd: database is up to date\n)$/);
     }
     expect(await recordedMigrations(raced.pool)).toEqual(migrationIds);
-    expect(await describeSchema(raced.pool)).toEqual(await describeSchema(reference.pool));
+    expect(await dumpSchema(raced.pool)).toEqual(await dumpSchema(reference.pool));
+  });
+});
+
+describe('a database migrated by a newer projd', () => {
+  const NEWER = '9999_from_a_newer_projd';
+  const PROJECTION = `import { defineProjection } from 'projd';
+export default defineProjection({ name: 'ok', version: 1, handlers: { 'account.credited': async () => {} } });
+`;
+
+  it('is refused by every command that connects: one line naming both migrations, exit 2, nothing changed', async () => {
+    const newer = await createTestDatabase();
+    await newer.pool.query('insert into projd.migrations (id) values ($1)', [NEWER]);
+    const before = await dumpSchema(newer.pool);
+    const project = await writeProject({ 'projd.yaml': 'metrics:\n  port: 0\n', 'projections/ok.ts': PROJECTION });
+    try {
+      // The three ways in: the daemon's start, a command that migrates first (as replay and
+      // failed do), and one that does not.
+      for (const args of [['run'], ['migrate'], ['status']]) {
+        const result = await runCli(args, { cwd: project.dir, env: { DATABASE_URL: newer.url } });
+        expect(result.stderr, `projd ${args.join(' ')}`).toBe(
+          `projd: projd.migrations records migration ${NEWER}, which this projd does not ship ` +
+            `(it knows migrations up to ${migrationIds.at(-1)}): the database was migrated by a newer projd; upgrade projd to use it\n`,
+        );
+        expect(result.code, `projd ${args.join(' ')}`).toBe(2);
+      }
+    } finally {
+      await project.cleanup();
+    }
+    expect(await dumpSchema(newer.pool)).toBe(before);
   });
 });

@@ -1,0 +1,189 @@
+-- projd's schema as the shipped migrations leave it, read from the catalogs.
+-- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
+
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection
+
+create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
+
+create sequence projd.failed_events_id_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
+
+create table projd.checkpoints (
+  projection text not null,
+  version integer not null,
+  era integer default 0 not null,
+  transaction_id xid8 default '0'::xid8 not null,
+  "position" bigint default 0 not null,
+  created_at timestamp with time zone default now() not null,
+  updated_at timestamp with time zone default now() not null,
+  blocked_by bigint,
+  last_error text,
+  last_error_at timestamp with time zone,
+  selection jsonb
+);
+
+create table projd.events (
+  "position" bigint generated always as identity not null,
+  era integer default projd.current_era() not null,
+  transaction_id xid8 default pg_current_xact_id() not null,
+  stream_id text not null,
+  stream_version integer not null,
+  type text not null,
+  data jsonb not null,
+  metadata jsonb default '{}'::jsonb not null,
+  schema_version integer default 1 not null,
+  created_at timestamp with time zone default now() not null
+);
+
+create table projd.failed_events (
+  id bigint generated always as identity not null,
+  projection text not null,
+  "position" bigint not null,
+  transaction_id xid8 not null,
+  stream_id text not null,
+  type text not null,
+  error_class text not null,
+  error_message text not null,
+  error_code text,
+  attempts integer default 1 not null,
+  status text default 'parked'::text not null,
+  first_failed_at timestamp with time zone default now() not null,
+  last_failed_at timestamp with time zone default now() not null,
+  resolved_at timestamp with time zone
+);
+
+create table projd.migrations (
+  id text not null,
+  applied_at timestamp with time zone default now() not null
+);
+
+alter table projd.checkpoints add constraint checkpoints_blocked_by_fkey FOREIGN KEY (blocked_by) REFERENCES projd.failed_events(id);
+
+alter table projd.checkpoints add constraint checkpoints_pkey PRIMARY KEY (projection);
+
+alter table projd.events add constraint events_pkey PRIMARY KEY ("position");
+
+alter table projd.events add constraint events_stream_version_key UNIQUE (stream_id, stream_version);
+
+alter table projd.events add constraint events_stream_version_positive CHECK ((stream_version > 0));
+
+alter table projd.failed_events add constraint failed_events_pkey PRIMARY KEY (id);
+
+alter table projd.failed_events add constraint failed_events_projection_event_key UNIQUE (projection, "position");
+
+alter table projd.failed_events add constraint failed_events_status CHECK ((status = ANY (ARRAY['parked'::text, 'retried'::text, 'skipped'::text])));
+
+alter table projd.migrations add constraint migrations_pkey PRIMARY KEY (id);
+
+CREATE INDEX events_delivery_order_idx ON projd.events USING btree (era, transaction_id, "position");
+
+CREATE INDEX failed_events_parked_idx ON projd.failed_events USING btree (projection) WHERE (status = 'parked'::text);
+
+CREATE OR REPLACE FUNCTION projd.current_era()
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE
+AS $function$ select 0 $function$;
+
+CREATE OR REPLACE FUNCTION projd.events_before_insert()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+AS $function$
+declare
+  previous record;
+begin
+  new.era := projd.current_era();
+  new.transaction_id := pg_current_xact_id();
+  if new.stream_version = 1 then
+    return new;
+  end if;
+  select e.era, e.transaction_id into previous
+    from projd.events e
+   where e.stream_id = new.stream_id and e.stream_version = new.stream_version - 1;
+  if found and (previous.era, previous.transaction_id) <= (new.era, new.transaction_id) then
+    return new;
+  end if;
+  -- events_version_taken's own placeholder row needs no check: it is rolled back.
+  if current_setting('projd.placeholder_for', true) = format('%s/%s', new.stream_id, new.stream_version) then
+    return new;
+  end if;
+  if found then
+    raise exception 'projd: stream % version % was written by a later transaction; retry the append',
+      new.stream_id, new.stream_version - 1
+      using errcode = '40001';
+  end if;
+  if projd.events_version_taken(new.stream_id, new.stream_version - 1) then
+    raise exception 'projd: stream % version % was written by a transaction this one cannot see yet; retry the append',
+      new.stream_id, new.stream_version - 1
+      using errcode = '40001';
+  end if;
+  raise exception 'projd: stream % has no version %, so version % cannot be appended',
+    new.stream_id, new.stream_version - 1, new.stream_version
+    using errcode = '23514',
+          schema = 'projd', table = 'events', constraint = 'events_stream_version_contiguous',
+          hint = 'Stream versions go 1, 2, 3, … without gaps: append the missing version first.';
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION projd.events_check_era()
+ RETURNS trigger
+ LANGUAGE plpgsql
+ SET enable_seqscan TO 'off'
+AS $function$
+declare
+  own xid8 := pg_current_xact_id();
+  horizon xid8;
+begin
+  if current_setting('projd.era_checked_by', true) = own::text then
+    return null;
+  end if;
+  horizon := pg_snapshot_xmax(pg_current_snapshot());
+  perform from projd.events e
+   where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id < own
+   order by e.era, e.transaction_id limit 1;
+  if not found then
+    perform from projd.events e
+     where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id > own
+     order by e.era, e.transaction_id limit 1;
+  end if;
+  if found then
+    raise exception 'projd: this event store was restored into another cluster; run `projd migrate --new-era` before appending'
+      using errcode = '55000';
+  end if;
+  perform set_config('projd.era_checked_by', own::text, true);
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION projd.events_notify()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  perform pg_notify('projd_events', '');
+  return null;
+end
+$function$;
+
+CREATE OR REPLACE FUNCTION projd.events_version_taken(stream text, version integer)
+ RETURNS boolean
+ LANGUAGE plpgsql
+AS $function$
+begin
+  perform set_config('projd.placeholder_for', format('%s/%s', stream, version), true);
+  insert into projd.events (stream_id, stream_version, type, data)
+  values (stream, version, 'projd.placeholder', '{}');
+  raise exception 'placeholder inserted' using errcode = 'PJ000';
+exception
+  when unique_violation then
+    return true;
+  when sqlstate 'PJ000' then
+    return false;
+end
+$function$;
+
+CREATE TRIGGER events_before_insert BEFORE INSERT ON projd.events FOR EACH ROW EXECUTE FUNCTION projd.events_before_insert();
+
+CREATE TRIGGER events_check_era BEFORE INSERT ON projd.events FOR EACH STATEMENT EXECUTE FUNCTION projd.events_check_era();
+
+CREATE TRIGGER events_notify AFTER INSERT ON projd.events FOR EACH STATEMENT EXECUTE FUNCTION projd.events_notify();

@@ -1,0 +1,34 @@
+import { createHash } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MIGRATIONS_DIR, readMigrations } from '../../src/store/migrate.js';
+
+// A shipped migration never changes: a database that ran it keeps what the file said then, so
+// an edit would give new and old databases different schemas under the same id. Change the
+// schema with a new migration instead, and pin it here when it ships
+// (`sha256sum migrations/NNNN_name.sql`).
+const SHIPPED: Record<string, string> = {
+  '0001_events': '734295b8e7cd9e4d8fcd5e5cf085d081b278464cc0a900862925b07e855ff5a2',
+  '0002_checkpoints': '7197acf81feabd0e5d66852722a0154026e0cb623451fcc1e66e7c5efe1c6540',
+  '0003_failed_events': '7408d0f41a4370f6049e6153d0d75f987dfb3c449b19ed323c497023c88b3736',
+  '0004_append_triggers': 'd7b8064f7dca1aab7b5db85b850a9b53df2f7810e4841d1b1fea0719a840a98a',
+  '0005_checkpoint_selection': '4fe3f58ffb651ba40f96d8e3864a4b8086c4dbdfab25658d651a06f1e8d924e8',
+};
+
+async function sha256(id: string): Promise<string> {
+  return createHash('sha256')
+    .update(await readFile(path.join(MIGRATIONS_DIR, `${id}.sql`)))
+    .digest('hex');
+}
+
+describe('shipped migrations', () => {
+  it.each(Object.entries(SHIPPED))('%s is byte for byte the file that shipped', async (id, checksum) => {
+    expect(await sha256(id), `migrations/${id}.sql was edited after it shipped; add a new migration instead`).toBe(checksum);
+  });
+
+  it('are every migration in the folder: a new one is pinned here', async () => {
+    const ids = (await readMigrations()).map((migration) => migration.id);
+    expect(ids).toEqual(Object.keys(SHIPPED));
+  });
+});
