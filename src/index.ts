@@ -1,9 +1,15 @@
 /** projd's library API: what a projection module, or an application embedding projd, imports. */
 export { defineProjection } from './projection/defineProjection.js';
 export type * from './projection/types.js';
-export { createApp, migrateStore, type App, type AppOptions, type ProjectionSnapshot } from './app.js';
-export { replayProjections, type ReplayOptions, type ReplayProgress, type ReplayResult } from './app.js';
-export { readStatus, type ReadStatusOptions } from './app.js';
+export { createApp, type App, type AppOptions, type ProjectionSnapshot } from './app.js';
+export { migrateStore } from './operations/migrateStore.js';
+export {
+  replayProjections,
+  type ReplayOptions,
+  type ReplayProgress,
+  type ReplayResult,
+} from './operations/replayProjections.js';
+export { readStatus, type ReadStatusOptions } from './operations/readStatus.js';
 export type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from './status/readStatusReport.js';
 export type { ProjectionState } from './status/deriveState.js';
 export { loadConfig, type LoadConfigOptions } from './config/loadConfig.js';

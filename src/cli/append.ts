@@ -7,7 +7,7 @@ import {
   type AppendResult,
   type ExpectedVersion,
   type NewEvent,
-} from '../app.js';
+} from '../operations/appendToStream.js';
 import { loadConfig } from '../config/loadConfig.js';
 import { OperationalError, UserError, errorMessage } from '../errors.js';
 import type { CommonOptions } from './main.js';

@@ -1,4 +1,4 @@
-import { listFailed, retryFailed, skipFailed } from '../app.js';
+import { listFailed, retryFailed, skipFailed } from '../operations/failedEvents.js';
 import { loadConfig } from '../config/loadConfig.js';
 import { UserError } from '../errors.js';
 import type { ResolveOutcome } from '../runner/resolveFailedEvents.js';

@@ -1,4 +1,4 @@
-import { migrateStore, startNewStoreEra } from '../app.js';
+import { migrateStore, startNewStoreEra } from '../operations/migrateStore.js';
 import { loadConfig } from '../config/loadConfig.js';
 import type { CommonOptions } from './main.js';
 

@@ -1,4 +1,4 @@
-import { queryReadOnly } from '../app.js';
+import { queryReadOnly } from '../operations/queryReadOnly.js';
 import { loadConfig } from '../config/loadConfig.js';
 import { UserError } from '../errors.js';
 import type { CommonOptions } from './main.js';

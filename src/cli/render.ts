@@ -1,4 +1,4 @@
-import type { ReadOnlyQueryResult } from '../app.js';
+import type { ReadOnlyQueryResult } from '../operations/queryReadOnly.js';
 import type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
 
 const COLUMNS: readonly TableColumn<ProjectionStatus>[] = [

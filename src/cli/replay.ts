@@ -1,4 +1,4 @@
-import { replayProjections, type ReplayProgress } from '../app.js';
+import { replayProjections, type ReplayProgress } from '../operations/replayProjections.js';
 import { parseDuration } from '../config/duration.js';
 import { loadConfig } from '../config/loadConfig.js';
 import { UserError } from '../errors.js';

@@ -1,4 +1,4 @@
-import { readStatus } from '../app.js';
+import { readStatus } from '../operations/readStatus.js';
 import { loadConfig } from '../config/loadConfig.js';
 import type { ProjectionStatus } from '../status/readStatusReport.js';
 import type { CommonOptions } from './main.js';

@@ -1,10 +1,6 @@
 export { checkProjectionDefinition, defineProjection, isProjection, type DefinitionCheck } from './defineProjection.js';
-export {
-  compileNamedParameters,
-  compileYamlProjection,
-  splitSqlStatements,
-  type NamedParameters,
-} from './compileYamlProjection.js';
+export { compileYamlProjection } from './compileYamlProjection.js';
+export { compileNamedParameters, splitSqlStatements, type NamedParameters } from './sqlLexer.js';
 export { handlerFor } from './handlerFor.js';
 export { loadProjectionFile, loadProjections } from './loadProjections.js';
 export * from './types.js';

@@ -1,4 +1,4 @@
-import type { ProjdEvent } from '../projection/types.js';
+import type { ProjdEvent } from '../event.js';
 import type { Position } from './position.js';
 
 /** The columns every event read selects, 64-bit values as text so none loses precision. */

@@ -1,4 +1,4 @@
-import type { ProjdEvent } from '../projection/types.js';
+import type { ProjdEvent } from '../event.js';
 import type { Queryable } from './queryable.js';
 import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';

@@ -1,4 +1,4 @@
-import type { ProjdEvent } from '../projection/types.js';
+import type { ProjdEvent } from '../event.js';
 import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
 import { EVENTS_TABLE } from './names.js';
 import type { Position } from './position.js';

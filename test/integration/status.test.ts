@@ -1,6 +1,6 @@
 import os from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { readStatus } from '../../src/app.js';
+import { readStatus } from '../../src/operations/readStatus.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import type { ProjectionStatus } from '../../src/status/readStatusReport.js';
 import { runCli, startDaemon } from '../helpers/cli.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { formatElapsed, formatEta, formatProgressLine, formatReplayed } from '../../src/cli/replay.js';
-import type { ReplayProgress } from '../../src/app.js';
+import type { ReplayProgress } from '../../src/operations/replayProjections.js';
 
 function progress(overrides: Partial<ReplayProgress> = {}): ReplayProgress {
   return {

@@ -1,0 +1,166 @@
+// The SQL lexer behind YAML handlers: just enough of PostgreSQL's lexical rules to find the
+// `:name` placeholders and the top-level `;` in a handler's SQL, and to leave everything else alone.
+
+/** A statement with `$1…$n` in place of named placeholders; `names[i]` fills `$(i+1)`. */
+export interface NamedParameters {
+  text: string;
+  names: string[];
+}
+
+/**
+ * Rewrites `:name` placeholders to `$1…$n` (a name used twice gets the same number), leaving
+ * `::casts`, string literals (`'…'`, `E'…'`), quoted identifiers, dollar-quoted strings and
+ * comments untouched. A name listed in `types` becomes `$n::type`.
+ *
+ * @throws Error on a positional `$1`, which cannot be mixed with named placeholders.
+ */
+export function compileNamedParameters(sql: string, types: Readonly<Record<string, string>> = {}): NamedParameters {
+  const names: string[] = [];
+  let text = '';
+  for (const token of tokenizeSql(sql)) {
+    if (token.kind === 'positional') {
+      throw new Error(`positional parameter ${token.text}; write a named placeholder such as :streamId`);
+    }
+    if (token.kind !== 'placeholder') {
+      text += token.text;
+      continue;
+    }
+    let index = names.indexOf(token.name);
+    if (index === -1) index = names.push(token.name) - 1;
+    const type = Object.hasOwn(types, token.name) ? types[token.name] : undefined;
+    if (type === undefined) {
+      text += `$${index + 1}`;
+    } else {
+      // `$1::jsonb[0]` would read as a cast to an array type.
+      const subscripted = sql.slice(token.start + token.text.length).trimStart().startsWith('[');
+      text += subscripted ? `($${index + 1}::${type})` : `$${index + 1}::${type}`;
+    }
+  }
+  return { text, names };
+}
+
+/** Splits SQL at top-level `;`, dropping statements that hold only spaces and comments. */
+export function splitSqlStatements(sql: string): string[] {
+  const statements: string[] = [];
+  let start = 0;
+  let significant = false;
+  for (const token of tokenizeSql(sql)) {
+    if (token.kind === 'semicolon') {
+      if (significant) statements.push(sql.slice(start, token.start).trim());
+      start = token.start + 1;
+      significant = false;
+    } else if (token.kind !== 'comment' && token.text.trim() !== '') {
+      significant = true;
+    }
+  }
+  if (significant) statements.push(sql.slice(start).trim());
+  return statements;
+}
+
+type SqlToken =
+  | { kind: 'code' | 'quoted' | 'comment' | 'semicolon' | 'positional'; text: string; start: number }
+  | { kind: 'placeholder'; name: string; text: string; start: number };
+
+/** Letters, digits, `_`, `$` and non-ASCII letters continue an identifier in PostgreSQL. */
+const IDENTIFIER_CHAR = /[\p{L}\p{N}_$]/u;
+const PLACEHOLDER = /:([A-Za-z_][A-Za-z0-9_]*)/y;
+const POSITIONAL = /\$\d+/y;
+const DOLLAR_QUOTE_OPEN = /\$(?:[\p{L}_][\p{L}\p{N}_]*)?\$/uy;
+
+/**
+ * Cuts SQL into code, quoted text (strings, identifiers, dollar quotes), comments, `;`,
+ * `:name` placeholders and `$n` parameters. Concatenating every token's text gives the input
+ * back. Unterminated quotes and comments run to the end; PostgreSQL reports them.
+ */
+function tokenizeSql(sql: string): SqlToken[] {
+  const tokens: SqlToken[] = [];
+  let codeStart = 0;
+  let i = 0;
+  const emit = (kind: SqlToken['kind'], end: number, name = ''): void => {
+    if (codeStart < i) tokens.push({ kind: 'code', text: sql.slice(codeStart, i), start: codeStart });
+    const text = sql.slice(i, end);
+    tokens.push(kind === 'placeholder' ? { kind, name, text, start: i } : { kind, text, start: i });
+    i = end;
+    codeStart = end;
+  };
+  const isIdentifierChar = (index: number): boolean => index >= 0 && IDENTIFIER_CHAR.test(sql[index]!);
+
+  while (i < sql.length) {
+    const char = sql[i]!;
+    const next = sql[i + 1];
+    if (char === "'") {
+      // E'…' strings also escape with a backslash: E'it\'s'.
+      const escapes = (sql[i - 1] === 'e' || sql[i - 1] === 'E') && !isIdentifierChar(i - 2);
+      emit('quoted', endOfQuoted(sql, i, "'", escapes));
+    } else if (char === '"') {
+      emit('quoted', endOfQuoted(sql, i, '"', false));
+    } else if (char === '-' && next === '-') {
+      const newline = sql.indexOf('\n', i);
+      emit('comment', newline === -1 ? sql.length : newline);
+    } else if (char === '/' && next === '*') {
+      emit('comment', endOfBlockComment(sql, i));
+    } else if (char === '$' && !isIdentifierChar(i - 1)) {
+      POSITIONAL.lastIndex = i;
+      DOLLAR_QUOTE_OPEN.lastIndex = i;
+      const positional = POSITIONAL.exec(sql);
+      const open = positional === null ? DOLLAR_QUOTE_OPEN.exec(sql) : null;
+      if (positional !== null) {
+        emit('positional', i + positional[0].length);
+      } else if (open !== null) {
+        const close = sql.indexOf(open[0], i + open[0].length);
+        emit('quoted', close === -1 ? sql.length : close + open[0].length);
+      } else {
+        i += 1;
+      }
+    } else if (char === ':' && next === ':') {
+      i += 2;
+    } else if (char === ':' && !isIdentifierChar(i - 1)) {
+      PLACEHOLDER.lastIndex = i;
+      const placeholder = PLACEHOLDER.exec(sql);
+      if (placeholder === null) i += 1;
+      else emit('placeholder', i + placeholder[0].length, placeholder[1]);
+    } else if (char === ';') {
+      emit('semicolon', i + 1);
+    } else {
+      i += 1;
+    }
+  }
+  if (codeStart < sql.length) tokens.push({ kind: 'code', text: sql.slice(codeStart), start: codeStart });
+  return tokens;
+}
+
+/** The index after a quoted string or identifier opened at `start`; a doubled quote escapes. */
+function endOfQuoted(sql: string, start: number, quote: string, backslashEscapes: boolean): number {
+  let i = start + 1;
+  while (i < sql.length) {
+    const char = sql[i];
+    if (backslashEscapes && char === '\\') {
+      i += 2;
+    } else if (char === quote) {
+      if (sql[i + 1] !== quote) return i + 1;
+      i += 2;
+    } else {
+      i += 1;
+    }
+  }
+  return sql.length;
+}
+
+/** PostgreSQL block comments nest: `/* a /* b *\/ still a comment *\/`. */
+function endOfBlockComment(sql: string, start: number): number {
+  let depth = 0;
+  let i = start;
+  while (i < sql.length) {
+    if (sql.startsWith('/*', i)) {
+      depth += 1;
+      i += 2;
+    } else if (sql.startsWith('*/', i)) {
+      depth -= 1;
+      i += 2;
+      if (depth === 0) return i;
+    } else {
+      i += 1;
+    }
+  }
+  return sql.length;
+}
