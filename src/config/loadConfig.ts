@@ -2,15 +2,14 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { UserError, errorMessage } from '../errors.js';
-import { describeValue, DURATION_EXPECTED, settingDurationMs } from './duration.js';
+import { ON_ERROR_POLICIES } from '../onErrorPolicies.js';
+import { didYouMean, editDistance, firstLine } from '../text.js';
+import { describeSetting, DURATION_EXPECTED, settingDurationMs } from './duration.js';
 import { interpolate, type Env } from './interpolate.js';
 import type { ResolvedConfig } from './types.js';
 
 /** The config file read when none is named, in the working folder. */
 export const DEFAULT_CONFIG_FILE = 'projd.yaml';
-
-/** What a projection does with an event its handler cannot apply. */
-export const ON_ERROR_POLICIES = ['park', 'stop'] as const;
 
 /** pino's levels, plus `silent`. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -254,7 +253,7 @@ interface CheckContext {
 function checkConfigTree(tree: unknown, context: CheckContext): ConfigLayer {
   if (tree === null || tree === undefined) return {};
   if (!(tree instanceof Map)) {
-    throw new UserError(`${context.source}: the top level must be a mapping of keys, got ${describeValue(tree)}`);
+    throw new UserError(`${context.source}: the top level must be a mapping of keys, got ${describeSetting(tree)}`);
   }
   const values: Partial<Record<ConfigKey, unknown>> = {};
   const visit = (mapping: Map<unknown, unknown>, prefix: string): void => {
@@ -270,13 +269,11 @@ function checkConfigTree(tree: unknown, context: CheckContext): ConfigLayer {
       } else if (SECTIONS.has(key)) {
         if (value === null) continue;
         if (!(value instanceof Map)) {
-          throw new UserError(`${context.source}: ${key} must be a mapping, got ${describeValue(value)}`);
+          throw new UserError(`${context.source}: ${key} must be a mapping, got ${describeSetting(value)}`);
         }
         visit(value, `${key}.`);
       } else {
-        const suggestion = suggestKey(key);
-        const hint = suggestion === undefined ? '' : ` (did you mean '${suggestion}'?)`;
-        throw new UserError(`${context.source}: unknown key '${key}'${hint}`);
+        throw new UserError(`${context.source}: unknown key '${key}'${didYouMean(suggestKey(key))}`);
       }
     }
   };
@@ -291,8 +288,8 @@ function checkValue(key: ConfigKey, raw: unknown, context: CheckContext): unknow
   if (check.emptyIsUnset && value === '') return undefined;
   const parsed = check.parse(value);
   if (parsed === undefined) {
-    const origin = value === raw ? '' : ` (from ${describeValue(raw)})`;
-    throw new UserError(`${context.source}: ${key} must be ${check.expected}, got ${describeValue(value)}${origin}`);
+    const origin = value === raw ? '' : ` (from ${describeSetting(raw)})`;
+    throw new UserError(`${context.source}: ${key} must be ${check.expected}, got ${describeSetting(value)}${origin}`);
   }
   return check.isPath ? path.resolve(context.baseDir, parsed as string) : parsed;
 }
@@ -312,29 +309,4 @@ function suggestKey(key: string): string | undefined {
     if (distance <= limit && (best === undefined || distance < best.distance)) best = { candidate, distance };
   }
   return best?.candidate ?? CONFIG_KEYS.find((candidate) => normalize(leaf(candidate)) === leaf(typed));
-}
-
-/** Edits (insert, delete, substitute, swap two neighbours) that turn `a` into `b`. */
-function editDistance(a: string, b: string): number {
-  // rows[i][j]: edits between the first i characters of a and the first j of b. Row 0 and
-  // column 0 are distances to the empty string; the other cells are filled below.
-  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : i)),
-  );
-  const at = (i: number, j: number): number => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
-  for (let i = 1; i <= a.length; i++) {
-    const row = rows[i]!;
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      row[j] = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        row[j] = Math.min(at(i, j), at(i - 2, j - 2) + 1);
-      }
-    }
-  }
-  return at(a.length, b.length);
-}
-
-function firstLine(text: string): string {
-  return text.split('\n', 1)[0] ?? text;
 }

@@ -1,4 +1,5 @@
 import type pg from 'pg';
+import { jitteredBackoff } from '../backoff.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { positionText, type Position } from '../store/position.js';
@@ -118,8 +119,7 @@ interface Failing {
 
 /** Jittered exponential backoff: the upper half of 100 ms · 2^(attempt-1), capped at 30 s. */
 function backoff(attempt: number): number {
-  const cap = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
-  return Math.round(cap / 2 + (Math.random() * cap) / 2);
+  return Math.round(jitteredBackoff(attempt, RETRY_BASE_MS, RETRY_CAP_MS));
 }
 
 export function createRunner(options: RunnerOptions): Runner {
