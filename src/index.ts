@@ -5,7 +5,7 @@ export { createApp, migrateStore, type App, type AppOptions, type ProjectionSnap
 export { replayProjections, type ReplayOptions, type ReplayProgress, type ReplayResult } from './app.js';
 export { readStatus, type ReadStatusOptions } from './app.js';
 export type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from './status/readStatusReport.js';
-export type { ProjectionState } from './status/deriveState.js';
+export type { ProjectionState } from './projectionStates.js';
 export { loadConfig, type LoadConfigOptions } from './config/loadConfig.js';
 export type { Config, ResolvedConfig } from './config/types.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';
