@@ -2,107 +2,27 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { UserError, errorMessage } from '../errors.js';
-import { ON_ERROR_POLICIES } from '../onErrorPolicies.js';
 import { didYouMean, editDistance, firstLine } from '../text.js';
-import { describeSetting, DURATION_EXPECTED, settingDurationMs } from './duration.js';
+import { describeSetting } from './duration.js';
 import { interpolate, type Env } from './interpolate.js';
+import { CONFIG_KEYS, SETTINGS_BY_KEY, type ConfigKey } from './settings.js';
 import type { ResolvedConfig } from './types.js';
+
+export { CONFIG_KEYS, LOG_LEVELS, type ConfigKey } from './settings.js';
 
 /** The config file read when none is named, in the working folder. */
 export const DEFAULT_CONFIG_FILE = 'projd.yaml';
-
-/** pino's levels, plus `silent`. */
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-
-/** How one key's value is checked. */
-interface KeyCheck<T> {
-  /** What a valid value is, ending the sentence "<key> must be …". */
-  expected: string;
-  /** The checked value, or `undefined` when the value is invalid. */
-  parse(value: unknown): T | undefined;
-  /** `''` counts as not set, so `${VAR:-}` can leave the key to its default. */
-  emptyIsUnset?: boolean;
-  /** A path, resolved against the config file's folder. */
-  isPath?: boolean;
-}
-
-const nonEmptyText: KeyCheck<string> = {
-  expected: 'a non-empty string',
-  parse: (value) => (typeof value === 'string' && value !== '' ? value : undefined),
-};
-
-function integer(min: number, max: number): KeyCheck<number> {
-  return {
-    expected: `an integer from ${min} to ${max}`,
-    parse: (value) => {
-      // A string of digits is accepted so that `${VAR}` can supply a number.
-      const number = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
-      return typeof number === 'number' && Number.isInteger(number) && number >= min && number <= max
-        ? number
-        : undefined;
-    },
-  };
-}
-
-// The same check as for a duration flag, so both accept the same values.
-const duration: KeyCheck<number> = { expected: DURATION_EXPECTED, parse: settingDurationMs };
-
-const boolean: KeyCheck<boolean> = {
-  expected: 'true or false',
-  // 'true'/'false' too, so that `${VAR}` can supply it.
-  parse: (value) => (value === true || value === 'true' ? true : value === false || value === 'false' ? false : undefined),
-};
-
-function oneOf<const T extends string>(choices: readonly T[]): KeyCheck<T> {
-  return {
-    expected: `one of ${choices.join(', ')}`,
-    parse: (value) => choices.find((choice) => choice === value),
-  };
-}
-
-/** Every accepted key, by its dotted path, with its check. */
-const KEY_CHECKS = {
-  'database.url': { ...nonEmptyText, emptyIsUnset: true },
-  'database.listenUrl': { ...nonEmptyText, emptyIsUnset: true },
-  'database.poolSize': integer(1, 1000),
-  'database.preparedStatements': boolean,
-  'database.connectTimeout': duration,
-  'database.listenProbeInterval': duration,
-  'projections.dir': { ...nonEmptyText, isPath: true },
-  'projections.batchSize': integer(1, 100_000),
-  'projections.pollInterval': duration,
-  'projections.batchTimeout': duration,
-  'projections.onError': oneOf(ON_ERROR_POLICIES),
-  'projections.maxAttempts': integer(1, 100),
-  'projections.maxTransientAttempts': integer(1, 100),
-  'metrics.host': nonEmptyText,
-  'metrics.port': integer(0, 65_535),
-  'log.level': oneOf(LOG_LEVELS),
-  'health.maxLag': duration,
-  'health.stuckAfter': duration,
-  'health.stallAfter': duration,
-  shutdownTimeout: duration,
-} satisfies Record<string, KeyCheck<unknown>>;
-
-/** The dotted path of an accepted config key, e.g. `metrics.port`. */
-export type ConfigKey = keyof typeof KEY_CHECKS;
-
-/** Every accepted config key; each one is documented in `config.example.yaml`. */
-export const CONFIG_KEYS = Object.keys(KEY_CHECKS) as readonly ConfigKey[];
 
 /** Mappings that hold keys (`database`, `metrics`, …). */
 const SECTIONS: ReadonlySet<string> = new Set(
   CONFIG_KEYS.flatMap((key) => key.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))),
 );
 
-/** Checked values by key path: durations in ms, paths absolute. */
-type ConfigValues = {
-  [K in ConfigKey]: Exclude<ReturnType<(typeof KEY_CHECKS)[K]['parse']>, undefined>;
-};
-type ConfigLayer = Partial<ConfigValues>;
+/** Checked values by key path (durations in ms, paths absolute), from one layer. */
+type ConfigLayer = Partial<Record<ConfigKey, unknown>>;
 
 function isConfigKey(key: string): key is ConfigKey {
-  return Object.hasOwn(KEY_CHECKS, key);
+  return SETTINGS_BY_KEY.has(key as ConfigKey);
 }
 
 export interface LoadConfigOptions {
@@ -132,27 +52,14 @@ export async function loadConfig(options: LoadConfigOptions): Promise<ResolvedCo
   );
 }
 
-function defaultValues(baseDir: string): Omit<ConfigValues, 'database.url' | 'database.listenUrl'> {
-  return {
-    'database.poolSize': 10,
-    'database.preparedStatements': true,
-    'database.connectTimeout': 10_000,
-    'database.listenProbeInterval': 30_000,
-    'projections.dir': path.resolve(baseDir, 'projections'),
-    'projections.batchSize': 1000,
-    'projections.pollInterval': 5000,
-    'projections.batchTimeout': 30_000,
-    'projections.onError': 'park',
-    'projections.maxAttempts': 3,
-    'projections.maxTransientAttempts': 5,
-    'metrics.host': '127.0.0.1',
-    'metrics.port': 9464,
-    'log.level': 'info',
-    'health.maxLag': 300_000,
-    'health.stuckAfter': 120_000,
-    'health.stallAfter': 5000,
-    shutdownTimeout: 10_000,
-  };
+/** Every key's default, checked as if a config file in `baseDir` said it. */
+function defaultValues(baseDir: string): ConfigLayer {
+  const context: CheckContext = { source: 'defaults', baseDir, env: {} };
+  const values: ConfigLayer = {};
+  for (const [key, setting] of SETTINGS_BY_KEY) {
+    if (setting.default !== undefined) values[key] = checkValue(key, setting.default, context);
+  }
+  return values;
 }
 
 function envValues(env: Env): ConfigLayer {
@@ -160,42 +67,27 @@ function envValues(env: Env): ConfigLayer {
 }
 
 /** The one place the layers meet: built-in defaults < config file < environment. */
-function mergeLayers(
-  layers: { defaults: ReturnType<typeof defaultValues>; file: ConfigLayer; env: ConfigLayer },
-  source: string,
-): ResolvedConfig {
+function mergeLayers(layers: { defaults: ConfigLayer; file: ConfigLayer; env: ConfigLayer }, source: string): ResolvedConfig {
   const values = { ...layers.defaults, ...layers.file, ...layers.env };
   const url = values['database.url'];
   if (url === undefined) {
     throw new UserError(`no database configured: set DATABASE_URL or database.url in ${source}`);
   }
-  return {
-    database: {
-      url,
-      listenUrl: values['database.listenUrl'] ?? url,
-      poolSize: values['database.poolSize'],
-      preparedStatements: values['database.preparedStatements'],
-      connectTimeout: values['database.connectTimeout'],
-      listenProbeInterval: values['database.listenProbeInterval'],
-    },
-    projections: {
-      dir: values['projections.dir'],
-      batchSize: values['projections.batchSize'],
-      pollInterval: values['projections.pollInterval'],
-      batchTimeout: values['projections.batchTimeout'],
-      onError: values['projections.onError'],
-      maxAttempts: values['projections.maxAttempts'],
-      maxTransientAttempts: values['projections.maxTransientAttempts'],
-    },
-    metrics: { host: values['metrics.host'], port: values['metrics.port'] },
-    log: { level: values['log.level'] },
-    health: {
-      maxLag: values['health.maxLag'],
-      stuckAfter: values['health.stuckAfter'],
-      stallAfter: values['health.stallAfter'],
-    },
-    shutdownTimeout: values.shutdownTimeout,
-  };
+  values['database.listenUrl'] ??= url;
+  return nest(values) as ResolvedConfig;
+}
+
+/** `{ 'metrics.port': 9464, … }` as `{ metrics: { port: 9464 }, … }`, keys in the settings' order. */
+function nest(values: ConfigLayer): Record<string, unknown> {
+  const tree: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) {
+    const names = key.split('.');
+    const leaf = names.pop()!;
+    let section = tree;
+    for (const name of names) section = (section[name] ??= {}) as Record<string, unknown>;
+    section[leaf] = values[key];
+  }
+  return tree;
 }
 
 async function readConfigFile(
@@ -283,7 +175,7 @@ function checkConfigTree(tree: unknown, context: CheckContext): ConfigLayer {
 
 function checkValue(key: ConfigKey, raw: unknown, context: CheckContext): unknown {
   if (raw === null) return undefined;
-  const check: KeyCheck<unknown> = KEY_CHECKS[key];
+  const check = SETTINGS_BY_KEY.get(key)!;
   const value = typeof raw === 'string' ? interpolate(raw, context.env, `${context.source}: ${key}`) : raw;
   if (check.emptyIsUnset && value === '') return undefined;
   const parsed = check.parse(value);
