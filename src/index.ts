@@ -11,7 +11,7 @@ export {
 } from './operations/replayProjections.js';
 export { readStatus, type ReadStatusOptions } from './operations/readStatus.js';
 export type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from './status/readStatusReport.js';
-export type { ProjectionState } from './status/deriveState.js';
+export type { ProjectionState } from './projectionStates.js';
 export { loadConfig, type LoadConfigOptions } from './config/loadConfig.js';
 export type { Config, ResolvedConfig } from './config/types.js';
 export { createLogger, type Logger, type LogOptions } from './log.js';

@@ -1,4 +1,5 @@
 import { UserError } from '../errors.js';
+import { describeValue } from '../text.js';
 
 const UNIT_MS = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const;
 
@@ -39,14 +40,11 @@ export function settingDurationMs(value: unknown): number | undefined {
  */
 export function parseDuration(value: unknown, keyPath: string): number {
   const ms = settingDurationMs(value);
-  if (ms === undefined) throw new UserError(`${keyPath} must be ${DURATION_EXPECTED}, got ${describeValue(value)}`);
+  if (ms === undefined) throw new UserError(`${keyPath} must be ${DURATION_EXPECTED}, got ${describeSetting(value)}`);
   return ms;
 }
 
-/** A value as it reads in a one-line error: strings quoted, collections named. */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (Array.isArray(value)) return 'a list';
-  if (value instanceof Map || (typeof value === 'object' && value !== null)) return 'a mapping';
-  return String(value);
+/** A setting's value as it reads in a one-line error: strings whole, YAML's "mapping" for objects. */
+export function describeSetting(value: unknown): string {
+  return describeValue(value, { maxLength: Number.POSITIVE_INFINITY, mappings: true });
 }

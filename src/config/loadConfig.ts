@@ -2,108 +2,27 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { LineCounter, parseDocument } from 'yaml';
 import { UserError, errorMessage } from '../errors.js';
-import { describeValue, DURATION_EXPECTED, settingDurationMs } from './duration.js';
+import { didYouMean, editDistance, firstLine } from '../text.js';
+import { describeSetting } from './duration.js';
 import { interpolate, type Env } from './interpolate.js';
+import { CONFIG_KEYS, SETTINGS_BY_KEY, type ConfigKey } from './settings.js';
 import type { ResolvedConfig } from './types.js';
+
+export { CONFIG_KEYS, LOG_LEVELS, type ConfigKey } from './settings.js';
 
 /** The config file read when none is named, in the working folder. */
 export const DEFAULT_CONFIG_FILE = 'projd.yaml';
-
-/** What a projection does with an event its handler cannot apply. */
-export const ON_ERROR_POLICIES = ['park', 'stop'] as const;
-
-/** pino's levels, plus `silent`. */
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
-
-/** How one key's value is checked. */
-interface KeyCheck<T> {
-  /** What a valid value is, ending the sentence "<key> must be …". */
-  expected: string;
-  /** The checked value, or `undefined` when the value is invalid. */
-  parse(value: unknown): T | undefined;
-  /** `''` counts as not set, so `${VAR:-}` can leave the key to its default. */
-  emptyIsUnset?: boolean;
-  /** A path, resolved against the config file's folder. */
-  isPath?: boolean;
-}
-
-const nonEmptyText: KeyCheck<string> = {
-  expected: 'a non-empty string',
-  parse: (value) => (typeof value === 'string' && value !== '' ? value : undefined),
-};
-
-function integer(min: number, max: number): KeyCheck<number> {
-  return {
-    expected: `an integer from ${min} to ${max}`,
-    parse: (value) => {
-      // A string of digits is accepted so that `${VAR}` can supply a number.
-      const number = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
-      return typeof number === 'number' && Number.isInteger(number) && number >= min && number <= max
-        ? number
-        : undefined;
-    },
-  };
-}
-
-// The same check as for a duration flag, so both accept the same values.
-const duration: KeyCheck<number> = { expected: DURATION_EXPECTED, parse: settingDurationMs };
-
-const boolean: KeyCheck<boolean> = {
-  expected: 'true or false',
-  // 'true'/'false' too, so that `${VAR}` can supply it.
-  parse: (value) => (value === true || value === 'true' ? true : value === false || value === 'false' ? false : undefined),
-};
-
-function oneOf<const T extends string>(choices: readonly T[]): KeyCheck<T> {
-  return {
-    expected: `one of ${choices.join(', ')}`,
-    parse: (value) => choices.find((choice) => choice === value),
-  };
-}
-
-/** Every accepted key, by its dotted path, with its check. */
-const KEY_CHECKS = {
-  'database.url': { ...nonEmptyText, emptyIsUnset: true },
-  'database.listenUrl': { ...nonEmptyText, emptyIsUnset: true },
-  'database.poolSize': integer(1, 1000),
-  'database.preparedStatements': boolean,
-  'database.connectTimeout': duration,
-  'database.listenProbeInterval': duration,
-  'projections.dir': { ...nonEmptyText, isPath: true },
-  'projections.batchSize': integer(1, 100_000),
-  'projections.pollInterval': duration,
-  'projections.batchTimeout': duration,
-  'projections.onError': oneOf(ON_ERROR_POLICIES),
-  'projections.maxAttempts': integer(1, 100),
-  'projections.maxTransientAttempts': integer(1, 100),
-  'metrics.host': nonEmptyText,
-  'metrics.port': integer(0, 65_535),
-  'log.level': oneOf(LOG_LEVELS),
-  'health.maxLag': duration,
-  'health.stuckAfter': duration,
-  'health.stallAfter': duration,
-  shutdownTimeout: duration,
-} satisfies Record<string, KeyCheck<unknown>>;
-
-/** The dotted path of an accepted config key, e.g. `metrics.port`. */
-export type ConfigKey = keyof typeof KEY_CHECKS;
-
-/** Every accepted config key; each one is documented in `config.example.yaml`. */
-export const CONFIG_KEYS = Object.keys(KEY_CHECKS) as readonly ConfigKey[];
 
 /** Mappings that hold keys (`database`, `metrics`, …). */
 const SECTIONS: ReadonlySet<string> = new Set(
   CONFIG_KEYS.flatMap((key) => key.split('.').slice(0, -1).map((_, i, parts) => parts.slice(0, i + 1).join('.'))),
 );
 
-/** Checked values by key path: durations in ms, paths absolute. */
-type ConfigValues = {
-  [K in ConfigKey]: Exclude<ReturnType<(typeof KEY_CHECKS)[K]['parse']>, undefined>;
-};
-type ConfigLayer = Partial<ConfigValues>;
+/** Checked values by key path (durations in ms, paths absolute), from one layer. */
+type ConfigLayer = Partial<Record<ConfigKey, unknown>>;
 
 function isConfigKey(key: string): key is ConfigKey {
-  return Object.hasOwn(KEY_CHECKS, key);
+  return SETTINGS_BY_KEY.has(key as ConfigKey);
 }
 
 export interface LoadConfigOptions {
@@ -133,27 +52,14 @@ export async function loadConfig(options: LoadConfigOptions): Promise<ResolvedCo
   );
 }
 
-function defaultValues(baseDir: string): Omit<ConfigValues, 'database.url' | 'database.listenUrl'> {
-  return {
-    'database.poolSize': 10,
-    'database.preparedStatements': true,
-    'database.connectTimeout': 10_000,
-    'database.listenProbeInterval': 30_000,
-    'projections.dir': path.resolve(baseDir, 'projections'),
-    'projections.batchSize': 1000,
-    'projections.pollInterval': 5000,
-    'projections.batchTimeout': 30_000,
-    'projections.onError': 'park',
-    'projections.maxAttempts': 3,
-    'projections.maxTransientAttempts': 5,
-    'metrics.host': '127.0.0.1',
-    'metrics.port': 9464,
-    'log.level': 'info',
-    'health.maxLag': 300_000,
-    'health.stuckAfter': 120_000,
-    'health.stallAfter': 5000,
-    shutdownTimeout: 10_000,
-  };
+/** Every key's default, checked as if a config file in `baseDir` said it. */
+function defaultValues(baseDir: string): ConfigLayer {
+  const context: CheckContext = { source: 'defaults', baseDir, env: {} };
+  const values: ConfigLayer = {};
+  for (const [key, setting] of SETTINGS_BY_KEY) {
+    if (setting.default !== undefined) values[key] = checkValue(key, setting.default, context);
+  }
+  return values;
 }
 
 function envValues(env: Env): ConfigLayer {
@@ -161,42 +67,27 @@ function envValues(env: Env): ConfigLayer {
 }
 
 /** The one place the layers meet: built-in defaults < config file < environment. */
-function mergeLayers(
-  layers: { defaults: ReturnType<typeof defaultValues>; file: ConfigLayer; env: ConfigLayer },
-  source: string,
-): ResolvedConfig {
+function mergeLayers(layers: { defaults: ConfigLayer; file: ConfigLayer; env: ConfigLayer }, source: string): ResolvedConfig {
   const values = { ...layers.defaults, ...layers.file, ...layers.env };
   const url = values['database.url'];
   if (url === undefined) {
     throw new UserError(`no database configured: set DATABASE_URL or database.url in ${source}`);
   }
-  return {
-    database: {
-      url,
-      listenUrl: values['database.listenUrl'] ?? url,
-      poolSize: values['database.poolSize'],
-      preparedStatements: values['database.preparedStatements'],
-      connectTimeout: values['database.connectTimeout'],
-      listenProbeInterval: values['database.listenProbeInterval'],
-    },
-    projections: {
-      dir: values['projections.dir'],
-      batchSize: values['projections.batchSize'],
-      pollInterval: values['projections.pollInterval'],
-      batchTimeout: values['projections.batchTimeout'],
-      onError: values['projections.onError'],
-      maxAttempts: values['projections.maxAttempts'],
-      maxTransientAttempts: values['projections.maxTransientAttempts'],
-    },
-    metrics: { host: values['metrics.host'], port: values['metrics.port'] },
-    log: { level: values['log.level'] },
-    health: {
-      maxLag: values['health.maxLag'],
-      stuckAfter: values['health.stuckAfter'],
-      stallAfter: values['health.stallAfter'],
-    },
-    shutdownTimeout: values.shutdownTimeout,
-  };
+  values['database.listenUrl'] ??= url;
+  return nest(values) as ResolvedConfig;
+}
+
+/** `{ 'metrics.port': 9464, … }` as `{ metrics: { port: 9464 }, … }`, keys in the settings' order. */
+function nest(values: ConfigLayer): Record<string, unknown> {
+  const tree: Record<string, unknown> = {};
+  for (const key of CONFIG_KEYS) {
+    const names = key.split('.');
+    const leaf = names.pop()!;
+    let section = tree;
+    for (const name of names) section = (section[name] ??= {}) as Record<string, unknown>;
+    section[leaf] = values[key];
+  }
+  return tree;
 }
 
 async function readConfigFile(
@@ -254,7 +145,7 @@ interface CheckContext {
 function checkConfigTree(tree: unknown, context: CheckContext): ConfigLayer {
   if (tree === null || tree === undefined) return {};
   if (!(tree instanceof Map)) {
-    throw new UserError(`${context.source}: the top level must be a mapping of keys, got ${describeValue(tree)}`);
+    throw new UserError(`${context.source}: the top level must be a mapping of keys, got ${describeSetting(tree)}`);
   }
   const values: Partial<Record<ConfigKey, unknown>> = {};
   const visit = (mapping: Map<unknown, unknown>, prefix: string): void => {
@@ -270,13 +161,11 @@ function checkConfigTree(tree: unknown, context: CheckContext): ConfigLayer {
       } else if (SECTIONS.has(key)) {
         if (value === null) continue;
         if (!(value instanceof Map)) {
-          throw new UserError(`${context.source}: ${key} must be a mapping, got ${describeValue(value)}`);
+          throw new UserError(`${context.source}: ${key} must be a mapping, got ${describeSetting(value)}`);
         }
         visit(value, `${key}.`);
       } else {
-        const suggestion = suggestKey(key);
-        const hint = suggestion === undefined ? '' : ` (did you mean '${suggestion}'?)`;
-        throw new UserError(`${context.source}: unknown key '${key}'${hint}`);
+        throw new UserError(`${context.source}: unknown key '${key}'${didYouMean(suggestKey(key))}`);
       }
     }
   };
@@ -286,13 +175,13 @@ function checkConfigTree(tree: unknown, context: CheckContext): ConfigLayer {
 
 function checkValue(key: ConfigKey, raw: unknown, context: CheckContext): unknown {
   if (raw === null) return undefined;
-  const check: KeyCheck<unknown> = KEY_CHECKS[key];
+  const check = SETTINGS_BY_KEY.get(key)!;
   const value = typeof raw === 'string' ? interpolate(raw, context.env, `${context.source}: ${key}`) : raw;
   if (check.emptyIsUnset && value === '') return undefined;
   const parsed = check.parse(value);
   if (parsed === undefined) {
-    const origin = value === raw ? '' : ` (from ${describeValue(raw)})`;
-    throw new UserError(`${context.source}: ${key} must be ${check.expected}, got ${describeValue(value)}${origin}`);
+    const origin = value === raw ? '' : ` (from ${describeSetting(raw)})`;
+    throw new UserError(`${context.source}: ${key} must be ${check.expected}, got ${describeSetting(value)}${origin}`);
   }
   return check.isPath ? path.resolve(context.baseDir, parsed as string) : parsed;
 }
@@ -312,29 +201,4 @@ function suggestKey(key: string): string | undefined {
     if (distance <= limit && (best === undefined || distance < best.distance)) best = { candidate, distance };
   }
   return best?.candidate ?? CONFIG_KEYS.find((candidate) => normalize(leaf(candidate)) === leaf(typed));
-}
-
-/** Edits (insert, delete, substitute, swap two neighbours) that turn `a` into `b`. */
-function editDistance(a: string, b: string): number {
-  // rows[i][j]: edits between the first i characters of a and the first j of b. Row 0 and
-  // column 0 are distances to the empty string; the other cells are filled below.
-  const rows = Array.from({ length: a.length + 1 }, (_, i) =>
-    Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : i)),
-  );
-  const at = (i: number, j: number): number => rows[i]?.[j] ?? Number.POSITIVE_INFINITY;
-  for (let i = 1; i <= a.length; i++) {
-    const row = rows[i]!;
-    for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      row[j] = Math.min(at(i - 1, j) + 1, at(i, j - 1) + 1, at(i - 1, j - 1) + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) {
-        row[j] = Math.min(at(i, j), at(i - 2, j - 2) + 1);
-      }
-    }
-  }
-  return at(a.length, b.length);
-}
-
-function firstLine(text: string): string {
-  return text.split('\n', 1)[0] ?? text;
 }

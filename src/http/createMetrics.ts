@@ -2,7 +2,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunnerObserver } from '../runner/createRunner.js';
-import { PROJECTION_STATE_LIST } from '../status/deriveState.js';
+import { PROJECTION_STATE_LIST } from '../projectionStates.js';
 import type { StatusReport } from '../status/readStatusReport.js';
 
 export interface MetricsOptions {

@@ -1,4 +1,6 @@
 import { UserError } from '../errors.js';
+import { ON_ERROR_POLICIES, type OnErrorPolicy } from '../onErrorPolicies.js';
+import { describeValue, didYouMean, editDistance } from '../text.js';
 import { eventTypeKeyProblem } from './handlerFor.js';
 import {
   PROJECTION_KIND,
@@ -14,7 +16,6 @@ const MAX_NAME_LENGTH = 63;
 /** `projd.checkpoints.version` is an `integer`. */
 const MAX_VERSION = 2_147_483_647;
 const DEFINITION_KEYS: readonly string[] = ['name', 'version', 'setup', 'reset', 'handlers', 'onError', 'maxAttempts'];
-const ON_ERROR_POLICIES: readonly string[] = ['park', 'stop'];
 const MAX_ATTEMPTS = 100;
 
 /**
@@ -60,9 +61,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
 
   for (const key of Object.keys(value)) {
     if (DEFINITION_KEYS.includes(key)) continue;
-    const suggestion = closestKey(key);
-    const hint = suggestion === undefined ? '' : ` (did you mean '${suggestion}'?)`;
-    return fail([key], `unknown key '${key}'${hint}; the keys are ${DEFINITION_KEYS.join(', ')}`);
+    return fail([key], `unknown key '${key}'${didYouMean(closestKey(key))}; the keys are ${DEFINITION_KEYS.join(', ')}`);
   }
 
   const { name, version, setup, reset, handlers, onError, maxAttempts } = value;
@@ -80,8 +79,8 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
   }
   if (version > MAX_VERSION) return fail(['version'], `version must be at most ${MAX_VERSION}, got ${version}`);
 
-  if (onError !== undefined && (typeof onError !== 'string' || !ON_ERROR_POLICIES.includes(onError))) {
-    return fail(['onError'], `onError must be 'park' or 'stop', got ${describeValue(onError)}`);
+  if (onError !== undefined && !ON_ERROR_POLICIES.some((policy) => policy === onError)) {
+    return fail(['onError'], `onError must be ${ON_ERROR_POLICIES.map((policy) => `'${policy}'`).join(' or ')}, got ${describeValue(onError)}`);
   }
   if (
     maxAttempts !== undefined &&
@@ -129,7 +128,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     reset: Object.freeze([...statements.reset]),
     handlers: handlerMap,
     eventTypes: Object.freeze(eventTypes),
-    ...(onError === undefined ? {} : { onError: onError as 'park' | 'stop' }),
+    ...(onError === undefined ? {} : { onError: onError as OnErrorPolicy }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
   });
   return { ok: true, projection };
@@ -166,35 +165,16 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return prototype === Object.prototype || prototype === null;
 }
 
-/** A short, quoted rendering of a wrong value for messages: `"1"`, `1.5`, `an array`. */
-export function describeValue(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value);
-  if (typeof value === 'bigint') return `${value}n`;
-  if (typeof value === 'function') return 'a function';
-  if (Array.isArray(value)) return 'a list';
-  if (value === null || typeof value !== 'object') return String(value);
-  return isPlainObject(value) ? 'an object' : `an instance of ${value.constructor?.name ?? 'an unknown class'}`;
-}
+// Re-exported for the YAML compiler, which words values as definitions do.
+export { describeValue };
 
 /** The known key a typo most likely meant: at most two edits away. */
 function closestKey(key: string): string | undefined {
   let best: { key: string; distance: number } | undefined;
   for (const candidate of DEFINITION_KEYS) {
-    const distance = editDistance(key.toLowerCase(), candidate);
+    // Plain edits, no swaps: the suggestions definitions have always made.
+    const distance = editDistance(key.toLowerCase(), candidate, { swaps: false });
     if (distance <= 2 && (best === undefined || distance < best.distance)) best = { key: candidate, distance };
   }
   return best?.key;
-}
-
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1);
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution);
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }

@@ -5,7 +5,8 @@ import { fileURLToPath } from 'node:url';
 import { createJiti, type Jiti, type ModuleCache } from 'jiti';
 import { errorMessage, isUserError, UserError } from '../errors.js';
 import { compileYamlProjection } from './compileYamlProjection.js';
-import { checkProjectionDefinition, describeValue, isProjection } from './defineProjection.js';
+import { describeValue, firstLine } from '../text.js';
+import { checkProjectionDefinition, isProjection } from './defineProjection.js';
 import type { Projection } from './types.js';
 
 const MODULE_FILE = /\.(?:ts|mts|js|mjs)$/;
@@ -261,8 +262,4 @@ function transformCacheDir(dir: string): string | false {
 function displayPath(file: string): string {
   const relative = path.relative(process.cwd(), file);
   return relative === '' || relative.startsWith('..') || path.isAbsolute(relative) ? file : relative;
-}
-
-function firstLine(message: string): string {
-  return message.split('\n', 1)[0]!.trim();
 }

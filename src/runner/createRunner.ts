@@ -1,4 +1,6 @@
 import type pg from 'pg';
+import { jitteredBackoff } from '../backoff.js';
+import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { positionText, type Position } from '../store/position.js';
@@ -9,29 +11,7 @@ import { clearLastError, recordLastError } from '../store/lastError.js';
 import { EventFailure, runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
 
-export const RUNNER_STATES = {
-  starting: 'starting',
-  /** Full batches: applying as fast as it can. */
-  catchingUp: 'catching_up',
-  /** Everything committed below the gate is applied; waiting for a wake-up. */
-  live: 'live',
-  /**
-   * Committed events have waited longer than `stallAfter` behind an older transaction that is
-   * still open. Held back for less, it stays `live` or `catching_up`: a commit in flight.
-   */
-  stalled: 'stalled',
-  /** Another daemon holds this projection's lock; this one stands by to take over. */
-  standby: 'standby',
-  /** The store has a newer version of this projection: left to the newer daemon. */
-  versionAhead: 'version_ahead',
-  /** The last pass failed; retrying with backoff. */
-  retrying: 'retrying',
-  /** Halted on a failed event (`onError: stop`) until it is retried or skipped. */
-  failed: 'failed',
-  stopped: 'stopped',
-} as const;
-
-export type RunnerState = (typeof RUNNER_STATES)[keyof typeof RUNNER_STATES];
+export type { RunnerState };
 
 /** Told what the runner does, for metrics. Called synchronously; must not throw. */
 export interface RunnerObserver {
@@ -118,8 +98,7 @@ interface Failing {
 
 /** Jittered exponential backoff: the upper half of 100 ms · 2^(attempt-1), capped at 30 s. */
 function backoff(attempt: number): number {
-  const cap = Math.min(RETRY_CAP_MS, RETRY_BASE_MS * 2 ** (attempt - 1));
-  return Math.round(cap / 2 + (Math.random() * cap) / 2);
+  return Math.round(jitteredBackoff(attempt, RETRY_BASE_MS, RETRY_CAP_MS));
 }
 
 export function createRunner(options: RunnerOptions): Runner {
@@ -128,7 +107,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const wakeup = createWakeup();
   const stopping = new AbortController();
   const { observer = {} } = options;
-  let state: RunnerState = RUNNER_STATES.starting;
+  let state: RunnerState = PROJECTION_STATES.starting;
   let loop: Promise<void> | undefined;
   let position: Position | null = null;
   let caughtUpOnce = false;
@@ -172,19 +151,19 @@ export function createRunner(options: RunnerOptions): Runner {
   function afterPass(result: BatchResult, started: number): number {
     switch (result.kind) {
       case 'locked_elsewhere':
-        setState(RUNNER_STATES.standby);
+        setState(PROJECTION_STATES.standby);
         return options.pollInterval;
       case 'version_ahead':
-        if (state !== RUNNER_STATES.versionAhead) {
+        if (state !== PROJECTION_STATES.versionAhead) {
           logger.error(
             { version: projection.version, storedVersion: result.storedVersion },
             `projection.version_behind: the store holds version ${result.storedVersion}, newer than ${projection.version}; this daemon leaves it alone`,
           );
         }
-        setState(RUNNER_STATES.versionAhead, { storedVersion: result.storedVersion, version: projection.version });
+        setState(PROJECTION_STATES.versionAhead, { storedVersion: result.storedVersion, version: projection.version });
         return options.pollInterval;
       case 'blocked':
-        setState(RUNNER_STATES.failed, { failedEventId: String(result.failedEventId) });
+        setState(PROJECTION_STATES.failed, { failedEventId: String(result.failedEventId) });
         return options.pollInterval;
       case 'conflict':
         // Only a writer that ignores the lock can cause this; the batch was rolled back.
@@ -213,7 +192,7 @@ export function createRunner(options: RunnerOptions): Runner {
         failing = null;
         if (policy === 'stop') {
           logger.error(details, 'event.halted');
-          setState(RUNNER_STATES.failed, { failedEventId: String(id) });
+          setState(PROJECTION_STATES.failed, { failedEventId: String(id) });
           return options.pollInterval;
         }
         logger.warn(details, 'event.parked');
@@ -229,7 +208,7 @@ export function createRunner(options: RunnerOptions): Runner {
     }
     if (result.full) {
       batchSize = Math.min(options.batchSize, batchSize * 2);
-      setState(RUNNER_STATES.catchingUp);
+      setState(PROJECTION_STATES.catchingUp);
       return 0; // more is waiting: go again at once
     }
     if (result.heldBack) {
@@ -240,7 +219,7 @@ export function createRunner(options: RunnerOptions): Runner {
       return wait;
     }
     heldBackDelay = HELD_BACK_FIRST_MS;
-    setState(RUNNER_STATES.live);
+    setState(PROJECTION_STATES.live);
     caughtUpOnce = true;
     markCaughtUp();
     return options.pollInterval;
@@ -260,7 +239,7 @@ export function createRunner(options: RunnerOptions): Runner {
     // Retried; an outage or a fault outside any handler never counts against an event.
     failures += 1;
     const retryInMs = failing && exhausted(failing) ? 0 : backoff(failures);
-    setState(RUNNER_STATES.retrying);
+    setState(PROJECTION_STATES.retrying);
     const at = error instanceof EventFailure ? { position: String(error.event.position) } : {};
     logger.error({ err: cause, attempt: failures, retryInMs, ...at }, `batch.failed: ${lastError}`);
     return retryInMs;
@@ -332,8 +311,8 @@ export function createRunner(options: RunnerOptions): Runner {
 
   /** `stalled` once held back past `stallAfter`; before, a commit in flight, which changes nothing. */
   function heldBackState(): RunnerState {
-    if (heldBackSince !== null && Date.now() - heldBackSince > options.stallAfter) return RUNNER_STATES.stalled;
-    return state === RUNNER_STATES.live || state === RUNNER_STATES.catchingUp ? state : RUNNER_STATES.catchingUp;
+    if (heldBackSince !== null && Date.now() - heldBackSince > options.stallAfter) return PROJECTION_STATES.stalled;
+    return state === PROJECTION_STATES.live || state === PROJECTION_STATES.catchingUp ? state : PROJECTION_STATES.catchingUp;
   }
 
   async function run(): Promise<void> {
@@ -351,7 +330,7 @@ export function createRunner(options: RunnerOptions): Runner {
         if (errorRecorded && result.kind === 'done' && !failing) await clearReportedError();
       } catch (error) {
         if (stopping.signal.aborted) break;
-        const standingBy = state === RUNNER_STATES.standby; // then the projection is another daemon's
+        const standingBy = state === PROJECTION_STATES.standby; // then the projection is another daemon's
         // A failing pass is not woken early by notifications: that would retry at the write rate.
         wait = afterFailure(error);
         inBatch = false;
@@ -365,7 +344,7 @@ export function createRunner(options: RunnerOptions): Runner {
       if (wait > 0) await wakeup.wait(wait);
       lastPassAt = Date.now();
     }
-    setState(RUNNER_STATES.stopped);
+    setState(PROJECTION_STATES.stopped);
   }
 
   return {

@@ -5,7 +5,8 @@ import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { countApplied, countEvents } from '../store/countEvents.js';
 import { comparePositions, START, type Position } from '../store/position.js';
-import { createRunner, RUNNER_STATES, type RunnerOptions } from './createRunner.js';
+import { PROJECTION_STATES } from '../projectionStates.js';
+import { createRunner, type RunnerOptions } from './createRunner.js';
 import { resetProjection } from './resetProjection.js';
 import { delay } from './wakeup.js';
 
@@ -92,8 +93,8 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
     pollInterval: REPLAY_POLL_MS,
     observer: {
       stateChanged({ to }) {
-        if (to === RUNNER_STATES.failed) end({ kind: 'halted' });
-        else if (to === RUNNER_STATES.versionAhead) end({ kind: 'version_ahead' });
+        if (to === PROJECTION_STATES.failed) end({ kind: 'halted' });
+        else if (to === PROJECTION_STATES.versionAhead) end({ kind: 'version_ahead' });
       },
     },
   });

@@ -1,27 +1,4 @@
-/** The states `projd status` and `/metrics` report, derived from the tables alone. */
-export const PROJECTION_STATES = {
-  /** A daemon is applying a backlog: it holds the lock now, moved the checkpoint just now, or is retrying a failed pass. */
-  catchingUp: 'catching_up',
-  /** Every committed event of its types is applied. */
-  live: 'live',
-  /**
-   * Its next event has waited longer than `health.stallAfter` behind an older transaction that
-   * is still open. A shorter wait is an ordinary commit in flight.
-   */
-  stalled: 'stalled',
-  /** It stopped at an event it cannot apply (`onError: stop`) until it is retried or skipped. */
-  failed: 'failed',
-  /**
-   * Events wait and nothing is applying them, no daemon has set it up yet, or its version was
-   * bumped and no daemon has rebuilt it yet.
-   */
-  stopped: 'stopped',
-} as const;
-
-export type ProjectionState = (typeof PROJECTION_STATES)[keyof typeof PROJECTION_STATES];
-
-/** Every state, in the order they are listed in docs and metrics. */
-export const PROJECTION_STATE_LIST: readonly ProjectionState[] = Object.values(PROJECTION_STATES);
+import { PROJECTION_STATES, type ProjectionState } from '../projectionStates.js';
 
 /** What the tables say about one projection. */
 export interface StateEvidence {

@@ -2,7 +2,8 @@ import type { Projection } from '../projection/types.js';
 import { readProgress, type CheckpointState, type OpenTransaction, type Progress } from '../store/progress.js';
 import type { Queryable } from '../store/queryable.js';
 import { compareSelections, describeSelectionChange, selectionOf } from '../store/selection.js';
-import { PROJECTION_STATES, deriveState, type ProjectionState } from './deriveState.js';
+import { PROJECTION_STATES, type ProjectionState } from '../projectionStates.js';
+import { deriveState } from './deriveState.js';
 
 /** The session holding a projection's lock at the moment `status` looked. */
 export interface ProjectionOwner {

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../log.js';
+import { jitteredBackoff } from '../backoff.js';
 import { errorMessage } from '../errors.js';
 import { connectionSettings, daemonApplicationName } from './connect.js';
 import { EVENTS_CHANNEL } from './names.js';
@@ -36,8 +37,7 @@ const CLOSE_GRACE_MS = 1_000;
 
 /** The wait after the `failed`th attempt in a row (1, 2, …) failed. */
 function reconnectDelay(failed: number): number {
-  const cap = Math.min(RECONNECT_CAP_MS, RECONNECT_BASE_MS * 2 ** (failed - 1));
-  return cap / 2 + (Math.random() * cap) / 2;
+  return jitteredBackoff(failed, RECONNECT_BASE_MS, RECONNECT_CAP_MS);
 }
 
 /** Thrown into pg-listen's reconnect loop to end it once its subscriber is retired. */

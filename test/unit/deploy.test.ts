@@ -6,7 +6,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import { createMetrics } from '../../src/http/createMetrics.js';
 import { silentLogger } from '../../src/log.js';
-import { PROJECTION_STATE_LIST } from '../../src/status/deriveState.js';
+import { PROJECTION_STATE_LIST } from '../../src/projectionStates.js';
 
 // The deployment files in deploy/ and the Dockerfile are examples users copy as they are: each
 // must agree with what projd serves and how it shuts down.
