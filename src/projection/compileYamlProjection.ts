@@ -1,6 +1,7 @@
 import { isAlias, isMap, isNode, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node } from 'yaml';
 import { UserError } from '../errors.js';
-import { checkProjectionDefinition, describeValue } from './defineProjection.js';
+import { describeValue, firstLine } from '../text.js';
+import { checkProjectionDefinition } from './defineProjection.js';
 import type { EventHandler, ProjdEvent, Projection } from './types.js';
 import { compileNamedParameters, splitSqlStatements, type NamedParameters } from './sqlLexer.js';
 
@@ -222,8 +223,4 @@ function locate(root: Node, path: readonly string[]): number {
 
 function describeNode(doc: Document, value: unknown): string {
   return describeValue(isNode(value) ? value.toJS(doc) : value);
-}
-
-function firstLine(message: string): string {
-  return message.split('\n', 1)[0]!.trim();
 }

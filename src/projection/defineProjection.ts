@@ -165,9 +165,6 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return prototype === Object.prototype || prototype === null;
 }
 
-// Re-exported for the YAML compiler, which words values as definitions do.
-export { describeValue };
-
 /** The known key a typo most likely meant: at most two edits away. */
 function closestKey(key: string): string | undefined {
   let best: { key: string; distance: number } | undefined;
