@@ -19,18 +19,20 @@ set enable_seqscan = off
 as $$
 declare
   own xid8 := pg_current_xact_id();
-  horizon xid8;
 begin
   if current_setting('projd.era_checked_by', true) = own::text then
     return null;
   end if;
-  horizon := pg_snapshot_xmax(pg_current_snapshot());
+  -- The horizon is read inside each probe, from the snapshot that probe sees rows with: read
+  -- in a statement of its own, a transaction that commits in between would look restored.
   perform from projd.events e
-   where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id < own
+   where e.era = projd.current_era()
+     and e.transaction_id >= pg_snapshot_xmax(pg_current_snapshot()) and e.transaction_id < own
    order by e.era, e.transaction_id limit 1;
   if not found then
     perform from projd.events e
-     where e.era = projd.current_era() and e.transaction_id >= horizon and e.transaction_id > own
+     where e.era = projd.current_era()
+       and e.transaction_id >= pg_snapshot_xmax(pg_current_snapshot()) and e.transaction_id > own
      order by e.era, e.transaction_id limit 1;
   end if;
   if found then

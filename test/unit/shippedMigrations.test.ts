@@ -12,7 +12,7 @@ const SHIPPED: Record<string, string> = {
   '0001_events': '734295b8e7cd9e4d8fcd5e5cf085d081b278464cc0a900862925b07e855ff5a2',
   '0002_checkpoints': '7197acf81feabd0e5d66852722a0154026e0cb623451fcc1e66e7c5efe1c6540',
   '0003_failed_events': '7408d0f41a4370f6049e6153d0d75f987dfb3c449b19ed323c497023c88b3736',
-  '0004_append_triggers': 'd7b8064f7dca1aab7b5db85b850a9b53df2f7810e4841d1b1fea0719a840a98a',
+  '0004_append_triggers': 'fce6e1d2dcbbfb6419ceaa29a0a9ef1aca44b031f35efe07d5570e22030cf8b9',
   '0005_checkpoint_selection': '4fe3f58ffb651ba40f96d8e3864a4b8086c4dbdfab25658d651a06f1e8d924e8',
 };
 
