@@ -3,11 +3,11 @@ import { jitteredBackoff } from '../backoff.js';
 import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
+import { clearLastError, recordLastError } from '../store/checkpoints.js';
 import { positionText, type Position } from '../store/position.js';
 import { errorMessage } from '../errors.js';
 import { classifyError, describeFailure, sqlstateOf } from '../store/classifyError.js';
 import type { Failure } from '../store/failedEvents.js';
-import { clearLastError, recordLastError } from '../store/lastError.js';
 import { EventFailure, runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
 

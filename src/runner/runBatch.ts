@@ -140,18 +140,19 @@ async function runInTransaction(
   if (checkpoint && checkpoint.version > projection.version) {
     return { commit: false, result: { kind: 'version_ahead', storedVersion: checkpoint.version } };
   }
+  const selection = selectionOf(projection);
   if (!checkpoint || checkpoint.version < projection.version) {
     // A rebuild tears down (reset) before building up (setup), so a reset that drops a
     // table and a setup that creates it again both work.
     if (checkpoint) for (const sql of projection.reset) await client.query(sql);
     for (const sql of projection.setup) await client.query(sql);
-    await resetCheckpoint(client, projection.name, projection.version, selectionOf(projection));
+    await resetCheckpoint(client, projection.name, projection.version, selection);
     setUp = checkpoint ? 'rebuilt' : 'created';
-    checkpoint = { version: projection.version, blockedBy: null, selection: selectionOf(projection), ...START };
+    checkpoint = { version: projection.version, blockedBy: null, selection, ...START };
   }
   // A replay with other handlers moved the selection since this daemon started: applying on
   // with these would skip the events of types they lack. Refused, pass after pass, until restart.
-  const selectionChange = compareSelections(checkpoint.selection, selectionOf(projection));
+  const selectionChange = compareSelections(checkpoint.selection, selection);
   if (selectionChange) throw new UserError(selectionMovedMessage(projection.name, selectionChange));
   if (checkpoint.blockedBy !== null) {
     return { commit: false, result: { kind: 'blocked', failedEventId: checkpoint.blockedBy } };

@@ -108,7 +108,7 @@ export async function readStatusReport(
 /** The report for `progress`: a pure function of it, the loaded projections and the options. */
 export function toStatusReport(
   progress: Progress,
-  projections: readonly Pick<Projection, 'name' | 'version' | 'handlers'>[],
+  projections: readonly Pick<Projection, 'name' | 'version' | 'eventTypes'>[],
   options: StatusOptions,
 ): StatusReport {
   const readAt = progress.readAt.getTime();
@@ -175,7 +175,7 @@ function heldBackMs(lagSeconds: number, blocker: BlockingTransaction | null): nu
 
 /** What needs someone, comparing the loaded module with its checkpoint. */
 function findProblem(
-  projection: Pick<Projection, 'name' | 'version' | 'handlers'>,
+  projection: Pick<Projection, 'name' | 'version' | 'eventTypes'>,
   checkpoint: Pick<CheckpointState, 'version' | 'selection'>,
 ): string | null {
   if (checkpoint.version > projection.version) {

@@ -8,9 +8,9 @@ export interface Selection {
   types: readonly string[];
 }
 
-/** The selection of a projection with these handlers. */
-export function selectionOf(projection: { handlers: ReadonlyMap<string, unknown> }): Selection {
-  return { types: [...projection.handlers.keys()].sort() };
+/** The selection of a projection: its handler keys, which its definition keeps sorted (`eventTypes`). */
+export function selectionOf(projection: { eventTypes: readonly string[] }): Selection {
+  return { types: projection.eventTypes };
 }
 
 /** The stored jsonb as a selection; null when none was recorded (or it has no shape this code knows). */

@@ -2,11 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { selectionChangeMessage, selectionMovedMessage } from '../../src/runner/checkSelections.js';
 import { compareSelections, describeSelectionChange, selectionOf, toSelection } from '../../src/store/selection.js';
 
-const handlers = (...types: string[]) => new Map(types.map((type) => [type, () => {}]));
+import { defineProjection } from '../../src/projection/defineProjection.js';
+
+const handlers = (...types: string[]) => Object.fromEntries(types.map((type) => [type, () => {}]));
 
 describe('selection', () => {
   it('is the handler keys, sorted, patterns included', () => {
-    expect(selectionOf({ handlers: handlers('b.x', 'a.*', 'b.a') })).toEqual({ types: ['a.*', 'b.a', 'b.x'] });
+    expect(selectionOf(defineProjection({ name: 'p', version: 1, handlers: handlers('b.x', 'a.*', 'b.a') }))).toEqual({ types: ['a.*', 'b.a', 'b.x'] });
   });
 
   it('reads back what was stored, and nothing from a value of no known shape', () => {

@@ -6,7 +6,7 @@ const READ_AT = Date.parse('2025-01-01T12:00:00.000Z');
 const STALL_AFTER_MS = 5000;
 const options = { pollInterval: 5000, stallAfter: STALL_AFTER_MS };
 
-const balances = { name: 'balances', version: 1, handlers: new Map([['account.credited', () => {}]]) };
+const balances = { name: 'balances', version: 1, eventTypes: ['account.credited'] };
 
 const secondsAgo = (seconds: number) => new Date(READ_AT - seconds * 1000);
 
