@@ -1,7 +1,5 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { EVENTS_TABLE } from './names.js';
-import type { Queryable } from './queryable.js';
 
 /**
  * Throwaway databases for projection tests (`projd/testing`): each test gets a database of its
@@ -37,33 +35,5 @@ async function withClient(url: string, work: (client: pg.Client) => Promise<unkn
     await work(client);
   } finally {
     await client.end();
-  }
-}
-
-export interface GivenEventRow {
-  streamId: string;
-  type: string;
-  data: unknown;
-  metadata: Record<string, unknown>;
-}
-
-const appendGivenEventSql = /* sql */ `
-  insert into ${EVENTS_TABLE} (stream_id, stream_version, type, data, metadata)
-  select $1::text, coalesce(max(e.stream_version), 0) + 1, $2::text, $3::jsonb, $4::jsonb
-    from ${EVENTS_TABLE} e
-   where e.stream_id = $1::text`;
-
-/**
- * Appends events in the order given, each at the next version of its stream. Call it in a
- * transaction: the versions are read, then written, one event after the other.
- */
-export async function appendGivenEvents(db: Queryable, events: readonly GivenEventRow[]): Promise<void> {
-  for (const event of events) {
-    await db.query(appendGivenEventSql, [
-      event.streamId,
-      event.type,
-      JSON.stringify(event.data),
-      JSON.stringify(event.metadata),
-    ]);
   }
 }

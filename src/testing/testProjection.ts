@@ -8,12 +8,8 @@ import type { Projection, ProjectionDefinition } from '../projection/types.js';
 import { EventFailure, runBatch } from '../runner/runBatch.js';
 import { createPool } from '../store/connect.js';
 import { migrate } from '../store/migrate.js';
-import {
-  appendGivenEvents,
-  createScratchDatabase,
-  dropScratchDatabase,
-  withDatabase,
-} from '../store/scratchDatabase.js';
+import { appendEvents } from '../store/appendEvents.js';
+import { createScratchDatabase, dropScratchDatabase, withDatabase } from '../store/scratchDatabase.js';
 import { acquireTestServer, type TestServer } from './testServer.js';
 
 /** An event to append before the projection runs; its stream version is the stream's next. */
@@ -152,15 +148,10 @@ async function append(pool: pg.Pool, events: readonly GivenEvent[]): Promise<voi
   const client = await pool.connect();
   try {
     await client.query('begin');
-    await appendGivenEvents(
-      client,
-      events.map((event) => ({
-        streamId: event.streamId,
-        type: event.type,
-        data: event.data ?? {},
-        metadata: event.metadata ?? {},
-      })),
-    );
+    // One at a time, in the order given: that is their order in the store.
+    for (const { streamId, type, data = {}, metadata = {} } of events) {
+      await appendEvents(client, streamId, [{ type, data, metadata }]);
+    }
     await client.query('commit');
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
