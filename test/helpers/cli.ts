@@ -35,6 +35,9 @@ export interface LogLine {
   [key: string]: unknown;
 }
 
+/** A daemon's line saying a projection went live. */
+export const isLiveLine = (line: LogLine) => line.msg === 'projection.state' && line.to === 'live';
+
 export interface Daemon {
   child: ChildProcess;
   /**

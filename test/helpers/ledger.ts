@@ -37,6 +37,14 @@ export async function appendLedgerEvents(
   }
 }
 
+/** Appends one `account.credited` of 7 to `streamId`, at `version`, with a plain INSERT. */
+export async function creditLedger(pool: pg.Pool, streamId: string, version: number): Promise<void> {
+  await pool.query(
+    `insert into projd.events (stream_id, stream_version, type, data) values ($1, $2, 'account.credited', '{"amount": 7}')`,
+    [streamId, version],
+  );
+}
+
 export async function countEvents(pool: pg.Pool): Promise<number> {
   const { rows } = await pool.query<{ n: string }>('select count(*) as n from projd.events');
   return Number(rows[0]!.n);

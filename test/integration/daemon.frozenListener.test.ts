@@ -1,7 +1,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon } from '../helpers/cli.js';
+import { isLiveLine, startDaemon } from '../helpers/cli.js';
 import { startIsolatedPostgres, type IsolatedPostgres } from '../helpers/database.js';
-import { countApplied, expectLedgerExact, ledgerProjectionSource } from '../helpers/ledger.js';
+import { countApplied, creditLedger, expectLedgerExact, ledgerProjectionSource } from '../helpers/ledger.js';
 import { writeProject } from '../helpers/project.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -52,14 +52,7 @@ afterAll(async () => {
   await project?.cleanup();
 });
 
-const isLive = (line: Record<string, unknown>) => line.msg === 'projection.state' && line.to === 'live';
-
-async function credit(streamId: string, version: number) {
-  await db.pool.query(
-    `insert into projd.events (stream_id, stream_version, type, data) values ($1, $2, 'account.credited', '{"amount": 7}')`,
-    [streamId, version],
-  );
-}
+const credit = (streamId: string, version: number) => creditLedger(db.pool, streamId, version);
 
 /** SIGSTOPs the server process behind the daemon's listening connection; returns its pid. */
 async function freezeListenerBackend(): Promise<number> {
@@ -85,7 +78,7 @@ function thaw(pid: number): void {
 describe('projd run, with its listener backend frozen', () => {
   it('replaces the connection whose probe times out, and delivers events appended meanwhile and after', async () => {
     const daemon = startDaemon(['run', '-c', 'probed.yaml'], { cwd: project.dir, env: { DATABASE_URL: db.url } });
-    await daemon.waitForLog(isLive, 30_000);
+    await daemon.waitForLog(isLiveLine, 30_000);
     await credit('frozen-1', 1);
     await waitFor(async () => (await countApplied(db.pool)) === 1, { timeoutMs: 10_000, message: 'event applied' });
 
@@ -111,7 +104,7 @@ describe('projd run, with its listener backend frozen', () => {
 
   it('stops promptly, not held up by closing the frozen connection', async () => {
     const daemon = startDaemon(['run', '-c', 'unprobed.yaml'], { cwd: project.dir, env: { DATABASE_URL: db.url } });
-    await daemon.waitForLog(isLive, 30_000);
+    await daemon.waitForLog(isLiveLine, 30_000);
     const pid = await freezeListenerBackend();
 
     // Well inside shutdownTimeout (60s): a close that waited on the frozen server would miss it.

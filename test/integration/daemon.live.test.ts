@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon } from '../helpers/cli.js';
+import { isLiveLine, startDaemon } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
-import { countApplied, countEvents, expectLedgerExact, ledgerProjectionSource } from '../helpers/ledger.js';
+import { countApplied, creditLedger, countEvents, expectLedgerExact, ledgerProjectionSource } from '../helpers/ledger.js';
 import { writeProject } from '../helpers/project.js';
 import { waitFor } from '../helpers/waitFor.js';
 
@@ -20,19 +20,12 @@ afterAll(async () => {
   await project?.cleanup();
 });
 
-const isLive = (line: Record<string, unknown>) => line.msg === 'projection.state' && line.to === 'live';
-
-async function credit(streamId: string, version: number) {
-  await db.pool.query(
-    `insert into projd.events (stream_id, stream_version, type, data) values ($1, $2, 'account.credited', '{"amount": 7}')`,
-    [streamId, version],
-  );
-}
+const credit = (streamId: string, version: number) => creditLedger(db.pool, streamId, version);
 
 describe('projd run, live', () => {
   it('applies an appended event through NOTIFY alone, also after the listener reconnects', async () => {
     const daemon = startDaemon(['run'], { cwd: project.dir, env: { DATABASE_URL: db.url } });
-    await daemon.waitForLog(isLive, 30_000);
+    await daemon.waitForLog(isLiveLine, 30_000);
 
     await credit('live-1', 1);
     await waitFor(async () => (await countApplied(db.pool)) === 1, { timeoutMs: 10_000, message: 'event applied' });
