@@ -129,7 +129,15 @@ describe('projd status', () => {
           { timeoutMs: 30_000, message: 'ledger live and gate owned by the daemon' },
         );
 
-        const result = await statusCli(db.url, ['--json', '--check']);
+        // The live ledger's daemon still takes its lock for a short pass every pollInterval
+        // (100 ms here): read until a look falls between two of them.
+        const result = await waitFor(
+          async () => {
+            const read = await statusCli(db.url, ['--json', '--check']);
+            return read.byName.ledger?.owner === null ? read : undefined;
+          },
+          { timeoutMs: 30_000, message: 'a status read between two of the ledger daemon passes' },
+        );
         expect(result).toMatchObject({ code: 0, stderr: '' });
         expect(result.byName.gate).toMatchObject({ state: 'catching_up', lagEvents: '1', owner: { applicationName: owner } });
         expect(result.byName.gate!.owner!.pid).toEqual(expect.any(Number));
