@@ -1,7 +1,7 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
@@ -183,6 +183,12 @@ exception
     return false;
 end
 $function$;
+
+CREATE OR REPLACE FUNCTION projd.stream_part(stream_id text, parts integer)
+ RETURNS integer
+ LANGUAGE sql
+ IMMUTABLE PARALLEL SAFE STRICT
+AS $function$ select (('x' || left(md5(stream_id), 8))::bit(32)::bigint % parts)::integer $function$;
 
 CREATE TRIGGER events_before_insert BEFORE INSERT ON projd.events FOR EACH ROW EXECUTE FUNCTION projd.events_before_insert();
 
