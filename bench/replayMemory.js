@@ -3,7 +3,7 @@
 // /proc. A replay should hold a batch at a time: its peak should not grow with the store.
 
 import { spawn } from 'node:child_process';
-import { copyFile, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -26,10 +26,12 @@ export async function measureReplayMemory({ url, admin, config, events, streams,
   progress(`replay memory: generating ${events} events over ${streams} streams`);
   const store = await createStore(admin, config, { events, streams });
 
+  // As a project lays it out: projd.yaml next to its projections folder.
   const dir = await projectionsFolder({});
-  await copyFile(BALANCES_FILE, path.join(dir, 'balances.ts'));
+  await mkdir(path.join(dir, 'projections'));
+  await copyFile(BALANCES_FILE, path.join(dir, 'projections', 'balances.ts'));
   const configFile = path.join(dir, 'projd.yaml');
-  await writeFile(configFile, `projections:\n  dir: .\n  batchSize: ${batchSize}\nlog:\n  level: info\n`);
+  await writeFile(configFile, `projections:\n  dir: ./projections\n  batchSize: ${batchSize}\nlog:\n  level: info\n`);
 
   progress(`replay memory: projd replay balances over ${events} events, sampling its RSS every ${SAMPLE_MS} ms`);
   const run = await replayWhileSampling({ url, configFile, events, progress });
