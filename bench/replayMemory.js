@@ -19,7 +19,7 @@ const SAMPLE_MS = 100;
 export const PEAK_RSS_TARGET_MIB = 150;
 /** Where the resident set is reported, as fractions of the store. */
 const MARKS = [0.25, 0.5, 1];
-/** A peak no more than this much above the resident set at the first mark counts as flat. */
+/** Flat: the highest resident set of the replay's second half at most this much above its first half's. */
 const FLAT_TOLERANCE = 0.1;
 
 export async function measureReplayMemory({ url, admin, config, events, streams, batchSize, progress }) {
@@ -42,7 +42,8 @@ export async function measureReplayMemory({ url, admin, config, events, streams,
     const sample = run.samples.find((entry) => entry.done >= at);
     return { events: at, rssMiB: sample ? sample.rssMiB : null };
   });
-  const firstMark = atMarks[0].rssMiB;
+  // When the resident set was highest: early (loading, the first batches) or late (growing with the events).
+  const highest = run.samples.reduce((best, sample) => (sample.rssMiB > best.rssMiB ? sample : best), run.samples[0]);
   return {
     events,
     streams,
@@ -52,10 +53,20 @@ export async function measureReplayMemory({ url, admin, config, events, streams,
     replayed: run.replayed,
     atMarks,
     peakRssMiB: run.peakMiB,
+    highestSample: highest && { events: highest.done, seconds: highest.ms / 1000, rssMiB: highest.rssMiB },
     peakTargetMiB: PEAK_RSS_TARGET_MIB,
     meetsPeakTarget: run.peakMiB <= PEAK_RSS_TARGET_MIB,
-    flat: firstMark !== null && run.peakMiB <= firstMark * (1 + FLAT_TOLERANCE),
+    flat: isFlat(run.samples),
   };
+}
+
+/** Whether the resident set stopped growing: the second half of the events peaks no higher than the first (within FLAT_TOLERANCE). */
+function isFlat(samples) {
+  const total = samples.at(-1)?.done ?? 0;
+  const highest = (entries) => Math.max(0, ...entries.map((sample) => sample.rssMiB));
+  const firstHalf = highest(samples.filter((sample) => sample.done <= total / 2));
+  const secondHalf = highest(samples.filter((sample) => sample.done > total / 2));
+  return firstHalf > 0 && secondHalf <= firstHalf * (1 + FLAT_TOLERANCE);
 }
 
 /**
