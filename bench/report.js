@@ -50,7 +50,7 @@ export function checkTargets(results) {
   return TARGETS.map(({ key, over, atLeast }) => {
     const subject = results.find((result) => result.key === key);
     const base = results.find((result) => result.key === over);
-    const missing = [subject, base].find((result) => !result || result.unavailable);
+    const missing = !subject || !base ? { unavailable: 'not run' } : [subject, base].find((result) => result.unavailable);
     const ratio = missing ? null : subject.eventsPerSecond / base.eventsPerSecond;
     return {
       key,
