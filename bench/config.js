@@ -7,11 +7,12 @@ import { loadConfig } from '../dist/index.js';
 // A folder without a projd.yaml, so no config file of the working folder leaks in.
 const BENCH_DIR = fileURLToPath(new URL('.', import.meta.url));
 
-export async function benchConfig(url, { batchSize }) {
+/** `dir`: the projections folder, for a run that loads its projections as `projd run` does. */
+export async function benchConfig(url, { batchSize, dir }) {
   const config = await loadConfig({ env: { DATABASE_URL: url }, cwd: BENCH_DIR });
   return {
     ...config,
-    projections: { ...config.projections, batchSize },
+    projections: { ...config.projections, batchSize, ...(dir === undefined ? {} : { dir }) },
     // Nothing here scrapes metrics; keep the port free for a daemon running alongside.
     metrics: { ...config.metrics, port: 0 },
   };

@@ -8,14 +8,15 @@ const DEFAULTS = {
   batchSize: 1000,
   repeat: 1,
   naiveEvents: 20_000,
-  rate: 500,
+  rate: 1000,
   duration: 10,
-  writers: 4,
+  writers: 16,
   writeRows: 20_000,
+  replayEvents: 1_000_000,
 };
 
 // A smoke run: small enough to finish in well under a minute.
-const QUICK = { events: 20_000, streams: 2_000, naiveEvents: 2_000, duration: 3, writeRows: 5_000 };
+const QUICK = { events: 20_000, streams: 2_000, naiveEvents: 2_000, duration: 3, writeRows: 5_000, replayEvents: 100_000 };
 
 /** Each numeric option: its flag, its environment variable, and its smallest valid value. */
 const NUMERIC = {
@@ -28,6 +29,7 @@ const NUMERIC = {
   duration: { flag: 'duration', env: 'BENCH_DURATION', min: 1 },
   writers: { flag: 'writers', env: 'BENCH_WRITERS', min: 1 },
   writeRows: { flag: 'write-rows', env: 'BENCH_WRITE_ROWS', min: 100 },
+  replayEvents: { flag: 'replay-events', env: 'BENCH_REPLAY_EVENTS', min: 4 },
 };
 
 export const USAGE = `usage: npm run bench -- [options]
@@ -42,7 +44,11 @@ export const USAGE = `usage: npm run bench -- [options]
   --writers W       live phase: writer connections (default ${DEFAULTS.writers})
   --write-rows N    write path: rows per case (default ${DEFAULTS.writeRows}; BENCH_WRITE_ROWS)
   --write-only      run the write path alone, not catch-up and live latency
-  --quick           smoke run: ${QUICK.events} events over ${QUICK.streams} streams, ${QUICK.duration} s live, ${QUICK.writeRows} write rows
+  --replay-memory   run the replay memory section alone: projd replay of balances over a store of
+                    --replay-events events, sampling the process's RSS
+  --replay-events N replay memory: events in its store (default ${DEFAULTS.replayEvents}; BENCH_REPLAY_EVENTS)
+  --quick           smoke run: ${QUICK.events} events over ${QUICK.streams} streams, ${QUICK.duration} s live, ${QUICK.writeRows} write rows,
+                    ${QUICK.replayEvents} replay events
   --json            print the results as JSON on stdout (progress still goes to stderr)
   -h, --help        this text
 
@@ -59,11 +65,13 @@ export function parseOptions(argv, env) {
       ...Object.fromEntries(Object.values(NUMERIC).map(({ flag }) => [flag, { type: 'string' }])),
       quick: { type: 'boolean' },
       'write-only': { type: 'boolean' },
+      'replay-memory': { type: 'boolean' },
       json: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
   });
   if (values.help) return { help: true };
+  if (values['write-only'] && values['replay-memory']) throw new Error('--write-only and --replay-memory each run one section alone: give one');
 
   const quick = Boolean(values.quick) || env.BENCH_QUICK === '1';
   const options = { ...DEFAULTS, ...(quick ? QUICK : {}) };
@@ -78,6 +86,7 @@ export function parseOptions(argv, env) {
     naiveEvents: Math.min(options.naiveEvents, options.events),
     quick,
     writeOnly: Boolean(values['write-only']),
+    replayMemory: Boolean(values['replay-memory']),
     json: Boolean(values.json),
     databaseUrl: env.DATABASE_URL || undefined,
   };

@@ -116,3 +116,108 @@ export async function verifyReadModel(client, table, { upTo, totals }) {
     }
   }
 }
+
+/**
+ * A batch of balances events reduced per account, in delivery order, to what one upsert per
+ * account needs: the owner of its last `account.opened` (null if none), the sum of its signed
+ * amounts, and its last position. `read` maps an event to `{ streamId, type, data, position }`,
+ * so the same reduction serves rows of the store and projd's events.
+ * @returns four parallel arrays, the parameters of `unnestUpsertSql`.
+ */
+export function reduceBalances(events, read = (event) => event) {
+  const accounts = new Map();
+  for (const event of events) {
+    const { streamId, type, data, position } = read(event);
+    let account = accounts.get(streamId);
+    if (account === undefined) {
+      account = { owner: null, delta: 0, position: null };
+      accounts.set(streamId, account);
+    }
+    if (type === OPENED) account.owner = data.owner;
+    else if (type === CREDITED) account.delta += data.amount;
+    else if (type === DEBITED) account.delta -= data.amount;
+    else continue; // not a balances event
+    account.position = position;
+  }
+  const ids = [];
+  const owners = [];
+  const deltas = [];
+  const positions = [];
+  for (const [id, account] of accounts) {
+    if (account.position === null) continue;
+    ids.push(id);
+    owners.push(account.owner);
+    deltas.push(account.delta);
+    positions.push(String(account.position));
+  }
+  return [ids, owners, deltas, positions];
+}
+
+/**
+ * The conflict clause of a batch upsert: an account's balance grows by the batch's sum, its
+ * owner is the batch's last owner if the batch opened it (the store's `account.opened` always
+ * names one), and its position is the batch's last.
+ */
+function batchConflictSql(t) {
+  return /* sql */ `on conflict (account_id) do update
+       set owner = coalesce(excluded.owner, ${t}.owner),
+           balance = ${t}.balance + excluded.balance,
+           updated_position = excluded.updated_position`;
+}
+
+/** One upsert for a whole batch: $1 account ids, $2 owners, $3 balance deltas, $4 positions (`reduceBalances`). */
+export function unnestUpsertSql(table) {
+  const t = pg.escapeIdentifier(table);
+  return /* sql */ `insert into ${t} (account_id, owner, balance, updated_position)
+    select account_id, owner, balance, updated_position
+      from unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[]) as batch(account_id, owner, balance, updated_position)
+    ${batchConflictSql(t)}`;
+}
+
+/**
+ * The SQL batch handler of the balances read model: the batch's events, read in place through
+ * projd.batch_events(), grouped per account (sums for the balance, the last owner and the last
+ * position by position), in one upsert. No parameters: projd sets the batch's bounds.
+ */
+export function batchSql(table) {
+  const t = pg.escapeIdentifier(table);
+  return /* sql */ `insert into ${t} (account_id, owner, balance, updated_position)
+    select e.stream_id,
+           (array_agg(e.data ->> 'owner' order by e.position desc) filter (where e.type = '${OPENED}'))[1],
+           coalesce(sum(case e.type
+                          when '${CREDITED}' then (e.data ->> 'amount')::bigint
+                          when '${DEBITED}' then -(e.data ->> 'amount')::bigint
+                        end), 0),
+           max(e.position)
+      from projd.batch_events() e
+     where e.type in ('${OPENED}', '${CREDITED}', '${DEBITED}')
+     group by e.stream_id
+    ${batchConflictSql(t)}`;
+}
+
+/**
+ * The balances projection as a YAML file, a statement per event type (the form projd sends in
+ * pipeline): what a user writes in `projections/`.
+ */
+export function balancesYaml({ name, table }) {
+  const t = pg.escapeIdentifier(table);
+  const indent = (sql) => sql.trim().split('\n').map((line) => `    ${line.trim()}`).join('\n');
+  const amount = (signed) =>
+    indent(`insert into ${t} (account_id, balance, updated_position) values (:streamId, ${signed}, :position)
+      on conflict (account_id) do update
+        set balance = ${t}.balance + excluded.balance, updated_position = excluded.updated_position`);
+  return `name: ${name}
+version: 1
+setup: |
+${indent(createTableSql(table))}
+reset: truncate ${t}
+handlers:
+  ${OPENED}: |
+${indent(`insert into ${t} (account_id, owner, updated_position) values (:streamId, :data ->> 'owner', :position)
+      on conflict (account_id) do update set owner = excluded.owner, updated_position = excluded.updated_position`)}
+  ${CREDITED}: |
+${amount("(:data ->> 'amount')::bigint")}
+  ${DEBITED}: |
+${amount("-(:data ->> 'amount')::bigint")}
+`;
+}

@@ -25,19 +25,47 @@ async function cpuModel() {
   return os.cpus()[0]?.model ?? 'unknown';
 }
 
-/** Adds events/s and the ratios to projd and to the set-based limit. */
+/** Adds events/s and the ratios to projd and to the set-based limit; an unavailable contender gets nulls. */
 export function summarize(results) {
-  const rated = results.map((result) => ({ ...result, eventsPerSecond: result.events / result.seconds }));
-  const projd = rated.find((result) => result.key === 'projd');
-  const limit = rated.find((result) => result.key === 'setBased');
-  return rated.map((result) => ({
+  const rated = results.map((result) => ({
     ...result,
-    vsProjd: projd ? result.eventsPerSecond / projd.eventsPerSecond : null,
-    vsLimit: limit ? result.eventsPerSecond / limit.eventsPerSecond : null,
+    eventsPerSecond: result.unavailable ? null : result.events / result.seconds,
   }));
+  const projd = rated.find((result) => result.key === 'projd' && !result.unavailable);
+  const limit = rated.find((result) => result.key === 'setBased' && !result.unavailable);
+  const ratio = (result, base) => (base && result.eventsPerSecond !== null ? result.eventsPerSecond / base.eventsPerSecond : null);
+  return rated.map((result) => ({ ...result, vsProjd: ratio(result, projd), vsLimit: ratio(result, limit) }));
 }
 
-export function renderJson({ machine, options, store, results, live, writePath }) {
+/** The issue's targets for the catch-up figures: a contender's rate against another's, in the same run. */
+export const TARGETS = [
+  { key: 'projdSqlBatch', over: 'unnestLoop', atLeast: 2 },
+  { key: 'projdModuleBatch', over: 'unnestLoop', atLeast: 0.8 },
+  { key: 'projdYaml', over: 'projd', atLeast: 2.5 },
+  { key: 'projdPartitions4', over: 'projd', atLeast: 1.8 },
+];
+
+/** Each target with its measured ratio and whether it is met (null when a side did not run). */
+export function checkTargets(results) {
+  return TARGETS.map(({ key, over, atLeast }) => {
+    const subject = results.find((result) => result.key === key);
+    const base = results.find((result) => result.key === over);
+    const missing = !subject || !base ? { unavailable: 'not run' } : [subject, base].find((result) => result.unavailable);
+    const ratio = missing ? null : subject.eventsPerSecond / base.eventsPerSecond;
+    return {
+      key,
+      over,
+      label: subject?.label ?? key,
+      overLabel: base?.label ?? over,
+      atLeast,
+      ratio,
+      met: ratio === null ? null : ratio >= atLeast,
+      ...(missing ? { unavailable: missing.unavailable ?? 'not run' } : {}),
+    };
+  });
+}
+
+export function renderJson({ machine, options, store, results, live, writePath, replayMemory }) {
   return JSON.stringify(
     {
       machine,
@@ -49,17 +77,38 @@ export function renderJson({ machine, options, store, results, live, writePath }
         naiveEvents: options.naiveEvents,
       },
       store: store && { events: store.events, accounts: store.accounts },
-      catchUp: results?.map(({ key, label, events, seconds, runs, eventsPerSecond, vsProjd, vsLimit }) => ({
-        key,
-        label,
-        events,
-        seconds: round(seconds, 3),
-        runs: runs.map((run) => round(run, 3)),
-        eventsPerSecond: Math.round(eventsPerSecond),
-        vsProjd: round(vsProjd, 3),
-        vsLimit: round(vsLimit, 4),
-      })),
-      live: live && { ...live, achievedRate: round(live.achievedRate, 1), writerLateMs: round(live.writerLateMs, 1) },
+      catchUp: results?.map(({ key, label, events, seconds, runs, eventsPerSecond, vsProjd, vsLimit, unavailable }) =>
+        unavailable
+          ? { key, label, events, unavailable }
+          : {
+              key,
+              label,
+              events,
+              seconds: round(seconds, 3),
+              runs: runs.map((run) => round(run, 3)),
+              eventsPerSecond: Math.round(eventsPerSecond),
+              vsProjd: round(vsProjd, 3),
+              vsLimit: round(vsLimit, 4),
+            },
+      ),
+      targets: results && checkTargets(results).map((target) => ({ ...target, ratio: round(target.ratio, 3) })),
+      live: live && {
+        ...live,
+        catchUpSeconds: round(live.catchUpSeconds, 2),
+        achievedRate: round(live.achievedRate, 1),
+        writerLateMs: round(live.writerLateMs, 1),
+      },
+      replayMemory: replayMemory && {
+        ...replayMemory,
+        seconds: round(replayMemory.seconds, 1),
+        peakRssMiB: round(replayMemory.peakRssMiB, 1),
+        highestSample: replayMemory.highestSample && {
+          ...replayMemory.highestSample,
+          seconds: round(replayMemory.highestSample.seconds, 1),
+          rssMiB: round(replayMemory.highestSample.rssMiB, 1),
+        },
+        atMarks: replayMemory.atMarks.map((mark) => ({ ...mark, rssMiB: round(mark.rssMiB, 1) })),
+      },
       writePath: writePath && {
         cases: writePath.cases.map(({ key, label, rows, store: withTriggers, plain, ratio, cpuRatio }) => ({
           key,
@@ -77,7 +126,7 @@ export function renderJson({ machine, options, store, results, live, writePath }
   );
 }
 
-export function renderTable({ machine, options, store, results, live, writePath }) {
+export function renderTable({ machine, options, store, results, live, writePath, replayMemory }) {
   const lines = [];
   if (results) {
     const repeat = options.repeat > 1 ? `, median of ${options.repeat}` : '';
@@ -86,16 +135,24 @@ export function renderTable({ machine, options, store, results, live, writePath 
         `(PostgreSQL ${machine.postgres}, node ${machine.node.replace(/^v/, '')}, ${machine.cpus} CPUs${repeat})`,
     );
     const header = ['contender', 'events/s', 'vs projd', 'seconds', 'events'];
-    const rows = results.map((result) => [
-      result.label,
-      count(Math.round(result.eventsPerSecond)),
-      result.vsProjd === null ? '' : result.vsProjd.toFixed(2),
-      result.seconds.toFixed(2),
-      count(result.events),
-    ]);
-    const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => row[column].length)));
+    const rows = results.map((result) =>
+      result.unavailable
+        ? [result.label, `n/a (${result.unavailable})`, '', '', '']
+        : [
+            result.label,
+            count(Math.round(result.eventsPerSecond)),
+            result.vsProjd === null ? '' : result.vsProjd.toFixed(2),
+            result.seconds.toFixed(2),
+            count(result.events),
+          ],
+    );
+    // An n/a note is longer than any figure: it runs on from the label instead of widening the column.
+    const figures = rows.filter((row) => !row[1].startsWith('n/a'));
+    const widths = header.map((title, column) => Math.max(title.length, ...figures.map((row) => row[column].length)));
     const format = (row) =>
-      row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] + 2) : cell.padStart(widths[column] + 2))).join('');
+      row[1].startsWith('n/a')
+        ? `${row[0].padEnd(widths[0] + 2)}  ${row[1]}`
+        : row.map((cell, column) => (column === 0 ? cell.padEnd(widths[column] + 2) : cell.padStart(widths[column] + 2))).join('');
     lines.push(format(header), ...rows.map(format));
 
     const projd = results.find((result) => result.key === 'projd');
@@ -109,34 +166,17 @@ export function renderTable({ machine, options, store, results, live, writePath 
     }
     const naive = results.find((result) => result.key === 'naiveLoop');
     if (naive && naive.events < store.events) lines.push(`the naive loop applied the first ${count(naive.events)} events only (--naive-events)`);
+
+    lines.push('', 'targets (ratios of events/s in this run):');
+    for (const target of checkTargets(results)) {
+      const wanted = `${target.label} ≥ ${target.atLeast}x ${target.overLabel}`;
+      const outcome = target.ratio === null ? `n/a (${target.unavailable})` : `${target.ratio.toFixed(2)}x  ${target.met ? 'pass' : 'FAIL'}`;
+      lines.push(`  ${wanted.padEnd(78)} ${outcome}`);
+    }
   }
 
-  if (live) {
-    const ms = (value) => `${value.toFixed(1)} ms`;
-    lines.push('');
-    lines.push(
-      `live latency at ${live.rate} ev/s for ${live.duration} s (commit to read model, ${live.clock}): ` +
-        `p50 ${ms(live.latencyMs.p50)}, p95 ${ms(live.latencyMs.p95)}, p99 ${ms(live.latencyMs.p99)}, max ${ms(live.latencyMs.max)}`,
-    );
-    lines.push(
-      `  written ${count(live.written)} events at ${live.achievedRate.toFixed(0)} ev/s over ${live.writers} connection(s); ` +
-        `projd applied them in ${count(live.batches)} batches (${(live.applied / live.batches).toFixed(1)} events per batch)`,
-    );
-    if (live.p50Ms) {
-      const { commitToHandler, handlerToVisible, betweenBatches } = live.p50Ms;
-      lines.push(
-        `  medians: event commit to handler ${ms(commitToHandler)}, handler to batch commit ${ms(handlerToVisible)}, ` +
-          `between batch commits ${ms(betweenBatches)}`,
-      );
-    }
-    if (live.heldBackRelease) {
-      const { rounds, events, openMs, p50Ms, maxMs } = live.heldBackRelease;
-      lines.push(
-        `  held back: ${events} events behind a transaction that wrote none, open ${openMs / 1000} s; ` +
-          `applied after its commit in p50 ${ms(p50Ms)}, max ${ms(maxMs)} (${rounds} rounds)`,
-      );
-    }
-  }
+  if (live) lines.push('', ...renderLive(live));
+  if (replayMemory) lines.push('', ...renderReplayMemory(replayMemory));
   if (writePath) lines.push('', ...renderWritePath(writePath, machine));
   lines.push('');
   lines.push(`machine: ${machine.cpus} × ${machine.cpuModel}, ${machine.memoryGiB} GiB, ${machine.platform}`);
@@ -148,6 +188,62 @@ export function renderTable({ machine, options, store, results, live, writePath 
   }
   while (lines[0] === '') lines.shift(); // --write-only: no catch-up table above
   return lines.join('\n');
+}
+
+function ms(value) {
+  return value === null || value === undefined ? 'n/a' : `${value.toFixed(1)} ms`;
+}
+
+function renderLive(live) {
+  const lines = [
+    `live latency at ${live.rate} ev/s for ${live.duration} s, projections ${live.projections.join(', ')} ` +
+      `(commit to read model, ${live.clock}):`,
+  ];
+  for (const { readModel, samples, latencyMs } of live.readModels) {
+    lines.push(
+      `  ${readModel.padEnd(14)} p50 ${ms(latencyMs.p50)}, p95 ${ms(latencyMs.p95)}, p99 ${ms(latencyMs.p99)}, ` +
+        `max ${ms(latencyMs.max)} (${count(samples)} events)`,
+    );
+  }
+  lines.push(
+    `  target p99 ≤ ${live.p99TargetMs} ms: worst p99 ${ms(live.worstP99Ms)}  ${live.meetsTarget ? 'pass' : 'FAIL'}`,
+    `  written ${count(live.written)} events at ${live.achievedRate.toFixed(0)} ev/s over ${live.writers} connection(s), ` +
+      `writer late by at most ${ms(live.writerLateMs)}; the projections first caught up in ${live.catchUpSeconds.toFixed(1)} s`,
+  );
+  if (live.breakdownMs) {
+    const b = live.breakdownMs;
+    const step = (name, value) => `${name} ${ms(value?.p50)} / ${ms(value?.p99)}`;
+    lines.push(
+      `  where bench_latency's time goes, p50 / p99: ` +
+        `${step('commit to notification heard', b.commitToNotified)}, ${step('heard to batch begin', b.notifiedToBatchBegin)}, ` +
+        `${step('batch begin to handler', b.batchBeginToHandler)}, ${step('handler to batch commit', b.handlerToBatchCommit)}`,
+      `  (commit to batch begin ${ms(b.commitToBatchBegin?.p50)} / ${ms(b.commitToBatchBegin?.p99)}); ` +
+        `${count(live.batches)} batches for ${count(live.written)} events, ${step('between batch commits', b.betweenBatchCommits)}; ` +
+        `${count(live.notifications)} notifications heard`,
+    );
+  }
+  if (live.heldBackRelease) {
+    const { rounds, events, openMs, p50Ms, maxMs } = live.heldBackRelease;
+    lines.push(
+      `  held back: ${events} events behind a transaction that wrote none, open ${openMs / 1000} s; ` +
+        `applied after its commit in p50 ${ms(p50Ms)}, max ${ms(maxMs)} (${rounds} rounds)`,
+    );
+  }
+  return lines;
+}
+
+function renderReplayMemory(replay) {
+  const mib = (value) => (value === null ? 'n/a' : `${value.toFixed(0)} MiB`);
+  return [
+    `replay memory: projd replay balances over ${count(replay.events)} events (batch ${replay.batchSize}), ` +
+      `${replay.rate === null ? '?' : count(replay.rate)} events/s, ${replay.seconds.toFixed(0)} s`,
+    `  RSS at ${replay.atMarks.map((mark) => `${count(mark.events)} events ${mib(mark.rssMiB)}`).join(', ')}; peak ${mib(replay.peakRssMiB)}` +
+      (replay.highestSample
+        ? ` (highest sample ${mib(replay.highestSample.rssMiB)} at ${count(replay.highestSample.events)} events, ${replay.highestSample.seconds.toFixed(1)} s)`
+        : ''),
+    `  target peak ≤ ${replay.peakTargetMiB} MiB: ${replay.meetsPeakTarget ? 'pass' : 'FAIL'}; ` +
+      `flat (the second half's highest RSS within 10% of the first half's): ${replay.flat ? 'pass' : 'FAIL'}`,
+  ];
 }
 
 /** One line per case: microseconds per row into projd.events and into the plain table, and their ratio. */

@@ -10,17 +10,32 @@ import batchedLoop from './contenders/batchedLoop.js';
 import naiveLoop from './contenders/naiveLoop.js';
 import plainLoop from './contenders/plainLoop.js';
 import projd from './contenders/projd.js';
+import { projdModuleBatch, projdPartitions, projdSqlBatch, projdYaml } from './contenders/projdForms.js';
 import savepointLoop from './contenders/savepointLoop.js';
 import setBased from './contenders/setBased.js';
+import unnestLoop from './contenders/unnestLoop.js';
 import { connect, openDatabase } from './database.js';
-import { measureLiveLatency } from './live.js';
+import { EXAMPLE_TABLES, measureLiveLatency } from './live.js';
+import { measureReplayMemory } from './replayMemory.js';
 import { USAGE, parseOptions } from './options.js';
 import { verifyReadModel } from './readModel.js';
 import { describeMachine, renderJson, renderTable, summarize } from './report.js';
 import { createStore, positionOf } from './store.js';
 import { measureWritePath } from './writePath.js';
 
-const CONTENDERS = [setBased, projd, batchedLoop, naiveLoop, plainLoop, savepointLoop];
+const CONTENDERS = [
+  setBased,
+  projd,
+  projdPartitions,
+  projdYaml,
+  projdSqlBatch,
+  projdModuleBatch,
+  unnestLoop,
+  batchedLoop,
+  naiveLoop,
+  plainLoop,
+  savepointLoop,
+];
 
 const startedAt = performance.now();
 const progress = (line) => {
@@ -82,20 +97,37 @@ async function main(options) {
     return;
   }
   const config = await benchConfig(url, { batchSize: options.batchSize });
+  if (options.replayMemory) {
+    const replayMemory = await measureReplayMemory({ url, admin, config, events: options.replayEvents, streams: options.streams, batchSize: options.batchSize, progress });
+    machine.loadAverage = { start: loadAtStart, end: os.loadavg()[0] };
+    process.stdout.write(`${options.json ? renderJson({ machine, options, replayMemory }) : renderTable({ machine, options, replayMemory })}\n`);
+    return;
+  }
 
   progress(`generating ${options.events} events over ${options.streams} streams`);
   const store = await createStore(admin, config, options);
   const naiveUpTo = await positionOf(admin, options.naiveEvents);
 
+  // A form this build of projd does not offer is reported, not run.
+  const unavailable = new Map();
+  for (const contender of CONTENDERS) {
+    const reason = await contender.unavailable?.({ admin });
+    if (reason) {
+      unavailable.set(contender, reason);
+      progress(`${plan(contender, options, store, naiveUpTo).label}: n/a (${reason})`);
+    }
+  }
+
   // Round-robin over the contenders, so that a load change on the machine hits them all alike.
   const runs = new Map(CONTENDERS.map((contender) => [contender, []]));
   for (let round = 1; round <= options.repeat; round++) {
     for (const contender of CONTENDERS) {
+      if (unavailable.has(contender)) continue;
       const { label, events, upTo, partial } = plan(contender, options, store, naiveUpTo);
       // Start each run with the previous contender's dirty pages written out.
       await admin.query('checkpoint').catch(() => {});
       progress(`${label}: ${events} events${options.repeat > 1 ? ` (round ${round} of ${options.repeat})` : ''}`);
-      const { seconds } = await contender.run({ url, admin, table: contender.table, batchSize: options.batchSize, limit: events, upTo });
+      const { seconds } = await contender.run({ url, admin, round, table: contender.table, batchSize: options.batchSize, limit: events, upTo });
       await verifyReadModel(admin, contender.table, { upTo, totals: partial ? undefined : store.totals });
       progress(`  ${Math.round(events / seconds)} events/s, result checked`);
       runs.get(contender).push(seconds);
@@ -103,6 +135,7 @@ async function main(options) {
   }
   const results = CONTENDERS.map((contender) => {
     const { label, events } = plan(contender, options, store, naiveUpTo);
+    if (unavailable.has(contender)) return { key: contender.key, label, events, unavailable: unavailable.get(contender) };
     return { key: contender.key, label, events, seconds: median(runs.get(contender)), runs: runs.get(contender) };
   });
 
@@ -110,17 +143,16 @@ async function main(options) {
   const live = await measureLiveLatency({
     url,
     admin,
-    config,
-    table: projd.table,
+    batchSize: options.batchSize,
     rate: options.rate,
     duration: options.duration,
     writers: options.writers,
     commitTimestamps: database.commitTimestamps,
     progress,
   });
-  // The live events went through the same read model: it must still match the events.
+  // The example balances projection builds the same read model: it must match all the events.
   const { rows: [head] } = await admin.query('select max(position)::text as position from projd.events');
-  await verifyReadModel(admin, projd.table, { upTo: head.position });
+  await verifyReadModel(admin, EXAMPLE_TABLES.balances, { upTo: head.position });
 
   const writePath = await measureWritePath({ url, rows: options.writeRows, repeat: options.repeat, progress });
 

@@ -6,7 +6,7 @@
 import { connect } from '../database.js';
 import { applyEvent, createTableSql, dropTable, statementsFor } from '../readModel.js';
 
-const readBatchSql = /* sql */ `
+export const readBatchSql = /* sql */ `
   select e.position::text as position, e.stream_id, e.type, e.data
     from projd.events e
    where e.position > $1
