@@ -170,7 +170,7 @@ async function catchUp(pool: pg.Pool, projection: Projection, options: TestProje
       result = await runBatch({
         pool,
         projection,
-        batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+        batchSize: options.batchSize ?? projection.batchSize ?? DEFAULT_BATCH_SIZE,
         timeoutMs: BATCH_TIMEOUT_MS,
         preparedStatements: options.preparedStatements ?? true,
       });
