@@ -16,16 +16,19 @@ export interface AccountsOptions {
   onError?: 'park' | 'stop';
   maxAttempts?: number;
   batchSize?: number;
+  /** Apply poison events like the others (a fixed projection, for `failed retry`). */
+  cured?: boolean;
 }
 
 const TYPES = `['account.credited', 'account.debited']`;
 
 /** The `batch:` SQL of the set-based form: one statement per pattern (see docs/projections.md). */
-export function accountsBatchSql(name: string): string[] {
+export function accountsBatchSql(name: string, cured = false): string[] {
+  const divisor = cured ? '1' : `(case when e.data ? 'poison' then 0 else 1 end)`;
   const delta = `case e.type when 'account.debited' then -1 else 1 end * (e.data->>'amount')::bigint`;
   return [
     `insert into ${name}_applied (position, stream_id, stream_version, times)
-     select e.position, e.stream_id, e.stream_version, 1 / (case when e.data ? 'poison' then 0 else 1 end)
+     select e.position, e.stream_id, e.stream_version, 1 / ${divisor}
        from projd.batch_events() e
      on conflict (position) do update set times = ${name}_applied.times + 1`,
     // Strict order: the balance after each event, from the balance before the batch.
@@ -48,7 +51,8 @@ export function accountsBatchSql(name: string): string[] {
 }
 
 /** The source of a projection module writing the accounts read model in `form`. */
-export function accountsProjectionSource({ name, form, onError, maxAttempts, batchSize }: AccountsOptions): string {
+export function accountsProjectionSource({ name, form, onError, maxAttempts, batchSize, cured = false }: AccountsOptions): string {
+  const poisoned = cured ? '1' : '(e.data.poison ? 0 : 1)';
   const withHandlers = form === 'perEvent' || form.endsWith('WithHandlers');
   const keys = [
     onError === undefined ? '' : `onError: '${onError}',`,
@@ -56,7 +60,7 @@ export function accountsProjectionSource({ name, form, onError, maxAttempts, bat
     batchSize === undefined ? '' : `batchSize: ${batchSize},`,
     form === 'perEvent' ? '' : `eventTypes: ${TYPES},`,
     withHandlers ? `handlers: { 'account.credited': applyOne, 'account.debited': applyOne },` : '',
-    form.startsWith('sqlBatch') ? `batch: ${JSON.stringify(accountsBatchSql(name))},` : '',
+    form.startsWith('sqlBatch') ? `batch: ${JSON.stringify(accountsBatchSql(name, cured))},` : '',
     form.startsWith('moduleBatch') ? 'handleBatch: applyMany,' : '',
   ].join('\n  ');
   return `import { defineProjection } from 'projd';
@@ -67,7 +71,7 @@ async function applyOne(event, db) {
   await db.query(
     'insert into ${name}_applied (position, stream_id, stream_version, times) values ($1, $2, $3, 1 / $4::integer) ' +
       'on conflict (position) do update set times = ${name}_applied.times + 1',
-    [event.position, event.streamId, event.streamVersion, event.data.poison ? 0 : 1],
+    [event.position, event.streamId, event.streamVersion, ${cured ? '1' : 'event.data.poison ? 0 : 1'}],
   );
   await db.query(
     'insert into ${name} as a (account_id, balance, events, low_balance, last_type) values ($1, $2, 1, $2, $3) ' +
@@ -84,7 +88,7 @@ async function applyMany(events, db) {
       'select p, s, v, 1 / t from unnest($1::bigint[], $2::text[], $3::integer[], $4::integer[]) as u(p, s, v, t) ' +
       'on conflict (position) do update set times = ${name}_applied.times + 1',
     [events.map((e) => e.position), events.map((e) => e.streamId), events.map((e) => e.streamVersion),
-     events.map((e) => (e.data.poison ? 0 : 1))],
+     events.map((e) => ${poisoned})],
   );
   const ids = [...new Set(events.map((e) => e.streamId))];
   const { rows } = await db.query(

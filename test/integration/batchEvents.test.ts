@@ -58,14 +58,14 @@ describe('projd.batch_events()', () => {
 
   it('takes prefixes and one part of a partitioned projection', async () => {
     const through = (await readBatchBounds(db.pool, { after: START, eventTypes: ['*'], limit: 1000 })).scannedTo!;
-    const [{ n }] = await inBatch<{ n: number }>(
+    const [{ n }] = (await inBatch<{ n: number }>(
       { after: START, through, eventTypes: ['account.*'], part: { part: 2, parts: 4 } },
       'select count(*)::integer as n from projd.batch_events() where projd.stream_part(stream_id, 4) = 2',
-    );
-    const [{ all }] = await inBatch<{ all: number }>(
+    )) as [{ n: number }];
+    const [{ all }] = (await inBatch<{ all: number }>(
       { after: START, through, eventTypes: ['account.*'], part: { part: 2, parts: 4 } },
       'select count(*)::integer as all from projd.batch_events()',
-    );
+    )) as [{ all: number }];
     expect(all).toBe(n);
     expect(all).toBeGreaterThan(100);
     expect(all).toBeLessThan(500);

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import { silentLogger } from '../../src/log.js';
-import { loadProjections } from '../../src/projection/loadProjections.js';
+import { loadProjectionFile, loadProjections } from '../../src/projection/loadProjections.js';
+import { retryFailedEvent } from '../../src/runner/resolveFailedEvents.js';
 import {
   accountsProjectionSource,
   appendAccountEvents,
@@ -83,6 +84,33 @@ describe('a poison event in a batch-handled batch', () => {
       }
     }
   }, 90_000);
+
+  it('failed retry applies a parked event through the batch form, as a batch of one', async () => {
+    const project = await writeProject(
+      Object.fromEntries(
+        (['sqlBatch', 'moduleBatch'] as const).map((form) => {
+          const name = `${form.toLowerCase()}_park`;
+          return [`projections/${name}.mjs`, accountsProjectionSource({ name, form, onError: 'park', cured: true })];
+        }),
+      ),
+    );
+    try {
+      for (const name of ['sqlbatch_park', 'modulebatch_park']) {
+        const cured = await loadProjectionFile(project.path(`projections/${name}.mjs`));
+        const { rows } = await db.pool.query<{ id: string }>(
+          `select id::text from projd.failed_events where projection = $1 and status = 'parked' order by position limit 1`,
+          [name],
+        );
+        const outcome = await retryFailedEvent(db.pool, new Map([[name, cured]]), BigInt(rows[0]!.id));
+        expect(outcome.outcome).toBe('retried');
+        expect(await countAccountsApplied(db.pool, name)).toBe(TOTAL - POISON.length + 1);
+        const { rows: applied } = await db.pool.query(`select times from ${name}_applied where position = $1`, [poisonPositions[0]]);
+        expect(applied).toEqual([{ times: 1 }]);
+      }
+    } finally {
+      await project.cleanup();
+    }
+  });
 
   it('onError stop: halts right before the first poison event, with the read model of the events before it', async () => {
     for (const name of names('stop')) {
