@@ -193,6 +193,7 @@ export function createRunner(options: RunnerOptions): Runner {
       inBatch = true;
       try {
         const result = await runBatch({ ...options, ...isolation.nextPass(), timeoutMs: options.batchTimeout });
+        isolation.passed();
         lastError = null;
         wait = afterPass(result, started);
         if (result.kind === 'done' && !isolation.isolating) await errorReport.clear();

@@ -65,6 +65,8 @@ export interface Isolation {
   /** True while a failure is being narrowed down to its event. */
   readonly isolating: boolean;
   nextPass(): PassPlan;
+  /** A pass ran without throwing, whatever it found: the backoff starts over. */
+  passed(): void;
   /** Books a committed pass. */
   committed(result: Extract<BatchResult, { kind: 'done' }>): AfterCommit;
   /** Books a failed pass; says how long to wait, and whether the runner is `retrying`. */
@@ -114,7 +116,6 @@ export function createIsolation(options: IsolationOptions): Isolation {
   }
 
   function committed(result: Extract<BatchResult, { kind: 'done' }>): AfterCommit {
-    failures = 0;
     if (failing) return committedWhileFailing(failing, result);
     if (suspect) {
       suspect.count -= result.applied;
@@ -237,6 +238,9 @@ export function createIsolation(options: IsolationOptions): Isolation {
       return failing !== null || suspect !== null;
     },
     nextPass,
+    passed: () => {
+      failures = 0;
+    },
     committed,
     failed,
   };
