@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startDaemon } from '../helpers/cli.js';
+import { runCli, startDaemon } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { accountsProjectionSource, appendAccountEvents, countAccountsApplied, expectSameReadModel } from '../helpers/accounts.js';
 import { writeProject, type Project } from '../helpers/project.js';
@@ -48,6 +48,14 @@ describe('projd run with batch handlers, killed with SIGKILL mid-run', () => {
       });
     }
     expect(await daemon.stop()).toBe(0);
+    await expectSameReadModel(db.pool, ['perevent', ...BATCH_FORMS], TOTAL);
+
+    // A replay rebuilds through the same batch form, and tells its rate.
+    const replay = await runCli(['replay', 'sqlbatch'], { cwd: project.dir, env });
+    expect(replay.stderr).toBe('');
+    expect(replay.code).toBe(0);
+    // Not a terminal: JSON log lines, then the closing line with the rate.
+    expect(replay.stdout.trimEnd().split('\n').at(-1)).toMatch(/^replayed sqlbatch: 8,000 events in \d+\.\ds \([\d,]+ events\/s\)$/);
     await expectSameReadModel(db.pool, ['perevent', ...BATCH_FORMS], TOTAL);
   }, 180_000);
 });
