@@ -98,8 +98,8 @@ export function createIsolation(options: IsolationOptions): Isolation {
 
   function nextPass(): PassPlan {
     if (failing) {
-      // Per event where the handlers can: that is where the event failed, or is looked for.
-      const perEvent = true;
+      // Per event where the handlers can take every event; else in the batch form, one event at a time.
+      const perEvent = perEventFallback;
       // First commit the events before the failing one, so they are re-applied once at most.
       if (failing.index > 0) return { batchSize: Math.min(batchSize, failing.index), perEvent };
       if (exhausted(failing)) return { batchSize: 1, park: parkOf(failing), perEvent };
