@@ -1,4 +1,4 @@
-import pino from 'pino';
+import { silentLogger } from '../../src/log.js';
 import { describe, expect, it } from 'vitest';
 import { defineProjection } from '../../src/projection/defineProjection.js';
 import { BatchFailure } from '../../src/runner/batchErrors.js';
@@ -25,7 +25,7 @@ function simulate(projection: typeof batchOnly, { total, poison }: { total: numb
     onError: 'park',
     maxAttempts: 2,
     maxTransientAttempts: 5,
-    logger: pino({ level: 'silent' }),
+    logger: silentLogger(),
   });
   let next = 1; // the checkpoint: the first event not applied
   const passes: Array<PassPlan & { outcome: string }> = [];
@@ -78,7 +78,7 @@ describe('isolating a batch handler failure', () => {
       onError: 'park',
       maxAttempts: 3,
       maxTransientAttempts: 5,
-      logger: pino({ level: 'silent' }),
+      logger: silentLogger(),
     });
     isolation.failed(new BatchFailure('sqlBatch', { count: 40, firstPosition: 1n, lastPosition: 40n }, divisionByZero));
     expect(isolation.nextPass()).toEqual({ batchSize: 40, perEvent: true });
@@ -94,7 +94,7 @@ describe('isolating a batch handler failure', () => {
       onError: 'park',
       maxAttempts: 3,
       maxTransientAttempts: 5,
-      logger: pino({ level: 'silent' }),
+      logger: silentLogger(),
     });
     isolation.failed(new BatchFailure('sqlBatch', { count: 4, firstPosition: 1n, lastPosition: 4n }, divisionByZero));
     expect(isolation.nextPass()).toEqual({ batchSize: 2 });
