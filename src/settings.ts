@@ -5,7 +5,7 @@ import type { Projection } from './projection/types.js';
 /** How a projection's batches run: the config's settings, with the module's own policy first. */
 export function runnerSettings(config: ResolvedConfig, projection: Projection) {
   return {
-    batchSize: config.projections.batchSize,
+    batchSize: projection.batchSize ?? config.projections.batchSize,
     pollInterval: config.projections.pollInterval,
     batchTimeout: config.projections.batchTimeout,
     onError: projection.onError ?? config.projections.onError,

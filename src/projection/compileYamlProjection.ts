@@ -103,9 +103,44 @@ export function compileYamlProjection(text: string, file: string): Projection {
     definition.handlers = handlers;
   }
 
+  checkYamlOnlyKeys(root, definition, at);
+
   const check = checkProjectionDefinition(definition);
   if (!check.ok) throw new UserError(`${at(locate(root, check.path))}: ${check.message}`);
   return Object.freeze({ ...check.projection, source: file });
+}
+
+/**
+ * What only a YAML file can get wrong: `handleBatch` is a module's function, and `batch` SQL
+ * reads its events from `projd.batch_events()`, so it has no placeholders to bind.
+ */
+function checkYamlOnlyKeys(root: Node, definition: Record<string, unknown>, at: (offset: number) => string): void {
+  const name = definition.name;
+  const label = typeof name === 'string' && name !== '' ? `projection '${name}'` : 'projection';
+  if (definition.handleBatch !== undefined) {
+    throw new UserError(
+      `${at(locate(root, ['handleBatch']))}: ${label}: handleBatch is a function, for modules; in YAML write batch (SQL over projd.batch_events())`,
+    );
+  }
+  const batch = definition.batch;
+  const statements = typeof batch === 'string' ? [batch] : Array.isArray(batch) ? batch : [];
+  for (const [index, sql] of statements.entries()) {
+    if (typeof sql !== 'string') continue; // checkProjectionDefinition names it
+    let names: string[];
+    try {
+      names = compileNamedParameters(sql).names;
+    } catch (error) {
+      names = [(error as Error).message];
+    }
+    if (names.length > 0) {
+      const path = typeof batch === 'string' ? ['batch'] : ['batch', String(index)];
+      throw new UserError(
+        `${at(locate(root, path))}: ${label}: batch SQL has no placeholders (found ${
+          names[0]!.startsWith('positional') ? names[0] : `:${names[0]}`
+        }); it reads the batch's events from projd.batch_events()`,
+      );
+    }
+  }
 }
 
 /** A handler's SQL, split into statements and compiled once; the handler only binds values. */

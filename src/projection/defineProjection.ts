@@ -4,6 +4,7 @@ import { describeValue, didYouMean, editDistance } from '../text.js';
 import { eventTypeKeyProblem } from './handlerFor.js';
 import {
   PROJECTION_KIND,
+  type BatchHandler,
   type EventDataMap,
   type EventHandler,
   type Projection,
@@ -15,8 +16,22 @@ const NAME_PATTERN = /^[a-z][a-z0-9_]*$/;
 const MAX_NAME_LENGTH = 63;
 /** `projd.checkpoints.version` is an `integer`. */
 const MAX_VERSION = 2_147_483_647;
-const DEFINITION_KEYS: readonly string[] = ['name', 'version', 'setup', 'reset', 'handlers', 'onError', 'maxAttempts'];
+const DEFINITION_KEYS: readonly string[] = [
+  'name',
+  'version',
+  'setup',
+  'reset',
+  'eventTypes',
+  'handlers',
+  'batch',
+  'handleBatch',
+  'batchSize',
+  'onError',
+  'maxAttempts',
+];
 const MAX_ATTEMPTS = 100;
+/** As `projections.batchSize`. */
+const MAX_BATCH_SIZE = 100_000;
 
 /**
  * The outcome of checking a definition. A failure carries the key path at fault
@@ -64,7 +79,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     return fail([key], `unknown key '${key}'${didYouMean(closestKey(key))}; the keys are ${DEFINITION_KEYS.join(', ')}`);
   }
 
-  const { name, version, setup, reset, handlers, onError, maxAttempts } = value;
+  const { name, version, setup, reset, handlers, onError, maxAttempts, batchSize } = value;
   if (name === undefined) return fail(['name'], 'name is required');
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     return fail(['name'], `name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got ${describeValue(name)}`);
@@ -89,8 +104,15 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     return fail(['maxAttempts'], `maxAttempts must be an integer from 1 to ${MAX_ATTEMPTS}, got ${describeValue(maxAttempts)}`);
   }
 
-  const statements: Record<'setup' | 'reset', readonly string[]> = { setup: [], reset: [] };
-  for (const [key, sql] of [['setup', setup], ['reset', reset]] as const) {
+  if (
+    batchSize !== undefined &&
+    (typeof batchSize !== 'number' || !Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE)
+  ) {
+    return fail(['batchSize'], `batchSize must be an integer from 1 to ${MAX_BATCH_SIZE}, got ${describeValue(batchSize)}`);
+  }
+
+  const statements: Record<'setup' | 'reset' | 'batch', readonly string[]> = { setup: [], reset: [], batch: [] };
+  for (const [key, sql] of [['setup', setup], ['reset', reset], ['batch', value.batch]] as const) {
     const normalized = normalizeStatements(sql);
     if (!normalized.ok) {
       const path = normalized.index === undefined ? [key] : [key, String(normalized.index)];
@@ -99,26 +121,22 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     statements[key] = normalized.statements;
   }
 
-  if (handlers === undefined) return fail(['handlers'], 'handlers is required');
-  if (!isPlainObject(handlers)) {
-    return fail(['handlers'], `handlers must be an object of event type → function, got ${describeValue(handlers)}`);
+  const { handleBatch } = value;
+  if (handleBatch !== undefined && typeof handleBatch !== 'function') {
+    return fail(['handleBatch'], `handleBatch must be a function (events, db), got ${describeValue(handleBatch)}`);
   }
-  const eventTypes = Object.keys(handlers).sort();
-  if (eventTypes.length === 0) return fail(['handlers'], 'handlers must name at least one event type');
-  const handlerMap = new Map<string, EventHandler>();
-  for (const eventType of eventTypes) {
-    if (eventType.trim() === '') return fail(['handlers', eventType], 'handlers has an empty event type');
-    if (eventType.trim() !== eventType) {
-      return fail(['handlers', eventType], `event type ${JSON.stringify(eventType)} has leading or trailing spaces`);
-    }
-    const patternProblem = eventTypeKeyProblem(eventType);
-    if (patternProblem !== null) return fail(['handlers', eventType], patternProblem);
-    const handler = handlers[eventType];
-    if (typeof handler !== 'function') {
-      return fail(['handlers', eventType], `handler for '${eventType}' must be a function, got ${describeValue(handler)}`);
-    }
-    handlerMap.set(eventType, handler as EventHandler);
+  if (value.batch !== undefined && handleBatch !== undefined) {
+    return fail(['handleBatch'], 'give batch (SQL) or handleBatch (a function), not both');
   }
+  const hasBatchForm = value.batch !== undefined || handleBatch !== undefined;
+
+  const checkedHandlers = checkHandlers(handlers, hasBatchForm);
+  if (!checkedHandlers.ok) return fail(checkedHandlers.path, checkedHandlers.problem);
+  const handlerMap = checkedHandlers.handlers;
+
+  const checkedTypes = checkEventTypes(value.eventTypes, handlerMap, hasBatchForm);
+  if (!checkedTypes.ok) return fail(checkedTypes.path, checkedTypes.problem);
+  const { eventTypes } = checkedTypes;
 
   const projection: Projection = Object.freeze({
     kind: PROJECTION_KIND,
@@ -128,10 +146,99 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     reset: Object.freeze([...statements.reset]),
     handlers: handlerMap,
     eventTypes: Object.freeze(eventTypes),
+    ...(statements.batch.length === 0 ? {} : { batch: Object.freeze([...statements.batch]) }),
+    ...(handleBatch === undefined ? {} : { handleBatch: handleBatch as BatchHandler }),
+    ...(batchSize === undefined ? {} : { batchSize: batchSize as number }),
     ...(onError === undefined ? {} : { onError: onError as OnErrorPolicy }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
   });
   return { ok: true, projection };
+}
+
+type KeyProblem = { ok: false; path: readonly string[]; problem: string };
+
+/** The per-event handlers, by key; none is fine when a batch form takes the events. */
+function checkHandlers(
+  handlers: unknown,
+  hasBatchForm: boolean,
+): { ok: true; handlers: Map<string, EventHandler> } | KeyProblem {
+  const handlerMap = new Map<string, EventHandler>();
+  if (handlers === undefined) {
+    if (hasBatchForm) return { ok: true, handlers: handlerMap };
+    return { ok: false, path: ['handlers'], problem: 'handlers is required (or a batch form: batch or handleBatch)' };
+  }
+  if (!isPlainObject(handlers)) {
+    return { ok: false, path: ['handlers'], problem: `handlers must be an object of event type → function, got ${describeValue(handlers)}` };
+  }
+  const keys = Object.keys(handlers).sort();
+  if (keys.length === 0) return { ok: false, path: ['handlers'], problem: 'handlers must name at least one event type' };
+  for (const eventType of keys) {
+    const keyProblem = eventTypeProblem(eventType, 'handlers');
+    if (keyProblem !== null) return { ok: false, path: ['handlers', eventType], problem: keyProblem };
+    const handler = handlers[eventType];
+    if (typeof handler !== 'function') {
+      return {
+        ok: false,
+        path: ['handlers', eventType],
+        problem: `handler for '${eventType}' must be a function, got ${describeValue(handler)}`,
+      };
+    }
+    handlerMap.set(eventType, handler as EventHandler);
+  }
+  return { ok: true, handlers: handlerMap };
+}
+
+/**
+ * The types the projection reads, sorted: `eventTypes` as given, else the handlers' keys.
+ * Every handler key must be listed (a handler of a type never read would silently do nothing),
+ * and without a batch form every listed type needs a handler to go to.
+ */
+function checkEventTypes(
+  value: unknown,
+  handlers: ReadonlyMap<string, EventHandler>,
+  hasBatchForm: boolean,
+): { ok: true; eventTypes: string[] } | KeyProblem {
+  if (value === undefined) {
+    if (handlers.size > 0) return { ok: true, eventTypes: [...handlers.keys()] };
+    return { ok: false, path: ['eventTypes'], problem: 'eventTypes is required when there are no handlers: the event types the batch reads' };
+  }
+  if (!Array.isArray(value) || value.length === 0) {
+    return { ok: false, path: ['eventTypes'], problem: `eventTypes must be a non-empty list of event types, got ${describeValue(value)}` };
+  }
+  for (const [index, item] of value.entries()) {
+    if (typeof item !== 'string') {
+      return { ok: false, path: ['eventTypes', String(index)], problem: `eventTypes[${index}] must be a string, got ${describeValue(item)}` };
+    }
+    const problem = eventTypeProblem(item, 'eventTypes');
+    if (problem !== null) return { ok: false, path: ['eventTypes', String(index)], problem };
+    if (value.indexOf(item) !== index) {
+      return { ok: false, path: ['eventTypes', String(index)], problem: `eventTypes lists '${item}' twice` };
+    }
+  }
+  const eventTypes = [...(value as string[])].sort();
+  for (const key of handlers.keys()) {
+    if (!eventTypes.includes(key)) {
+      return { ok: false, path: ['handlers', key], problem: `handler for '${key}' is not listed in eventTypes (${eventTypes.join(', ')})` };
+    }
+  }
+  if (!hasBatchForm) {
+    const unhandled = eventTypes.find((type) => !handlers.has(type));
+    if (unhandled !== undefined) {
+      return {
+        ok: false,
+        path: ['eventTypes', String(value.indexOf(unhandled))],
+        problem: `eventTypes lists '${unhandled}', which has no handler (and there is no batch form)`,
+      };
+    }
+  }
+  return { ok: true, eventTypes };
+}
+
+/** Null when `type` is a valid event type or pattern; else what is wrong, for a message. */
+function eventTypeProblem(type: string, key: 'handlers' | 'eventTypes'): string | null {
+  if (type.trim() === '') return `${key} has an empty event type`;
+  if (type.trim() !== type) return `event type ${JSON.stringify(type)} has leading or trailing spaces`;
+  return eventTypeKeyProblem(type);
 }
 
 /** Whether a value is a projection checked by (any copy of) `defineProjection`. */

@@ -39,3 +39,10 @@ export function handlerFor(projection: Pick<Projection, 'handlers'>, type: strin
   for (const [prefix, handler] of prefixes) if (type.startsWith(prefix)) return handler;
   return handlers.get(ALL_TYPES);
 }
+
+/** Whether a projection reading `eventTypes` (exact types, `prefix.*`, `*`) reads events of `type`. */
+export function readsEventType(eventTypes: readonly string[], type: string): boolean {
+  return eventTypes.some(
+    (key) => key === ALL_TYPES || key === type || (key.endsWith(PREFIX_SUFFIX) && type.startsWith(key.slice(0, -1))),
+  );
+}

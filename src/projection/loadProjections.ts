@@ -180,14 +180,18 @@ function projectionOf(exports: unknown, shown: string): Projection {
  * this copy's checks and comes out in this copy's shape.
  */
 function definitionOf(projection: Projection): unknown {
-  const { name, version, setup, reset, handlers, onError, maxAttempts } = projection;
+  const { name, version, setup, reset, handlers, eventTypes, batch, handleBatch, batchSize, onError, maxAttempts } = projection;
   if (!(handlers instanceof Map)) return projection;
   return {
     name,
     version,
     setup: [...setup],
     reset: [...reset],
-    handlers: Object.fromEntries(handlers),
+    ...(handlers.size === 0 ? {} : { handlers: Object.fromEntries(handlers) }),
+    ...(eventTypes === undefined ? {} : { eventTypes: [...eventTypes] }),
+    ...(batch === undefined ? {} : { batch: [...batch] }),
+    ...(handleBatch === undefined ? {} : { handleBatch }),
+    ...(batchSize === undefined ? {} : { batchSize }),
     ...(onError === undefined ? {} : { onError }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
   };

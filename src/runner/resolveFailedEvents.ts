@@ -1,10 +1,9 @@
 import type pg from 'pg';
 import { errorMessage, UserError } from '../errors.js';
-import { handlerFor } from '../projection/handlerFor.js';
-import type { EventHandler, Projection } from '../projection/types.js';
+import type { Projection } from '../projection/types.js';
+import { oneEventApplier, type OneEventApplier } from './apply/applyOne.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { describeFailure } from '../store/classifyError.js';
-import { createHandlerDb } from './handlerDb.js';
 import { checkOut } from '../store/connect.js';
 import {
   lockFailedEvent,
@@ -33,21 +32,20 @@ export async function retryFailedEvent(
   id: bigint,
 ): Promise<ResolveOutcome> {
   return resolve(pool, id, 'retried', async (client, failed) => {
-    const handler = retryHandler(projections, failed);
-    if (!handler) {
+    const apply = retryHandler(projections, failed);
+    if (!apply) {
       throw new Error(`projection '${failed.projection}' has no handler for '${failed.type}' any more`);
     }
     const stored = await readEvent(client, failed.position);
     if (!stored) throw new Error(`event ${failed.position} is no longer in projd.events`);
-    // Unprepared: a one-off statement gains nothing from it.
-    await handler(stored.event, createHandlerDb(client, { prepare: false }));
+    await apply(client, stored);
   });
 }
 
-/** The handler a retry applies `failed` through: its projection's current one for its type. */
-function retryHandler(projections: ReadonlyMap<string, Projection>, failed: FailedEvent): EventHandler | undefined {
+/** How a retry applies `failed`: its projection's current handler for its type, or its batch form. */
+function retryHandler(projections: ReadonlyMap<string, Projection>, failed: FailedEvent): OneEventApplier | undefined {
   const projection = projections.get(failed.projection);
-  return projection && handlerFor(projection, failed.type);
+  return projection && oneEventApplier(projection, failed.type);
 }
 
 /**

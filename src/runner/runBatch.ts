@@ -1,19 +1,23 @@
 import type pg from 'pg';
-import { handlerFor } from '../projection/handlerFor.js';
 import { UserError } from '../errors.js';
-import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
-import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
+import type { Projection } from '../projection/types.js';
+import { resetCheckpoint, selectCheckpoint, storeCheckpoint, type Checkpoint } from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
 import { isStalePlan } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
-import { blockProjection, recordFailure, type Failure } from '../store/failedEvents.js';
 import { tryLockProjection } from '../store/locks.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
-import { readBatch } from '../store/readBatch.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
+import { applyBatch, pickForm, type ApplyForm } from './apply/pickForm.js';
+import { BatchFailure, BatchTimeoutError, EventFailure, handlerCause } from './batchErrors.js';
 import { selectionMovedMessage } from './checkSelections.js';
+import { createDeadline, type Deadline } from './deadline.js';
 import { createHandlerDb } from './handlerDb.js';
+import { parkFirstEvent, type Park } from './parkEvent.js';
+
+export { BatchFailure, BatchTimeoutError, EventFailure };
+export type { ApplyForm, Park };
 
 export interface RunBatchOptions {
   pool: pg.Pool;
@@ -27,7 +31,12 @@ export interface RunBatchOptions {
    * Instead of applying the next event, park it (or halt on it): it is the event at
    * `position`, which failed `attempts` times.
    */
-  park?: { position: bigint; failure: Failure; attempts: number; policy: 'park' | 'stop' };
+  park?: Park;
+  /**
+   * Apply per event even though the projection has a batch form, when its per-event handlers
+   * take every type it reads: the runner isolates a failing event this way.
+   */
+  perEvent?: boolean;
 }
 
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
@@ -41,6 +50,8 @@ export type BatchResult =
   | { kind: 'conflict'; expected: Position }
   | {
       kind: 'done';
+      /** How the events were applied. */
+      form: ApplyForm;
       /** Events handed to handlers and committed. */
       applied: number;
       /** Null when the checkpoint did not move (nothing new below the gate). */
@@ -55,36 +66,13 @@ export type BatchResult =
       parked?: { id: bigint; position: bigint; policy: 'park' | 'stop' };
     };
 
-/**
- * A handler failed on `event`, the `index`-th of a batch of `batchLength`, or the batch timed
- * out while it ran; the batch was rolled back. The runner decides from `cause` whether to
- * retry the batch or isolate the event.
- */
-export class EventFailure extends Error {
-  constructor(
-    readonly event: ProjdEvent,
-    readonly index: number,
-    override readonly cause: unknown,
-    readonly batchLength: number,
-  ) {
-    super(`event ${event.position} (${event.type}) failed`, { cause });
-    this.name = 'EventFailure';
-  }
-}
-
-/** The batch outlived its timeout. Carries query_canceled's SQLSTATE, so it is transient. */
-export class BatchTimeoutError extends Error {
-  readonly code = '57014';
-  constructor(timeoutMs: number) {
-    super(`batch cancelled after ${timeoutMs} ms (projections.batchTimeout)`);
-    this.name = 'BatchTimeoutError';
-  }
-}
+type DoneResult = Extract<BatchResult, { kind: 'done' }>;
+type Outcome = { commit: boolean; result: BatchResult };
 
 /**
- * One batch as one transaction: lock the projection, read its checkpoint, read the next
- * events through the snapshot gate, apply them, and move the checkpoint with a
- * compare-and-swap. A crash at any point leaves the whole batch or none of it.
+ * One batch as one transaction: lock the projection, read its checkpoint, apply the next
+ * events through the snapshot gate in the fastest form the projection offers, and move the
+ * checkpoint with a compare-and-swap. A crash at any point leaves the whole batch or none of it.
  * No savepoints: a failing event rolls the batch back and the runner isolates it.
  */
 export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
@@ -106,39 +94,93 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
        select pg_backend_pid() as pid`,
     )) as unknown as pg.QueryResult<{ pid: number }>[];
     backendPid = started.at(-1)?.rows[0]?.pid;
-    const result = await runInTransaction(client, options, deadline);
-    await client.query(result.commit ? 'commit' : 'rollback');
-    return result.result;
+    const { commit, result } = await runInTransaction(client, options, deadline);
+    await client.query(commit ? 'commit' : 'rollback');
+    return result;
   } catch (error) {
     if (deadline.expired) {
       broken = new BatchTimeoutError(timeoutMs); // a handler may still hold the client: never reuse it
-    } else if (isStalePlan(error instanceof EventFailure ? error.cause : error)) {
+    } else if (isStalePlan(handlerCause(error))) {
       broken = error as Error; // its prepared statements are stale: a fresh connection prepares them anew
     } else {
       await client.query('rollback').catch((rollbackError: Error) => {
         broken = rollbackError; // the connection is unusable: do not return it to the pool
       });
     }
-    throw deadline.expired && !(error instanceof EventFailure) ? new BatchTimeoutError(timeoutMs) : error;
+    const inHandler = error instanceof EventFailure || error instanceof BatchFailure;
+    throw deadline.expired && !inHandler ? new BatchTimeoutError(timeoutMs) : error;
   } finally {
     deadline.clear();
     release(broken);
   }
 }
 
-async function runInTransaction(
-  client: pg.PoolClient,
-  { projection, batchSize, park, preparedStatements }: RunBatchOptions,
-  deadline: Deadline,
-): Promise<{ commit: boolean; result: BatchResult }> {
+/** The steps of a batch, in order: lock, checkpoint, park or apply, move the checkpoint. */
+async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions, deadline: Deadline): Promise<Outcome> {
+  const { projection, batchSize, park, preparedStatements } = options;
   if (!(await tryLockProjection(client, projection.name))) {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
+  const ready = await readyCheckpoint(client, projection);
+  if (ready.kind !== 'ready') return { commit: false, result: ready };
+  const { checkpoint, setUp } = ready;
+  const form = pickForm(projection, { perEvent: options.perEvent });
+  const done = { kind: 'done' as const, form, setUp };
 
+  if (park) {
+    const parked = await parkFirstEvent(client, projection, checkpoint, park);
+    if (parked.kind === 'conflict') return { commit: false, result: parked };
+    if (parked.kind === 'parked') {
+      const { batch, id, policy } = parked;
+      const to = policy === 'park' ? batch.scannedTo : null;
+      const result: DoneResult = {
+        ...done,
+        full: batch.full,
+        heldBack: batch.heldBack,
+        applied: 0,
+        to,
+        checkpoint: to ?? checkpoint,
+        parked: { id, position: park.position, policy },
+      };
+      return { commit: true, result };
+    }
+    // The event is no longer first (the store changed under us): apply as usual, one event.
+  }
+
+  const db = createHandlerDb(client, {
+    prepare: preparedStatements,
+    assertUsable: () => {
+      if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
+    },
+  });
+  const limit = park ? 1 : batchSize;
+  const applied = await applyBatch(form, { client, projection, after: checkpoint, limit, db, deadline });
+  const { full, heldBack, scannedTo } = applied;
+  if (!scannedTo) {
+    return { commit: setUp !== undefined, result: { ...done, full, heldBack, applied: 0, to: null, checkpoint } };
+  }
+  if (!(await storeCheckpoint(client, projection.name, checkpoint, scannedTo))) {
+    return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
+  }
+  return {
+    commit: true,
+    result: { ...done, full, heldBack, applied: applied.applied, to: scannedTo, checkpoint: scannedTo },
+  };
+}
+
+type ReadyCheckpoint =
+  | { kind: 'ready'; checkpoint: Checkpoint; setUp?: 'created' | 'rebuilt' }
+  | Extract<BatchResult, { kind: 'version_ahead' | 'blocked' }>;
+
+/**
+ * The checkpoint to go on from, after setting the projection up (first run) or rebuilding it
+ * (a new version), unless a newer daemon owns it or it is halted on a failed event.
+ */
+async function readyCheckpoint(client: pg.PoolClient, projection: Projection): Promise<ReadyCheckpoint> {
   let checkpoint = await selectCheckpoint(client, projection.name);
   let setUp: 'created' | 'rebuilt' | undefined;
   if (checkpoint && checkpoint.version > projection.version) {
-    return { commit: false, result: { kind: 'version_ahead', storedVersion: checkpoint.version } };
+    return { kind: 'version_ahead', storedVersion: checkpoint.version };
   }
   const selection = selectionOf(projection);
   if (!checkpoint || checkpoint.version < projection.version) {
@@ -154,106 +196,7 @@ async function runInTransaction(
   // with these would skip the events of types they lack. Refused, pass after pass, until restart.
   const selectionChange = compareSelections(checkpoint.selection, selection);
   if (selectionChange) throw new UserError(selectionMovedMessage(projection.name, selectionChange));
-  if (checkpoint.blockedBy !== null) {
-    return { commit: false, result: { kind: 'blocked', failedEventId: checkpoint.blockedBy } };
-  }
-
-  const limit = park ? 1 : batchSize;
-  const batch = await readBatch(client, { after: checkpoint, eventTypes: projection.eventTypes, limit });
-  const done = { kind: 'done' as const, full: batch.full, heldBack: batch.heldBack, setUp };
-  if (!batch.scannedTo) {
-    return { commit: setUp !== undefined, result: { ...done, applied: 0, to: null, checkpoint } };
-  }
-
-  const first = batch.events[0];
-  if (park && first?.position === park.position) {
-    const id = await recordFailure(client, projection.name, first.position, park.failure, park.attempts);
-    if (park.policy === 'stop') {
-      await blockProjection(client, projection.name, id, park.failure.message);
-      return {
-        commit: true,
-        result: { ...done, applied: 0, to: null, checkpoint, parked: { id, position: first.position, policy: 'stop' } },
-      };
-    }
-    if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
-      return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
-    }
-    return {
-      commit: true,
-      result: {
-        ...done,
-        applied: 0,
-        to: batch.scannedTo,
-        checkpoint: batch.scannedTo,
-        parked: { id, position: first.position, policy: 'park' },
-      },
-    };
-  }
-
-  const db = createHandlerDb(client, {
-    prepare: preparedStatements,
-    assertUsable: () => {
-      if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
-    },
-  });
-  // One race for the whole batch: once the deadline passes, an abandoned handler's next
-  // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.
-  const applying = { index: 0 };
-  await deadline.race(applyEvents(projection, batch.events, db, applying)).catch((error: unknown) => {
-    // Timed out in a handler: the runner may blame that event when it was alone in its batch.
-    if (!(error instanceof BatchTimeoutError)) throw error;
-    throw new EventFailure(batch.events[applying.index]!, applying.index, error, batch.events.length);
-  });
-
-  if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
-    return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
-  }
-  return {
-    commit: true,
-    result: { ...done, applied: batch.events.length, to: batch.scannedTo, checkpoint: batch.scannedTo },
-  };
+  if (checkpoint.blockedBy !== null) return { kind: 'blocked', failedEventId: checkpoint.blockedBy };
+  return { kind: 'ready', checkpoint, setUp };
 }
 
-/** Applies `events` in order; `applying.index` follows the event in flight. */
-async function applyEvents(
-  projection: Projection,
-  events: readonly ProjdEvent[],
-  db: ProjectionDb,
-  applying: { index: number },
-): Promise<void> {
-  for (const [index, event] of events.entries()) {
-    applying.index = index;
-    try {
-      // readBatch only returns types the projection handles.
-      await handlerFor(projection, event.type)!(event, db);
-    } catch (error) {
-      throw new EventFailure(event, index, error, events.length);
-    }
-  }
-}
-
-interface Deadline {
-  readonly expired: boolean;
-  /** Settles with `work`, or rejects once the deadline passes, whichever comes first. */
-  race<T>(work: Promise<T> | T): Promise<T>;
-  clear(): void;
-}
-
-function createDeadline(timeoutMs: number, onExpire: () => void): Deadline {
-  let expired = false;
-  let rejectExpired!: (error: Error) => void;
-  const whenExpired = new Promise<never>((_, reject) => (rejectExpired = reject));
-  whenExpired.catch(() => undefined); // observed through race(); never unhandled
-  const timer = setTimeout(() => {
-    expired = true;
-    onExpire();
-    rejectExpired(new BatchTimeoutError(timeoutMs));
-  }, timeoutMs);
-  return {
-    get expired() {
-      return expired;
-    },
-    race: (work) => Promise.race([work, whenExpired]),
-    clear: () => clearTimeout(timer),
-  };
-}

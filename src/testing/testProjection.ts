@@ -5,7 +5,7 @@ import { errorMessage } from '../errors.js';
 import { defineProjection, isProjection } from '../projection/defineProjection.js';
 import { loadProjectionFile } from '../projection/loadProjections.js';
 import type { Projection, ProjectionDefinition } from '../projection/types.js';
-import { EventFailure, runBatch } from '../runner/runBatch.js';
+import { BatchFailure, EventFailure, runBatch } from '../runner/runBatch.js';
 import { createPool } from '../store/connect.js';
 import { migrate } from '../store/migrate.js';
 import { appendEvents } from '../store/appendEvents.js';
@@ -170,11 +170,14 @@ async function catchUp(pool: pg.Pool, projection: Projection, options: TestProje
       result = await runBatch({
         pool,
         projection,
-        batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+        batchSize: options.batchSize ?? projection.batchSize ?? DEFAULT_BATCH_SIZE,
         timeoutMs: BATCH_TIMEOUT_MS,
         preparedStatements: options.preparedStatements ?? true,
       });
     } catch (error) {
+      if (error instanceof BatchFailure) {
+        throw new Error(`projection '${projection.name}': ${error.message}: ${errorMessage(error.cause)}`, { cause: error.cause });
+      }
       if (!(error instanceof EventFailure)) {
         // setup's SQL, or the connection: name the projection, keep the error.
         throw new Error(`projection '${projection.name}': ${errorMessage(error)}`, { cause: error });

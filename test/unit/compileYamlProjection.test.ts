@@ -176,6 +176,16 @@ handlers:
     );
   });
 
+  it('compiles a set-based projection: eventTypes and batch SQL, no handlers', () => {
+    const projection = compileYamlProjection(
+      `name: a\nversion: 1\neventTypes: [x.y, 'x.*']\nbatch: |\n  insert into t select stream_id from projd.batch_events() where data->>'k' = 'v'::text\n`,
+      'projections/a.yaml',
+    );
+    expect(projection.eventTypes).toEqual(['x.*', 'x.y']);
+    expect(projection.handlers.size).toBe(0);
+    expect(projection.batch).toEqual([`insert into t select stream_id from projd.batch_events() where data->>'k' = 'v'::text\n`]);
+  });
+
   describe('errors name <file>:<line>:<col>', () => {
     it('invalid YAML', () => {
       expect(errorOf('name: deposits\nversion: [1\nhandlers: {}\n')).toMatch(/^projections\/deposits\.yaml:3:1: /);
@@ -217,7 +227,20 @@ handlers:
     it('an unknown key, with the key it was likely meant to be', () => {
       expect(errorOf(DEPOSITS.replace('handlers:', 'handler:'))).toBe(
         `projections/deposits.yaml:6:1: projection 'deposits': unknown key 'handler' (did you mean 'handlers'?); ` +
-          'the keys are name, version, setup, reset, handlers, onError, maxAttempts',
+          'the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts',
+      );
+    });
+
+    it('a placeholder in batch SQL, handleBatch, or a listed type without a handler', () => {
+      const batchOnly = `name: a\nversion: 1\neventTypes: [x.y]\nbatch:\n  - select 1\n  - select :streamId\n`;
+      expect(errorOf(batchOnly)).toBe(
+        `projections/deposits.yaml:6:5: projection 'a': batch SQL has no placeholders (found :streamId); it reads the batch's events from projd.batch_events()`,
+      );
+      expect(errorOf(`name: a\nversion: 1\neventTypes: [x.y]\nhandleBatch: select 1\n`)).toBe(
+        `projections/deposits.yaml:4:1: projection 'a': handleBatch is a function, for modules; in YAML write batch (SQL over projd.batch_events())`,
+      );
+      expect(errorOf(`name: a\nversion: 1\neventTypes: [x.y, x.z]\nhandlers:\n  x.y: select 1\n`)).toBe(
+        `projections/deposits.yaml:3:19: projection 'a': eventTypes lists 'x.z', which has no handler (and there is no batch form)`,
       );
     });
 

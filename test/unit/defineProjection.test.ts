@@ -95,13 +95,27 @@ describe('defineProjection', () => {
       [{ setup: 42 }, `projection 'balances': setup must be a SQL string or a list of SQL strings, got 42`],
       [{ reset: ['truncate a', ''] }, `projection 'balances': reset[1] must be a non-empty SQL string, got ""`],
       [{ reset: [null] }, `projection 'balances': reset[0] must be a non-empty SQL string, got null`],
-      [{ handlers: undefined }, `projection 'balances': handlers is required`],
+      [{ handlers: undefined }, `projection 'balances': handlers is required (or a batch form: batch or handleBatch)`],
       [{ handlers: {} }, `projection 'balances': handlers must name at least one event type`],
       [{ handlers: [noop] }, `projection 'balances': handlers must be an object of event type → function, got a list`],
       [{ handlers: new Map() }, `projection 'balances': handlers must be an object of event type → function, got an instance of Map`],
       [{ handlers: { 'a.b': 'insert …' } }, `projection 'balances': handler for 'a.b' must be a function, got "insert …"`],
       [{ handlers: { '': noop } }, `projection 'balances': handlers has an empty event type`],
       [{ handlers: { ' a.b': noop } }, `projection 'balances': event type " a.b" has leading or trailing spaces`],
+      [{ batchSize: 0 }, `projection 'balances': batchSize must be an integer from 1 to 100000, got 0`],
+      [{ handleBatch: 'insert …' }, `projection 'balances': handleBatch must be a function (events, db), got "insert …"`],
+      [{ batch: 'select 1', handleBatch: noop }, `projection 'balances': give batch (SQL) or handleBatch (a function), not both`],
+      [{ batch: ['select 1', ' '] }, `projection 'balances': batch[1] must be a non-empty SQL string, got " "`],
+      [{ handlers: undefined, batch: 'select 1' }, `projection 'balances': eventTypes is required when there are no handlers: the event types the batch reads`],
+      [{ eventTypes: [] }, `projection 'balances': eventTypes must be a non-empty list of event types, got a list`],
+      [{ eventTypes: 'account.credited' }, `projection 'balances': eventTypes must be a non-empty list of event types, got "account.credited"`],
+      [{ eventTypes: ['account.credited', 7] }, `projection 'balances': eventTypes[1] must be a string, got 7`],
+      [{ eventTypes: ['account.credited', 'account.credited'] }, `projection 'balances': eventTypes lists 'account.credited' twice`],
+      [{ eventTypes: ['account.credited'] }, `projection 'balances': handler for 'account.debited' is not listed in eventTypes (account.credited)`],
+      [
+        { eventTypes: ['account.credited', 'account.debited', 'account.opened'] },
+        `projection 'balances': eventTypes lists 'account.opened', which has no handler (and there is no batch form)`,
+      ],
       ...['account*', 'account.*.x', '*.credited', 'a.**', '.*', '**', 'account.%*'].map(
         (key): [Record<string, unknown>, string] => [
           { handlers: { [key]: noop } },
@@ -113,14 +127,29 @@ describe('defineProjection', () => {
     });
   });
 
+  it('takes a batch form, with or without per-event handlers', () => {
+    const sqlOnly = defineProjection(valid({ handlers: undefined, eventTypes: ['b.x', 'a.*'], batch: 'insert into t select 1' }));
+    expect(sqlOnly.handlers.size).toBe(0);
+    expect(sqlOnly.eventTypes).toEqual(['a.*', 'b.x']);
+    expect(sqlOnly.batch).toEqual(['insert into t select 1']);
+    const handleBatch = async (): Promise<void> => {};
+    const both = defineProjection(
+      valid({ eventTypes: ['account.credited', 'account.debited', 'account.opened'], handleBatch, batchSize: 5000 }),
+    );
+    expect(both.handleBatch).toBe(handleBatch);
+    expect(both.batchSize).toBe(5000);
+    expect(both.eventTypes).toEqual(['account.credited', 'account.debited', 'account.opened']);
+    expect(Object.isFrozen(sqlOnly.batch)).toBe(true);
+  });
+
   it('rejects unknown keys, suggesting the key a typo meant', () => {
     const { handlers, ...rest } = valid();
     expect(errorOf({ ...rest, handler: handlers })).toBe(
-      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, handlers, onError, maxAttempts`,
+      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts`,
     );
     expect(errorOf(valid({ verison: 2 }))).toContain(`unknown key 'verison' (did you mean 'version'?)`);
     expect(errorOf(valid({ source: 'x.ts' }))).toBe(
-      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, handlers, onError, maxAttempts`,
+      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts`,
     );
   });
 

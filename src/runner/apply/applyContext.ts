@@ -1,0 +1,26 @@
+import type pg from 'pg';
+import type { Projection, ProjectionDb } from '../../projection/types.js';
+import type { Position } from '../../store/position.js';
+import type { Deadline } from '../deadline.js';
+
+/** What a form needs to apply the next batch inside the batch's transaction. */
+export interface ApplyContext {
+  client: pg.ClientBase;
+  projection: Projection;
+  /** The checkpoint, read under the lock: the batch starts after it. */
+  after: Position;
+  /** Most events of the projection's types in the batch. */
+  limit: number;
+  /** The transaction as handlers see it. */
+  db: ProjectionDb;
+  deadline: Deadline;
+}
+
+/** What a form applied, and where the checkpoint may move (as `readBatch` says). */
+export interface Applied {
+  applied: number;
+  /** Null when nothing new is below the gate: the checkpoint stays. */
+  scannedTo: Position | null;
+  full: boolean;
+  heldBack: boolean;
+}

@@ -1,0 +1,25 @@
+import { setBatchEvents } from '../../store/batchEvents.js';
+import { readBatchBounds } from '../../store/readBatchBounds.js';
+import { BatchFailure } from '../batchErrors.js';
+import type { Applied, ApplyContext } from './applyContext.js';
+
+/**
+ * Reads only where the batch ends, points `projd.batch_events()` at it and runs the
+ * projection's `batch` SQL, which reads the events in place: none crosses the wire.
+ */
+export async function applySqlBatch({ client, projection, after, limit, deadline }: ApplyContext): Promise<Applied> {
+  const bounds = await readBatchBounds(client, { after, eventTypes: projection.eventTypes, limit });
+  const { count, scannedTo, full, heldBack } = bounds;
+  if (count > 0 && scannedTo !== null) {
+    // The scan's end bounds the relation: past the last event of the projection's types up to
+    // there, there are only events of other types.
+    await setBatchEvents(client, { after, through: scannedTo, eventTypes: projection.eventTypes });
+    const range = { count, firstPosition: bounds.firstPosition!, lastPosition: bounds.lastPosition! };
+    try {
+      for (const sql of projection.batch!) await deadline.race(client.query(sql));
+    } catch (error) {
+      throw new BatchFailure('sqlBatch', range, error);
+    }
+  }
+  return { applied: count, scannedTo, full, heldBack };
+}

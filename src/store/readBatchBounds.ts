@@ -1,0 +1,101 @@
+import type { Queryable } from './queryable.js';
+import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
+import { EVENTS_TABLE } from './names.js';
+import { positionParams, type Position } from './position.js';
+import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
+
+export interface ReadBatchBoundsOptions {
+  after: Position;
+  /** The projection's event types: exact types, `prefix.*` patterns or `*`. */
+  eventTypes: readonly string[];
+  limit: number;
+}
+
+/** A batch as `readBatch` would read it, without its events: where it starts and ends. */
+export interface BatchBounds {
+  /** The projection's events in the batch, at most `limit`. */
+  count: number;
+  /** The global positions of its first and last event; null when it has none. */
+  firstPosition: bigint | null;
+  lastPosition: bigint | null;
+  /** As `Batch.scannedTo`: the last event when full, else the scan's end below the gate. */
+  scannedTo: Position | null;
+  full: boolean;
+  heldBack: boolean;
+}
+
+/**
+ * `readBatch`'s statement with positions instead of rows: a SQL batch handler reads its events
+ * in place (`projd.batch_events()`), so only the bounds cross the wire. One statement, so the
+ * bounds and the gate share one snapshot, as in `readBatch`.
+ */
+export const readBatchBoundsSql = /* sql */ `
+  with gate as materialized (select ${GATE_COLUMNS}),
+  batch as materialized (
+    select e.era, e.transaction_id, e.position
+      from ${EVENTS_TABLE} e
+     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)
+       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}
+     order by e.era, e.transaction_id, e.position
+     limit $6
+  ),
+  scan_end as (
+    select e.era, e.transaction_id, e.position
+      from ${EVENTS_TABLE} e
+     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)
+     order by e.era desc, e.transaction_id desc, e.position desc
+     limit 1
+  )
+  select (select count(*) from batch)::integer as count,
+         (select b.position from batch b order by b.era, b.transaction_id, b.position limit 1)::text as first_position,
+         l.era as last_era, l.transaction_id::text as last_transaction_id, l.position::text as last_position,
+         s.era as scan_end_era, s.transaction_id::text as scan_end_transaction_id,
+         s.position::text as scan_end_position,
+         ${HELD_BACK} as held_back
+    from (select 1) one
+    left join lateral (
+      select b.era, b.transaction_id, b.position from batch b
+       order by b.era desc, b.transaction_id desc, b.position desc limit 1
+    ) l on true
+    left join scan_end s on true`;
+
+interface BatchBoundsRow {
+  count: number;
+  first_position: string | null;
+  last_era: number | null;
+  last_transaction_id: string | null;
+  last_position: string | null;
+  scan_end_era: number | null;
+  scan_end_transaction_id: string | null;
+  scan_end_position: string | null;
+  held_back: boolean;
+}
+
+export async function readBatchBounds(db: Queryable, options: ReadBatchBoundsOptions): Promise<BatchBounds> {
+  const types = eventTypeFilter(options.eventTypes);
+  const { rows } = await db.query<BatchBoundsRow>(readBatchBoundsSql, [
+    ...positionParams(options.after),
+    types.exact,
+    types.prefixes,
+    options.limit,
+  ]);
+  const row = rows[0]!;
+  const full = row.count === options.limit;
+  const last = positionOf(row.last_era, row.last_transaction_id, row.last_position);
+  const scanEnd = positionOf(row.scan_end_era, row.scan_end_transaction_id, row.scan_end_position);
+  return {
+    count: row.count,
+    firstPosition: row.first_position === null ? null : BigInt(row.first_position),
+    lastPosition: last?.position ?? null,
+    scannedTo: full ? last : scanEnd,
+    full,
+    heldBack: row.held_back,
+  };
+}
+
+function positionOf(era: number | null, transactionId: string | null, position: string | null): Position | null {
+  if (era === null || transactionId === null || position === null) return null;
+  return { era, transactionId: BigInt(transactionId), position: BigInt(position) };
+}
