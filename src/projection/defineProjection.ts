@@ -15,8 +15,19 @@ const NAME_PATTERN = /^[a-z][a-z0-9_]*$/;
 const MAX_NAME_LENGTH = 63;
 /** `projd.checkpoints.version` is an `integer`. */
 const MAX_VERSION = 2_147_483_647;
-const DEFINITION_KEYS: readonly string[] = ['name', 'version', 'setup', 'reset', 'handlers', 'onError', 'maxAttempts'];
+const DEFINITION_KEYS: readonly string[] = [
+  'name',
+  'version',
+  'setup',
+  'reset',
+  'handlers',
+  'onError',
+  'maxAttempts',
+  'partitions',
+];
 const MAX_ATTEMPTS = 100;
+/** `projd.checkpoints` allows parts 0 to 255. */
+export const MAX_PARTITIONS = 256;
 
 /**
  * The outcome of checking a definition. A failure carries the key path at fault
@@ -64,7 +75,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     return fail([key], `unknown key '${key}'${didYouMean(closestKey(key))}; the keys are ${DEFINITION_KEYS.join(', ')}`);
   }
 
-  const { name, version, setup, reset, handlers, onError, maxAttempts } = value;
+  const { name, version, setup, reset, handlers, onError, maxAttempts, partitions = 1 } = value;
   if (name === undefined) return fail(['name'], 'name is required');
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     return fail(['name'], `name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got ${describeValue(name)}`);
@@ -87,6 +98,15 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     (typeof maxAttempts !== 'number' || !Number.isInteger(maxAttempts) || maxAttempts < 1 || maxAttempts > MAX_ATTEMPTS)
   ) {
     return fail(['maxAttempts'], `maxAttempts must be an integer from 1 to ${MAX_ATTEMPTS}, got ${describeValue(maxAttempts)}`);
+  }
+
+  if (
+    typeof partitions !== 'number' ||
+    !Number.isInteger(partitions) ||
+    partitions < 1 ||
+    partitions > MAX_PARTITIONS
+  ) {
+    return fail(['partitions'], `partitions must be an integer from 1 to ${MAX_PARTITIONS}, got ${describeValue(partitions)}`);
   }
 
   const statements: Record<'setup' | 'reset', readonly string[]> = { setup: [], reset: [] };
@@ -130,6 +150,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     eventTypes: Object.freeze(eventTypes),
     ...(onError === undefined ? {} : { onError: onError as OnErrorPolicy }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
+    partitions,
   });
   return { ok: true, projection };
 }

@@ -180,7 +180,7 @@ function projectionOf(exports: unknown, shown: string): Projection {
  * this copy's checks and comes out in this copy's shape.
  */
 function definitionOf(projection: Projection): unknown {
-  const { name, version, setup, reset, handlers, onError, maxAttempts } = projection;
+  const { name, version, setup, reset, handlers, onError, maxAttempts, partitions } = projection;
   if (!(handlers instanceof Map)) return projection;
   return {
     name,
@@ -190,6 +190,8 @@ function definitionOf(projection: Projection): unknown {
     handlers: Object.fromEntries(handlers),
     ...(onError === undefined ? {} : { onError }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
+    // Absent from a projection built by a copy of projd that predates partitions.
+    ...(partitions === undefined ? {} : { partitions }),
   };
 }
 

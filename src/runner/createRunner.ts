@@ -4,6 +4,7 @@ import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { clearLastError, recordLastError } from '../store/checkpoints.js';
+import { partLabel, WHOLE, type Part } from '../store/part.js';
 import { positionText, type Position } from '../store/position.js';
 import { errorMessage } from '../errors.js';
 import { classifyError, describeFailure, sqlstateOf } from '../store/classifyError.js';
@@ -24,6 +25,8 @@ export interface RunnerObserver {
 /** What the runner knows right now, without asking the database. */
 export interface RunnerSnapshot {
   name: string;
+  /** Of a split projection, the part this runner works on; absent when it runs the whole projection. */
+  part?: Part;
   version: number;
   state: RunnerState;
   /** The checkpoint this runner last committed or read; null before its first pass. */
@@ -56,6 +59,8 @@ export interface RunnerOptions {
   stallAfter: number;
   logger: Logger;
   observer?: RunnerObserver;
+  /** Of a split projection (`partitions`), the one part this runner works on. @defaultValue the whole projection */
+  part?: Part;
 }
 
 export interface Runner {
@@ -102,8 +107,9 @@ function backoff(attempt: number): number {
 }
 
 export function createRunner(options: RunnerOptions): Runner {
-  const { projection, logger: parentLogger } = options;
-  const logger = parentLogger.child({ projection: projection.name });
+  const { projection, logger: parentLogger, part = WHOLE } = options;
+  const split = part.count > 1;
+  const logger = parentLogger.child({ projection: projection.name, ...(split ? { part: partLabel(part) } : {}) });
   const wakeup = createWakeup();
   const stopping = new AbortController();
   const { observer = {} } = options;
@@ -282,14 +288,14 @@ export function createRunner(options: RunnerOptions): Runner {
   /** Leaves the error where `projd status` reads it; best effort, it is only a report. */
   async function reportError(message: string): Promise<void> {
     errorRecorded = true;
-    await recordLastError(options.pool, projection.name, message).catch((error: unknown) => {
+    await recordLastError(options.pool, projection.name, message, part).catch((error: unknown) => {
       logger.debug({ err: errorMessage(error) }, 'error.unrecorded');
     });
   }
 
   async function clearReportedError(): Promise<void> {
     errorRecorded = false;
-    await clearLastError(options.pool, projection.name).catch((error: unknown) => {
+    await clearLastError(options.pool, projection.name, part).catch((error: unknown) => {
       errorRecorded = true;
       logger.debug({ err: errorMessage(error) }, 'error.uncleared');
     });
@@ -356,6 +362,7 @@ export function createRunner(options: RunnerOptions): Runner {
     snapshot() {
       return {
         name: projection.name,
+        ...(split ? { part } : {}),
         version: projection.version,
         state,
         position,

@@ -2,12 +2,13 @@ import type pg from 'pg';
 import { handlerFor } from '../projection/handlerFor.js';
 import { UserError } from '../errors.js';
 import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
-import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
+import { resetCheckpoint, selectCheckpoint, storeCheckpoint, type Checkpoint } from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
 import { isStalePlan } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
 import { blockProjection, recordFailure, type Failure } from '../store/failedEvents.js';
-import { tryLockProjection } from '../store/locks.js';
+import { lockProjection, tryLockPart, tryLockProjection } from '../store/locks.js';
+import { WHOLE, type Part } from '../store/part.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { readBatch } from '../store/readBatch.js';
@@ -28,6 +29,8 @@ export interface RunBatchOptions {
    * `position`, which failed `attempts` times.
    */
   park?: { position: bigint; failure: Failure; attempts: number; policy: 'park' | 'stop' };
+  /** Of a split projection (`partitions`), the part this pass works on. @defaultValue the whole projection */
+  part?: Part;
 }
 
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
@@ -128,27 +131,36 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
 
 async function runInTransaction(
   client: pg.PoolClient,
-  { projection, batchSize, park, preparedStatements }: RunBatchOptions,
+  { projection, batchSize, park, preparedStatements, part = WHOLE }: RunBatchOptions,
   deadline: Deadline,
 ): Promise<{ commit: boolean; result: BatchResult }> {
-  if (!(await tryLockProjection(client, projection.name))) {
+  // A part shares the projection's lock with the other parts, so it cannot set up or rebuild
+  // under it: when its checkpoint (read unlocked) says it must, it waits for the lock alone
+  // instead, which excludes every part, and then also runs its own batch under it.
+  const split = part.count > 1;
+  const setUpFirst = split && !isSetUp(await selectCheckpoint(client, projection.name, part.index), projection, part);
+  if (setUpFirst) await lockProjection(client, projection.name);
+  else if (!(await (split ? tryLockPart(client, projection.name, part) : tryLockProjection(client, projection.name)))) {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
 
-  let checkpoint = await selectCheckpoint(client, projection.name);
+  let checkpoint = await selectCheckpoint(client, projection.name, part.index);
   let setUp: 'created' | 'rebuilt' | undefined;
   if (checkpoint && checkpoint.version > projection.version) {
     return { commit: false, result: { kind: 'version_ahead', storedVersion: checkpoint.version } };
   }
   const selection = selectionOf(projection);
-  if (!checkpoint || checkpoint.version < projection.version) {
+  if (!isSetUp(checkpoint, projection, part)) {
+    // Set up by another daemon with another number of parts since the look above: next pass.
+    if (split && !setUpFirst) return { commit: false, result: { kind: 'locked_elsewhere' } };
     // A rebuild tears down (reset) before building up (setup), so a reset that drops a
-    // table and a setup that creates it again both work.
-    if (checkpoint) for (const sql of projection.reset) await client.query(sql);
+    // table and a setup that creates it again both work. Part 0 has a row whenever any part has.
+    const existing = checkpoint ?? (split ? await selectCheckpoint(client, projection.name, 0) : null);
+    if (existing) for (const sql of projection.reset) await client.query(sql);
     for (const sql of projection.setup) await client.query(sql);
-    await resetCheckpoint(client, projection.name, projection.version, selection);
-    setUp = checkpoint ? 'rebuilt' : 'created';
-    checkpoint = { version: projection.version, blockedBy: null, selection, ...START };
+    await resetCheckpoint(client, projection.name, projection.version, selection, part.count);
+    setUp = existing ? 'rebuilt' : 'created';
+    checkpoint = { version: projection.version, blockedBy: null, selection, parts: part.count, ...START };
   }
   // A replay with other handlers moved the selection since this daemon started: applying on
   // with these would skip the events of types they lack. Refused, pass after pass, until restart.
@@ -159,7 +171,7 @@ async function runInTransaction(
   }
 
   const limit = park ? 1 : batchSize;
-  const batch = await readBatch(client, { after: checkpoint, eventTypes: projection.eventTypes, limit });
+  const batch = await readBatch(client, { after: checkpoint, eventTypes: projection.eventTypes, limit, part });
   const done = { kind: 'done' as const, full: batch.full, heldBack: batch.heldBack, setUp };
   if (!batch.scannedTo) {
     return { commit: setUp !== undefined, result: { ...done, applied: 0, to: null, checkpoint } };
@@ -169,13 +181,13 @@ async function runInTransaction(
   if (park && first?.position === park.position) {
     const id = await recordFailure(client, projection.name, first.position, park.failure, park.attempts);
     if (park.policy === 'stop') {
-      await blockProjection(client, projection.name, id, park.failure.message);
+      await blockProjection(client, projection.name, id, park.failure.message, part.index);
       return {
         commit: true,
         result: { ...done, applied: 0, to: null, checkpoint, parked: { id, position: first.position, policy: 'stop' } },
       };
     }
-    if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
+    if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo, part.index))) {
       return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
     }
     return {
@@ -205,13 +217,22 @@ async function runInTransaction(
     throw new EventFailure(batch.events[applying.index]!, applying.index, error, batch.events.length);
   });
 
-  if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
+  if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo, part.index))) {
     return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
   }
   return {
     commit: true,
     result: { ...done, applied: batch.events.length, to: batch.scannedTo, checkpoint: batch.scannedTo },
   };
+}
+
+/**
+ * False when the part has no checkpoint yet, or one of an older version, or one set up with
+ * another number of parts: this pass sets the projection up, or rebuilds it from the start.
+ */
+function isSetUp(checkpoint: Checkpoint | null, projection: Projection, part: Part): checkpoint is Checkpoint {
+  if (!checkpoint || checkpoint.version < projection.version) return false;
+  return checkpoint.version > projection.version || checkpoint.parts === part.count;
 }
 
 /** Applies `events` in order; `applying.index` follows the event in flight. */

@@ -163,11 +163,20 @@ export async function noteRetryFailure(db: Queryable, id: bigint, failure: Failu
 const blockSql = /* sql */ `
   update ${CHECKPOINTS_TABLE}
      set blocked_by = $2::bigint, last_error = $3, last_error_at = now(), updated_at = now()
-   where projection = $1`;
+   where projection = $1 and part = $4`;
 
-/** `onError: stop`: the projection halts right before the failed event until it is retried or skipped. */
-export async function blockProjection(db: Queryable, projection: string, failedEventId: bigint, message: string) {
-  await db.query(blockSql, [projection, failedEventId.toString(), message]);
+/**
+ * `onError: stop`: the projection halts right before the failed event until it is retried or
+ * skipped; of a split projection, the part of the event's stream halts, the others go on.
+ */
+export async function blockProjection(
+  db: Queryable,
+  projection: string,
+  failedEventId: bigint,
+  message: string,
+  part: number = 0,
+) {
+  await db.query(blockSql, [projection, failedEventId.toString(), message, part]);
 }
 
 const unblockSql = /* sql */ `
@@ -179,7 +188,7 @@ const unblockSql = /* sql */ `
 /**
  * The blocking event was retried or skipped: the checkpoint moves onto it (it is the next
  * event in order, as the projection halted right before it) and the projection runs again.
- * Returns false when the projection was not blocked by this event.
+ * Of a split projection, whichever part it blocked. Returns false when nothing was blocked by it.
  */
 export async function unblockProjection(
   db: Queryable,
