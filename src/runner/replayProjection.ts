@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { countApplied, countEvents } from '../store/countEvents.js';
+import { partsOf, WHOLE } from '../store/part.js';
 import { comparePositions, START, type Position } from '../store/position.js';
 import { PROJECTION_STATES } from '../projectionStates.js';
 import { createRunner, type RunnerOptions } from './createRunner.js';
@@ -87,18 +88,23 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
   let end!: (outcome: Outcome) => void;
   const ended = new Promise<Outcome>((resolve) => (end = resolve));
   const { onProgress: _progress, progressInterval: _interval, ...runnerOptions } = options;
-  const runner = createRunner({
-    ...runnerOptions,
-    logger: runnerLogger(options.logger),
-    pollInterval: REPLAY_POLL_MS,
-    observer: {
-      stateChanged({ to }) {
-        if (to === PROJECTION_STATES.failed) end({ kind: 'halted' });
-        else if (to === PROJECTION_STATES.versionAhead) end({ kind: 'version_ahead' });
+  // A runner per part of a split projection, as the daemon runs it; one halting halts the replay.
+  const parts = (projection.partitions ?? 1) > 1 ? partsOf(projection.partitions) : [WHOLE];
+  const runners = parts.map((part) =>
+    createRunner({
+      ...runnerOptions,
+      part,
+      logger: runnerLogger(options.logger),
+      pollInterval: REPLAY_POLL_MS,
+      observer: {
+        stateChanged({ to }) {
+          if (to === PROJECTION_STATES.failed) end({ kind: 'halted' });
+          else if (to === PROJECTION_STATES.versionAhead) end({ kind: 'version_ahead' });
+        },
       },
-    },
-  });
-  void runner.caughtUp.then(() => end({ kind: 'caught_up' }));
+    }),
+  );
+  void Promise.all(runners.map((runner) => runner.caughtUp)).then(() => end({ kind: 'caught_up' }));
 
   const reporting = new AbortController();
   const reports = (async () => {
@@ -115,11 +121,11 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
   })();
 
   let outcome: Outcome;
-  runner.start();
+  for (const runner of runners) runner.start();
   try {
     outcome = await ended;
   } finally {
-    await runner.stop();
+    await Promise.all(runners.map((runner) => runner.stop()));
     reporting.abort();
     await reports;
   }
