@@ -217,7 +217,13 @@ handlers:
     it('an unknown key, with the key it was likely meant to be', () => {
       expect(errorOf(DEPOSITS.replace('handlers:', 'handler:'))).toBe(
         `projections/deposits.yaml:6:1: projection 'deposits': unknown key 'handler' (did you mean 'handlers'?); ` +
-          'the keys are name, version, setup, reset, handlers, onError, maxAttempts',
+          'the keys are name, version, setup, reset, handlers, onError, maxAttempts, partitions',
+      );
+    });
+
+    it('a partitions value out of range, at its line', () => {
+      expect(errorOf(`name: a\nversion: 1\npartitions: 300\nhandlers:\n  x: select 1\n`)).toBe(
+        `projections/deposits.yaml:3:1: projection 'a': partitions must be an integer from 1 to 256, got 300`,
       );
     });
 
