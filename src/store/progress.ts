@@ -165,11 +165,11 @@ export const readProgressSql = /* sql */ `
            c.projection is not null as has_checkpoint, c.version as stored_version, c.parts as stored_parts,
            c.era, c.transaction_id, c.position, c.updated_at, c.blocked_by, c.last_error, c.last_error_at,
            c.selection, c.rebuild_pending,
-           -- A checkpoint of an older version, or of another number of parts, is rebuilt from
-           -- the start: count the lag from there.
-           case when c.rebuild_pending then 0 else c.era end as from_era,
-           case when c.rebuild_pending then '0'::xid8 else c.transaction_id end as from_transaction_id,
-           case when c.rebuild_pending then 0 else c.position end as from_position
+           -- No checkpoint yet, or one of an older version or of another number of parts, which
+           -- is rebuilt from the start: count the lag from there.
+           case when c.rebuild_pending is not false then 0 else c.era end as from_era,
+           case when c.rebuild_pending is not false then '0'::xid8 else c.transaction_id end as from_transaction_id,
+           case when c.rebuild_pending is not false then 0 else c.position end as from_position
       from jsonb_to_recordset($1::jsonb)
            as p(name text, version integer, part integer, parts integer, types text[], type_prefixes text[],
                 lock_classid bigint, lock_objid bigint)
