@@ -14,10 +14,10 @@ const CATCH_UP_DEADLINE_MS = 15 * 60_000;
 const STATE_CHECK_MS = 1000;
 
 /**
- * projections/balances.ts over `table`. With `latencyTable`, each handler also records the
+ * projections/balances.ts over `table`, split into `partitions` parts. With `latencyTable`, each handler also records the
  * event's position and the time it was applied, in the same statement (no extra round trip).
  */
-export function balancesProjection({ table, latencyTable }) {
+export function balancesProjection({ table, latencyTable, name = PROJECTION_NAME, partitions = 1 }) {
   const statements = statementsFor(table);
   const record = latencyTable
     ? `with applied as (insert into ${pg.escapeIdentifier(latencyTable)} (position, applied_at) values ($3, clock_timestamp())) `
@@ -25,8 +25,9 @@ export function balancesProjection({ table, latencyTable }) {
   const opened = record + statements.opened;
   const amount = record + statements.amount;
   return defineProjection({
-    name: PROJECTION_NAME,
+    name,
     version: 1,
+    partitions,
     setup: createTableSql(table),
     reset: `truncate ${pg.escapeIdentifier(table)}`,
     handlers: {
