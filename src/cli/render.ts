@@ -65,6 +65,9 @@ export function formatOwner(owner: ProjectionOwner | null): string {
 
 function formatNote(status: ProjectionStatus): string {
   if (status.problem !== null) return status.problem;
+  if (status.rebuildPending && status.storedVersion === status.version) {
+    return 'rebuild pending: another number of partitions loaded than the store was set up with; a daemon restart rebuilds it';
+  }
   if (status.rebuildPending) {
     return `rebuild pending: version ${status.version} loaded, store at ${status.storedVersion ?? '?'}; a daemon restart rebuilds it`;
   }

@@ -338,7 +338,10 @@ function projectionProgress(row: ProgressRow, parts: PartProgress[]): Projection
   const unapplied = parts.flatMap((part) => (part.oldestUnapplied ? [part.oldestUnapplied] : []));
   return {
     name,
-    checkpoint: checkpoints.every((checkpoint) => checkpoint !== null) ? combineCheckpoints(checkpoints) : null,
+    // Parts without a row: the projection was set up with fewer parts (part 0 says how many).
+    checkpoint: checkpoints.every((checkpoint) => checkpoint !== null)
+      ? combineCheckpoints(checkpoints as CheckpointState[])
+      : (checkpoints[0] ?? null),
     oldestUnapplied: unapplied.reduce<UnappliedEvent | null>(
       (oldest, event) => (oldest === null || comparePositions(event, oldest) < 0 ? event : oldest),
       null,

@@ -3,7 +3,7 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import { silentLogger } from '../../src/log.js';
 import { defineProjection } from '../../src/projection/defineProjection.js';
-import type { ProjectionStatus } from '../../src/status/readStatusReport.js';
+import { readStatusReport, type ProjectionStatus } from '../../src/status/readStatusReport.js';
 import { runCli, startDaemon } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { appendLedgerEvents, countEvents } from '../helpers/ledger.js';
@@ -84,6 +84,10 @@ describe('a partitioned projection', () => {
     const hasMarker = async () => (await db.pool.query('select 1 from parts_applied where position = -1')).rowCount === 1;
     await marker();
     await appendLedgerEvents(db.pool, { count: 500, streams: 40, prefix: 'parts' });
+    // Before a daemon runs the new number of parts, status says a rebuild is pending.
+    const pending = await readStatusReport(db.pool, [applied(4)], { pollInterval: 1000, stallAfter: 5000 });
+    expect(pending.projections[0]).toMatchObject({ rebuildPending: true, storedVersion: 1, state: 'stopped' });
+    expect(pending.projections[0]!.parts!.map((part) => part.state)).toEqual(['stopped', 'stopped', 'stopped', 'stopped']);
     await runUntilCaughtUp(4);
     expect(await hasMarker()).toBe(false);
     expect(await checkpointParts('parts_applied')).toEqual([0, 1, 2, 3].map((part) => ({ part, parts: 4 })));
