@@ -11,7 +11,7 @@ import { checkServer, connectionError, createPool } from './store/connect.js';
 import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent } from './store/era.js';
 import { migrate } from './store/migrate.js';
-import { partsOf, WHOLE } from './store/part.js';
+import { partsOfProjection } from './store/part.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
 import { readStatusReport } from './status/readStatusReport.js';
@@ -83,9 +83,8 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       logger,
     });
     runners = projections.flatMap((projection) => {
-      const parts = (projection.partitions ?? 1) > 1 ? partsOf(projection.partitions) : [WHOLE];
       const settings = runnerSettings(config, projection);
-      return parts.map((part) =>
+      return partsOfProjection(projection).map((part) =>
         createRunner({ pool: activePool, projection, part, ...settings, logger, observer: metrics.observer }),
       );
     });

@@ -18,6 +18,12 @@ export function partsOf(count: number): Part[] {
   return Array.from({ length: count }, (_, index) => ({ index, count }));
 }
 
+/** The parts a projection runs as: its `partitions` parts, or the whole when it is not split. */
+export function partsOfProjection(projection: { partitions?: number }): Part[] {
+  const count = projection.partitions ?? 1;
+  return count > 1 ? partsOf(count) : [WHOLE];
+}
+
 /** `2/4` for the third part of four, in logs and messages. */
 export function partLabel(part: Part): string {
   return `${part.index}/${part.count}`;

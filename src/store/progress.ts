@@ -1,6 +1,6 @@
 import { UserError } from '../errors.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryLockKey, partLockKey } from './names.js';
-import { partsOf, streamPartMatchesSql, WHOLE } from './part.js';
+import { partsOfProjection, streamPartMatchesSql } from './part.js';
 import { comparePositions, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
@@ -278,9 +278,8 @@ export async function readProgress(db: Queryable, projections: readonly Progress
   // A row per part: a projection that is not split is its one part, under the projection's lock.
   const parameter = projections.flatMap((projection) => {
     const types = eventTypeFilter(projection.eventTypes);
-    const count = projection.partitions ?? 1;
-    return (count > 1 ? partsOf(count) : [WHOLE]).map((part) => {
-      const key = count > 1 ? partLockKey(projection.name, part.index) : advisoryLockKey('projection', projection.name);
+    return partsOfProjection(projection).map((part) => {
+      const key = part.count > 1 ? partLockKey(projection.name, part.index) : advisoryLockKey('projection', projection.name);
       const lock = advisoryLockTag(key);
       return {
         name: projection.name,

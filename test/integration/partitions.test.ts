@@ -182,6 +182,11 @@ handlers:
     await db.pool.query(`delete from projd.events where stream_id = 'poison-1'`);
     const replay = await cli(['replay', 'tally']);
     expect(replay).toMatchObject({ code: 0 });
+    // Progress counts each part's events up to its own checkpoint: every event of its type, once.
+    const { rows: credited } = await db.pool.query<{ n: string }>(
+      `select count(*) as n from projd.events where type = 'account.credited'`,
+    );
+    expect(replay.stdout).toContain(`replayed tally: ${Number(credited[0]!.n).toLocaleString('en-US')} events in`);
     await expectTallyExact();
     expect(await checkpointParts('tally')).toEqual([0, 1, 2, 3].map((part) => ({ part, parts: 4 })));
     const after = await status();

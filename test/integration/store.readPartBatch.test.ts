@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { countApplied } from '../../src/store/countEvents.js';
 import { readBatch, readBatchSql, readPartBatchSql } from '../../src/store/readBatch.js';
 import { positionParams, START } from '../../src/store/position.js';
 import { createTestDatabase } from '../helpers/database.js';
@@ -44,5 +45,31 @@ describe('readBatch of one part', () => {
       await client.query('reset enable_seqscan');
       client.release();
     }
+  });
+});
+
+describe('countApplied of one part', () => {
+  it('counts the part’s own events up to the part’s own checkpoint', async () => {
+    // Reuses the events appended above. Part 0 of 2 has passed the first 300 events in delivery
+    // order, part 1 none: only part 0's events among those 300 are applied.
+    const { rows } = await db.pool.query<{ era: number; transaction_id: string; position: string; part0: string }>(`
+      with ordered as (
+        select era, transaction_id, position, stream_id, row_number() over (order by era, transaction_id, position) as n
+          from projd.events)
+      select era, transaction_id::text, position::text,
+             (select count(*) from ordered o where o.n <= 300 and projd.stream_part(o.stream_id, 2) = 0)::text as part0
+        from ordered where n = 300`);
+    const at = rows[0]!;
+    await db.pool.query(
+      `insert into projd.checkpoints (projection, part, parts, version, era, transaction_id, position)
+       values ('counted', 0, 2, 1, $1, $2::xid8, $3), ('counted', 1, 2, 1, 0, '0', 0)`,
+      [at.era, at.transaction_id, at.position],
+    );
+    const part0 = await countApplied(db.pool, 'counted', { eventTypes, after: START, part: { index: 0, count: 2 } });
+    const part1 = await countApplied(db.pool, 'counted', { eventTypes, after: START, part: { index: 1, count: 2 } });
+    expect(part0).toMatchObject({ count: Number(at.part0), checkpoint: { position: BigInt(at.position) } });
+    expect(Number(at.part0)).toBeGreaterThan(100);
+    expect(Number(at.part0)).toBeLessThan(200);
+    expect(part1).toMatchObject({ count: 0, checkpoint: { position: 0n } });
   });
 });
