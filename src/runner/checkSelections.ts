@@ -21,7 +21,7 @@ export async function checkSelections(pool: pg.Pool, projections: readonly Proje
   for (const projection of projections) {
     const checkpoint = stored.get(projection.name);
     // Another number of parts is rebuilt from the start, which records the new selection.
-    if (!checkpoint || checkpoint.version !== projection.version || checkpoint.parts !== projection.partitions) continue;
+    if (!checkpoint || checkpoint.version !== projection.version || checkpoint.parts !== (projection.partitions ?? 1)) continue;
     const selection = selectionOf(projection);
     if (checkpoint.selection === null) {
       if (await recordSelection(pool, projection.name, projection.version, selection)) {
