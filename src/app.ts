@@ -11,6 +11,7 @@ import { checkServer, connectionError, createPool } from './store/connect.js';
 import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent } from './store/era.js';
 import { migrate } from './store/migrate.js';
+import { partsOfProjection } from './store/part.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
 import { readStatusReport } from './status/readStatusReport.js';
@@ -59,7 +60,14 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   async function startOnce(): Promise<void> {
     // Projections first: a bad module is reported before anything touches the database.
     const projections = options.projections ?? (await loadProjections(config.projections.dir));
-    pool = createPool({ url: config.database.url, max: config.database.poolSize, connectTimeout: config.database.connectTimeout });
+    // A runner per part: each holds a connection for the length of its batch, and the parts
+    // only overlap when they have one each. One more for progress reads and error reports.
+    const runnerCount = projections.reduce((sum, projection) => sum + (projection.partitions ?? 1), 0);
+    const poolSize = Math.max(config.database.poolSize, runnerCount + 1);
+    if (poolSize > config.database.poolSize) {
+      logger.info({ poolSize, configured: config.database.poolSize, runners: runnerCount }, 'pool.sized');
+    }
+    pool = createPool({ url: config.database.url, max: poolSize, connectTimeout: config.database.connectTimeout });
     pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
     await checkServer(pool, config.database.url);
     const applied = await migrate(pool);
@@ -74,9 +82,12 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       readStatus: () => readStatusReport(activePool, projections, statusOptions(config)),
       logger,
     });
-    runners = projections.map((projection) =>
-      createRunner({ pool: activePool, projection, ...runnerSettings(config, projection), logger, observer: metrics.observer }),
-    );
+    runners = projections.flatMap((projection) => {
+      const settings = runnerSettings(config, projection);
+      return partsOfProjection(projection).map((part) =>
+        createRunner({ pool: activePool, projection, part, ...settings, logger, observer: metrics.observer }),
+      );
+    });
     const wakeAll = () => runners.forEach((runner) => runner.wake());
     listener = createListener({
       url: config.database.listenUrl,
@@ -125,7 +136,9 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       await Promise.all(runners.map((runner) => runner.caughtUp));
     },
     projections() {
-      return runners.map(({ projection, state }) => ({ name: projection.name, version: projection.version, state }));
+      // One per projection: a split one is in the state of its first part.
+      const first = runners.filter((runner, i) => runners.findIndex((other) => other.projection === runner.projection) === i);
+      return first.map(({ projection, state }) => ({ name: projection.name, version: projection.version, state }));
     },
   };
 }

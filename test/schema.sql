@@ -1,7 +1,7 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0008_batch_events
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
@@ -18,7 +18,9 @@ create table projd.checkpoints (
   blocked_by bigint,
   last_error text,
   last_error_at timestamp with time zone,
-  selection jsonb
+  selection jsonb,
+  part integer default 0 not null,
+  parts integer default 1 not null
 );
 
 create table projd.events (
@@ -58,7 +60,9 @@ create table projd.migrations (
 
 alter table projd.checkpoints add constraint checkpoints_blocked_by_fkey FOREIGN KEY (blocked_by) REFERENCES projd.failed_events(id);
 
-alter table projd.checkpoints add constraint checkpoints_pkey PRIMARY KEY (projection);
+alter table projd.checkpoints add constraint checkpoints_part_in_range CHECK ((((parts >= 1) AND (parts <= 256)) AND (part >= 0) AND (part < parts)));
+
+alter table projd.checkpoints add constraint checkpoints_pkey PRIMARY KEY (projection, part);
 
 alter table projd.events add constraint events_pkey PRIMARY KEY ("position");
 

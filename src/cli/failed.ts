@@ -21,7 +21,11 @@ const LIST_COLUMNS: readonly TableColumn<FailedEvent>[] = [
   { title: 'ID', align: 'right', cell: (event) => String(event.id) },
   { title: 'PROJECTION', align: 'left', cell: (event) => event.projection },
   { title: 'POSITION', align: 'right', cell: (event) => String(event.position) },
-  { title: 'STREAM', align: 'left', cell: (event) => event.streamId },
+  {
+    title: 'STREAM',
+    align: 'left',
+    cell: (event) => (event.part ? `${event.streamId} (part ${event.part.index}/${event.part.count})` : event.streamId),
+  },
   { title: 'TYPE', align: 'left', cell: (event) => event.type },
   { title: 'ATTEMPTS', align: 'right', cell: (event) => String(event.attempts) },
   { title: 'STATUS', align: 'left', cell: (event) => event.status },

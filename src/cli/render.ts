@@ -1,5 +1,5 @@
 import type { ReadOnlyQueryResult } from '../operations/queryReadOnly.js';
-import type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
+import type { BlockingTransaction, PartStatus, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
 
 const COLUMNS: readonly TableColumn<ProjectionStatus>[] = [
   { title: 'NAME', align: 'left', cell: (status) => status.name },
@@ -14,9 +14,40 @@ const COLUMNS: readonly TableColumn<ProjectionStatus>[] = [
   { title: 'NOTE', align: 'left', cell: formatNote },
 ];
 
-/** `projd status` as plain text: a header and one aligned row per projection. */
+/** The row of one part, under its projection's: what is the projection's alone is left blank. */
+const PART_COLUMNS: Readonly<Record<string, (part: PartStatus, status: ProjectionStatus) => string>> = {
+  NAME: (part, status) => `  part ${part.part}/${status.parts!.length}`,
+  VERSION: () => '',
+  STATE: (part) => part.state,
+  POSITION: (part) => part.position,
+  HEAD: () => '',
+  LAG: (part) => part.lagEvents,
+  'LAG TIME': (part) => formatSeconds(part.lagSeconds),
+  PARKED: () => '',
+  OWNER: (part) => formatOwner(part.owner),
+  NOTE: (part) => {
+    if (part.state === 'failed') return `stopped at failed event ${part.blockedBy ?? '?'}`;
+    return part.lastError ? `last error: ${oneLine(part.lastError)}` : '';
+  },
+};
+
+type StatusRow = { status: ProjectionStatus; part?: PartStatus };
+
+const ROW_COLUMNS: readonly TableColumn<StatusRow>[] = COLUMNS.map((column) => ({
+  ...column,
+  cell: ({ status, part }) => (part ? PART_COLUMNS[column.title]!(part, status) : column.cell(status)),
+}));
+
+/**
+ * `projd status` as plain text: a header and one aligned row per projection, followed by a
+ * row per part for a projection split into parts.
+ */
 export function renderStatusTable(statuses: readonly ProjectionStatus[]): string {
-  return renderTable(COLUMNS, statuses);
+  const rows = statuses.flatMap((status): StatusRow[] => [
+    { status },
+    ...(status.parts ?? []).map((part) => ({ status, part })),
+  ]);
+  return renderTable(ROW_COLUMNS, rows);
 }
 
 function formatVersion(status: ProjectionStatus): string {
@@ -34,6 +65,9 @@ export function formatOwner(owner: ProjectionOwner | null): string {
 
 function formatNote(status: ProjectionStatus): string {
   if (status.problem !== null) return status.problem;
+  if (status.rebuildPending && status.storedVersion === status.version) {
+    return 'rebuild pending: another number of partitions loaded than the store was set up with; a daemon restart rebuilds it';
+  }
   if (status.rebuildPending) {
     return `rebuild pending: version ${status.version} loaded, store at ${status.storedVersion ?? '?'}; a daemon restart rebuilds it`;
   }

@@ -94,6 +94,20 @@ export function createMetrics(options: MetricsOptions): Metrics {
     buckets: BATCH_DURATION_BUCKETS,
     registers,
   });
+  // A split projection's parts, under names of their own: the per-projection series above stay
+  // one per projection, so that sums and alerts over them mean what they meant before.
+  const partPosition = new Gauge({
+    name: 'projd_projection_part_position',
+    help: 'Of a projection split into parts, global position of the last event the part checkpoint passed.',
+    labelNames: ['projection', 'part'] as const,
+    registers,
+  });
+  const partLagEvents = new Gauge({
+    name: 'projd_projection_part_lag_events',
+    help: 'Of a projection split into parts, committed events of the part not applied yet (an estimate, as projd_projection_lag_events).',
+    labelNames: ['projection', 'part'] as const,
+    registers,
+  });
   const head = new Gauge({
     name: 'projd_events_head_position',
     help: 'Highest position in projd.events.',
@@ -129,6 +143,11 @@ export function createMetrics(options: MetricsOptions): Metrics {
       parked.set(labels, status.failedEvents);
       for (const name of PROJECTION_STATE_LIST) {
         state.set({ projection: status.name, state: name }, name === status.state ? 1 : 0);
+      }
+      for (const part of status.parts ?? []) {
+        const partLabels = { projection: status.name, part: String(part.part) };
+        partPosition.set(partLabels, Number(part.position));
+        partLagEvents.set(partLabels, Number(part.lagEvents));
       }
     }
   }

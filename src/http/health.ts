@@ -1,4 +1,10 @@
 import { RETRY_CAP_MS, type RunnerSnapshot } from '../runner/createRunner.js';
+import { partLabel } from '../store/part.js';
+
+/** `balances`, or `balances part 2/4` for a runner of one part of a split projection. */
+function labelOf(snapshot: RunnerSnapshot): string {
+  return snapshot.part ? `${snapshot.name} part ${partLabel(snapshot.part)}` : snapshot.name;
+}
 
 export interface LivenessOptions {
   /** `Date.now()` at the check. */
@@ -19,11 +25,11 @@ export function findStuckLoops(snapshots: readonly RunnerSnapshot[], options: Li
   for (const snapshot of snapshots) {
     const idleMs = options.now - snapshot.lastPassAt;
     if (snapshot.state === 'stopped') {
-      stuck.push(`${snapshot.name}: loop ended`);
+      stuck.push(`${labelOf(snapshot)}: loop ended`);
     } else if (snapshot.inBatch && idleMs > options.stuckAfter) {
-      stuck.push(`${snapshot.name}: batch running for ${Math.round(idleMs / 1000)}s`);
+      stuck.push(`${labelOf(snapshot)}: batch running for ${Math.round(idleMs / 1000)}s`);
     } else if (!snapshot.inBatch && idleMs > options.stuckAfter + Math.max(options.pollInterval, RETRY_CAP_MS)) {
-      stuck.push(`${snapshot.name}: no pass for ${Math.round(idleMs / 1000)}s`);
+      stuck.push(`${labelOf(snapshot)}: no pass for ${Math.round(idleMs / 1000)}s`);
     }
   }
   return stuck;
@@ -33,7 +39,7 @@ export function findStuckLoops(snapshots: readonly RunnerSnapshot[], options: Li
 export function findNotCaughtUp(snapshots: readonly RunnerSnapshot[]): string[] {
   return snapshots
     .filter((snapshot) => !snapshot.caughtUpOnce && snapshot.state !== 'version_ahead')
-    .map((snapshot) => snapshot.name);
+    .map(labelOf);
 }
 
 /**
@@ -44,5 +50,5 @@ export function findNotCaughtUp(snapshots: readonly RunnerSnapshot[]): string[] 
 export function findVersionBehind(snapshots: readonly RunnerSnapshot[]): string[] {
   return snapshots
     .filter((snapshot) => snapshot.state === 'version_ahead')
-    .map((snapshot) => `${snapshot.name} (version ${snapshot.version})`);
+    .map((snapshot) => `${labelOf(snapshot)} (version ${snapshot.version})`);
 }

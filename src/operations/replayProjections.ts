@@ -39,8 +39,10 @@ export async function replayProjections(
   const logger = options.logger ?? silentLogger();
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const selected = selectProjections(projections, target, config.projections.dir);
-  // Three connections: the batch in flight, the progress counts beside it, and a batch timeout's cancel.
-  return withPool(config, { migrate: true, max: 3, logger }, async (pool) => {
+  // Three connections: the batch in flight, the progress counts beside it, and a batch timeout's
+  // cancel; a split projection has a batch in flight per part.
+  const parts = Math.max(...selected.map((projection) => projection.partitions ?? 1));
+  return withPool(config, { migrate: true, max: parts + 2, logger }, async (pool) => {
     await assertEraCurrent(pool); // a restored store would reset, then wait for ever behind the gate
     const results: ReplayResult[] = [];
     for (const projection of selected) {

@@ -28,10 +28,13 @@ const DEFINITION_KEYS: readonly string[] = [
   'batchSize',
   'onError',
   'maxAttempts',
+  'partitions',
 ];
 const MAX_ATTEMPTS = 100;
 /** As `projections.batchSize`. */
 const MAX_BATCH_SIZE = 100_000;
+/** `projd.checkpoints` allows parts 0 to 255. */
+export const MAX_PARTITIONS = 256;
 
 /**
  * The outcome of checking a definition. A failure carries the key path at fault
@@ -79,7 +82,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     return fail([key], `unknown key '${key}'${didYouMean(closestKey(key))}; the keys are ${DEFINITION_KEYS.join(', ')}`);
   }
 
-  const { name, version, setup, reset, handlers, onError, maxAttempts, batchSize } = value;
+  const { name, version, setup, reset, handlers, onError, maxAttempts, batchSize, partitions = 1 } = value;
   if (name === undefined) return fail(['name'], 'name is required');
   if (typeof name !== 'string' || !NAME_PATTERN.test(name)) {
     return fail(['name'], `name must match [a-z][a-z0-9_]* (lowercase letters, digits, _), got ${describeValue(name)}`);
@@ -109,6 +112,15 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     (typeof batchSize !== 'number' || !Number.isInteger(batchSize) || batchSize < 1 || batchSize > MAX_BATCH_SIZE)
   ) {
     return fail(['batchSize'], `batchSize must be an integer from 1 to ${MAX_BATCH_SIZE}, got ${describeValue(batchSize)}`);
+  }
+
+  if (
+    typeof partitions !== 'number' ||
+    !Number.isInteger(partitions) ||
+    partitions < 1 ||
+    partitions > MAX_PARTITIONS
+  ) {
+    return fail(['partitions'], `partitions must be an integer from 1 to ${MAX_PARTITIONS}, got ${describeValue(partitions)}`);
   }
 
   const statements: Record<'setup' | 'reset' | 'batch', readonly string[]> = { setup: [], reset: [], batch: [] };
@@ -151,6 +163,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     ...(batchSize === undefined ? {} : { batchSize: batchSize as number }),
     ...(onError === undefined ? {} : { onError: onError as OnErrorPolicy }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),
+    partitions,
   });
   return { ok: true, projection };
 }

@@ -180,7 +180,8 @@ function projectionOf(exports: unknown, shown: string): Projection {
  * this copy's checks and comes out in this copy's shape.
  */
 function definitionOf(projection: Projection): unknown {
-  const { name, version, setup, reset, handlers, eventTypes, batch, handleBatch, batchSize, onError, maxAttempts } = projection;
+  const { name, version, setup, reset, handlers, eventTypes, batch, handleBatch, batchSize, onError, maxAttempts, partitions } =
+    projection;
   if (!(handlers instanceof Map)) return projection;
   return {
     name,
@@ -194,6 +195,8 @@ function definitionOf(projection: Projection): unknown {
     ...(batchSize === undefined ? {} : { batchSize }),
     ...(onError === undefined ? {} : { onError }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),
+    // Absent from a projection built by a copy of projd that predates partitions.
+    ...(partitions === undefined ? {} : { partitions }),
   };
 }
 

@@ -94,6 +94,13 @@ export interface ProjectionDefinition<Events extends EventDataMap = EventDataMap
   onError?: 'park' | 'stop';
   /** Attempts at a failing event before it is parked or the projection stops. @defaultValue `projections.maxAttempts` (3) */
   maxAttempts?: number;
+  /**
+   * Splits the projection by stream into this many parts, each with its own checkpoint, applied
+   * concurrently (by one daemon's pool, or by several daemons). Each stream's events stay in
+   * order; events of different streams may be applied in any order. Changing it rebuilds the
+   * projection. @defaultValue 1
+   */
+  partitions?: number;
 }
 
 /** Brand that marks the value `defineProjection` returns; a plain string so copies of projd agree. */
@@ -123,6 +130,8 @@ export interface Projection {
   readonly onError?: 'park' | 'stop';
   /** Unset: the config's `projections.maxAttempts` applies. */
   readonly maxAttempts?: number;
+  /** How many parts it is split into by `projd.stream_part(stream_id, partitions)`; 1 when not split. */
+  readonly partitions: number;
   /** The file it was loaded from, for messages; absent for projections built in code. */
   readonly source?: string;
 }

@@ -20,7 +20,8 @@ export async function checkSelections(pool: pg.Pool, projections: readonly Proje
   const refused: string[] = [];
   for (const projection of projections) {
     const checkpoint = stored.get(projection.name);
-    if (!checkpoint || checkpoint.version !== projection.version) continue;
+    // Another number of parts is rebuilt from the start, which records the new selection.
+    if (!checkpoint || checkpoint.version !== projection.version || checkpoint.parts !== (projection.partitions ?? 1)) continue;
     const selection = selectionOf(projection);
     if (checkpoint.selection === null) {
       if (await recordSelection(pool, projection.name, projection.version, selection)) {

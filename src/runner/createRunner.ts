@@ -3,6 +3,7 @@ import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
+import { partLabel, WHOLE, type Part } from '../store/part.js';
 import { positionText, type Position } from '../store/position.js';
 import { handlerCause } from './batchErrors.js';
 import { createErrorReport } from './errorReport.js';
@@ -25,6 +26,8 @@ export interface RunnerObserver {
 /** What the runner knows right now, without asking the database. */
 export interface RunnerSnapshot {
   name: string;
+  /** Of a split projection, the part this runner works on; absent when it runs the whole projection. */
+  part?: Part;
   version: number;
   state: RunnerState;
   /** The checkpoint this runner last committed or read; null before its first pass. */
@@ -58,6 +61,8 @@ export interface RunnerOptions {
   stallAfter: number;
   logger: Logger;
   observer?: RunnerObserver;
+  /** Of a split projection (`partitions`), the one part this runner works on. @defaultValue the whole projection */
+  part?: Part;
 }
 
 export interface Runner {
@@ -80,8 +85,9 @@ export interface Runner {
  * until the next pass is due or a notification wakes it.
  */
 export function createRunner(options: RunnerOptions): Runner {
-  const { projection, observer = {} } = options;
-  const logger = options.logger.child({ projection: projection.name });
+  const { projection, observer = {}, part = WHOLE } = options;
+  const split = part.count > 1;
+  const logger = options.logger.child({ projection: projection.name, ...(split ? { part: partLabel(part) } : {}) });
   const wakeup = createWakeup();
   const stopping = new AbortController();
   const isolation = createIsolation({
@@ -90,7 +96,7 @@ export function createRunner(options: RunnerOptions): Runner {
     onEventFailed: ({ position, policy }) => observer.eventFailed?.({ projection: projection.name, position, policy }),
   });
   const heldBack = createHeldBack(options);
-  const errorReport = createErrorReport(options.pool, projection.name, logger);
+  const errorReport = createErrorReport(options.pool, projection.name, part, logger);
   let state: RunnerState = PROJECTION_STATES.starting;
   let loop: Promise<void> | undefined;
   let position: Position | null = null;
@@ -225,6 +231,7 @@ export function createRunner(options: RunnerOptions): Runner {
     snapshot() {
       return {
         name: projection.name,
+        ...(split ? { part } : {}),
         version: projection.version,
         state,
         position,

@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { selectCheckpoint } from '../store/checkpoints.js';
 import { countApplied, countEvents } from '../store/countEvents.js';
+import { partsOfProjection } from '../store/part.js';
 import { comparePositions, START, type Position } from '../store/position.js';
 import { PROJECTION_STATES } from '../projectionStates.js';
 import { createRunner, type RunnerOptions } from './createRunner.js';
@@ -87,18 +88,22 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
   let end!: (outcome: Outcome) => void;
   const ended = new Promise<Outcome>((resolve) => (end = resolve));
   const { onProgress: _progress, progressInterval: _interval, ...runnerOptions } = options;
-  const runner = createRunner({
-    ...runnerOptions,
-    logger: runnerLogger(options.logger),
-    pollInterval: REPLAY_POLL_MS,
-    observer: {
-      stateChanged({ to }) {
-        if (to === PROJECTION_STATES.failed) end({ kind: 'halted' });
-        else if (to === PROJECTION_STATES.versionAhead) end({ kind: 'version_ahead' });
+  // A runner per part of a split projection, as the daemon runs it; one halting halts the replay.
+  const runners = partsOfProjection(projection).map((part) =>
+    createRunner({
+      ...runnerOptions,
+      part,
+      logger: runnerLogger(options.logger),
+      pollInterval: REPLAY_POLL_MS,
+      observer: {
+        stateChanged({ to }) {
+          if (to === PROJECTION_STATES.failed) end({ kind: 'halted' });
+          else if (to === PROJECTION_STATES.versionAhead) end({ kind: 'version_ahead' });
+        },
       },
-    },
-  });
-  void runner.caughtUp.then(() => end({ kind: 'caught_up' }));
+    }),
+  );
+  void Promise.all(runners.map((runner) => runner.caughtUp)).then(() => end({ kind: 'caught_up' }));
 
   const reporting = new AbortController();
   const reports = (async () => {
@@ -115,11 +120,11 @@ export async function replayProjection(options: ReplayProjectionOptions): Promis
   })();
 
   let outcome: Outcome;
-  runner.start();
+  for (const runner of runners) runner.start();
   try {
     outcome = await ended;
   } finally {
-    await runner.stop();
+    await Promise.all(runners.map((runner) => runner.stop()));
     reporting.abort();
     await reports;
   }
@@ -159,8 +164,8 @@ function createProgressCounter(pool: pg.Pool, projection: Projection, startedAt:
   const { eventTypes } = projection;
   let total = 0;
   let totalAfter = 0n;
-  let done = 0;
-  let doneAfter: Position = START;
+  // Of a split projection, each part's checkpoint moves on its own: counted part by part.
+  const counted = partsOfProjection(projection).map((part) => ({ part, done: 0, after: START as Position }));
 
   return {
     async measure(finished: boolean): Promise<ReplayProgress> {
@@ -168,16 +173,20 @@ function createProgressCounter(pool: pg.Pool, projection: Projection, startedAt:
       total += fresh.count;
       totalAfter = fresh.lastPosition ?? totalAfter;
 
-      let applied = await countApplied(pool, projection.name, { eventTypes, after: doneAfter });
-      if (applied && comparePositions(applied.checkpoint, doneAfter) < 0) {
-        // Cleared again meanwhile (another replay, a version rebuild): count from the start.
-        applied = await countApplied(pool, projection.name, { eventTypes, after: START });
-        done = 0;
+      for (const one of counted) {
+        const { part } = one;
+        let applied = await countApplied(pool, projection.name, { eventTypes, after: one.after, part });
+        if (applied && comparePositions(applied.checkpoint, one.after) < 0) {
+          // Cleared again meanwhile (another replay, a version rebuild): count from the start.
+          applied = await countApplied(pool, projection.name, { eventTypes, after: START, part });
+          one.done = 0;
+        }
+        if (applied) {
+          one.done += applied.count;
+          one.after = applied.checkpoint;
+        }
       }
-      if (applied) {
-        done += applied.count;
-        doneAfter = applied.checkpoint;
-      }
+      const done = counted.reduce((sum, one) => sum + one.done, 0);
 
       // A late commit below a position already counted is missed by `total`, never by `done`.
       total = Math.max(total, done);

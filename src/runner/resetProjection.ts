@@ -35,7 +35,7 @@ export async function resetProjection(pool: pg.Pool, projection: Projection): Pr
     } else {
       for (const sql of projection.reset) await client.query(sql);
       for (const sql of projection.setup) await client.query(sql);
-      await resetCheckpoint(client, projection.name, projection.version, selectionOf(projection));
+      await resetCheckpoint(client, projection.name, projection.version, selectionOf(projection), projection.partitions);
       result = { kind: 'reset', fromVersion: checkpoint.version };
     }
     await client.query(result.kind === 'reset' ? 'commit' : 'rollback');

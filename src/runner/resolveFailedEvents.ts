@@ -2,7 +2,6 @@ import type pg from 'pg';
 import { errorMessage, UserError } from '../errors.js';
 import type { Projection } from '../projection/types.js';
 import { oneEventApplier, type OneEventApplier } from './apply/applyOne.js';
-import { selectCheckpoint } from '../store/checkpoints.js';
 import { describeFailure } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
 import {
@@ -98,12 +97,9 @@ async function resolve(
     }
     await apply(client, failed);
     await resolveFailedEvent(client, id, status);
-    let unblocked = false;
-    const checkpoint = await selectCheckpoint(client, failed.projection);
-    if (checkpoint?.blockedBy === id) {
-      const stored = await readEvent(client, failed.position);
-      if (stored) unblocked = await unblockProjection(client, failed.projection, id, stored.at);
-    }
+    // Whichever part of the projection halted on it, if one did.
+    const stored = await readEvent(client, failed.position);
+    const unblocked = stored !== null && (await unblockProjection(client, failed.projection, id, stored.at));
     // Wakes the daemons: a halted projection runs again at once. Sent when this commits.
     await client.query(`select pg_notify('${EVENTS_CHANNEL}', '')`);
     await client.query('commit');

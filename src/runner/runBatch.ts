@@ -5,7 +5,8 @@ import { resetCheckpoint, selectCheckpoint, storeCheckpoint, type Checkpoint } f
 import { cancelBackend } from '../store/cancelBackend.js';
 import { isStalePlan } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
-import { tryLockProjection } from '../store/locks.js';
+import { lockProjection, tryLockPart, tryLockProjection } from '../store/locks.js';
+import { WHOLE, type Part } from '../store/part.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
@@ -37,6 +38,8 @@ export interface RunBatchOptions {
    * take every type it reads: the runner isolates a failing event this way.
    */
   perEvent?: boolean;
+  /** Of a split projection (`partitions`), the part this pass works on. @defaultValue the whole projection */
+  part?: Part;
 }
 
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
@@ -117,18 +120,25 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
 
 /** The steps of a batch, in order: lock, checkpoint, park or apply, move the checkpoint. */
 async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions, deadline: Deadline): Promise<Outcome> {
-  const { projection, batchSize, park, preparedStatements } = options;
-  if (!(await tryLockProjection(client, projection.name))) {
+  const { projection, batchSize, park, preparedStatements, part = WHOLE } = options;
+  // A part shares the projection's lock with the other parts, so it cannot set up or rebuild
+  // under it: when its checkpoint (read unlocked) says it must, it waits for the lock alone
+  // instead, which excludes every part, and then also runs its own batch under it.
+  const split = part.count > 1;
+  const setUpFirst = split && !isSetUp(await selectCheckpoint(client, projection.name, part.index), projection, part);
+  if (setUpFirst) await lockProjection(client, projection.name);
+  else if (!(await (split ? tryLockPart(client, projection.name, part) : tryLockProjection(client, projection.name)))) {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
-  const ready = await readyCheckpoint(client, projection);
+  const ready = await readyCheckpoint(client, projection, part, { mayRebuild: !split || setUpFirst });
+  if (ready.kind === 'locked_elsewhere') return { commit: false, result: ready };
   if (ready.kind !== 'ready') return { commit: false, result: ready };
   const { checkpoint, setUp } = ready;
   const form = pickForm(projection, { perEvent: options.perEvent });
   const done = { kind: 'done' as const, form, setUp };
 
   if (park) {
-    const parked = await parkFirstEvent(client, projection, checkpoint, park);
+    const parked = await parkFirstEvent(client, projection, checkpoint, park, part);
     if (parked.kind === 'conflict') return { commit: false, result: parked };
     if (parked.kind === 'parked') {
       const { batch, id, policy } = parked;
@@ -154,12 +164,12 @@ async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions,
     },
   });
   const limit = park ? 1 : batchSize;
-  const applied = await applyBatch(form, { client, projection, after: checkpoint, limit, db, deadline });
+  const applied = await applyBatch(form, { client, projection, part, after: checkpoint, limit, db, deadline });
   const { full, heldBack, scannedTo } = applied;
   if (!scannedTo) {
     return { commit: setUp !== undefined, result: { ...done, full, heldBack, applied: 0, to: null, checkpoint } };
   }
-  if (!(await storeCheckpoint(client, projection.name, checkpoint, scannedTo))) {
+  if (!(await storeCheckpoint(client, projection.name, checkpoint, scannedTo, part.index))) {
     return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
   }
   return {
@@ -170,27 +180,35 @@ async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions,
 
 type ReadyCheckpoint =
   | { kind: 'ready'; checkpoint: Checkpoint; setUp?: 'created' | 'rebuilt' }
-  | Extract<BatchResult, { kind: 'version_ahead' | 'blocked' }>;
+  | Extract<BatchResult, { kind: 'version_ahead' | 'blocked' | 'locked_elsewhere' }>;
 
 /**
  * The checkpoint to go on from, after setting the projection up (first run) or rebuilding it
  * (a new version), unless a newer daemon owns it or it is halted on a failed event.
  */
-async function readyCheckpoint(client: pg.PoolClient, projection: Projection): Promise<ReadyCheckpoint> {
-  let checkpoint = await selectCheckpoint(client, projection.name);
+async function readyCheckpoint(
+  client: pg.PoolClient,
+  projection: Projection,
+  part: Part,
+  { mayRebuild }: { mayRebuild: boolean },
+): Promise<ReadyCheckpoint> {
+  let checkpoint = await selectCheckpoint(client, projection.name, part.index);
   let setUp: 'created' | 'rebuilt' | undefined;
   if (checkpoint && checkpoint.version > projection.version) {
     return { kind: 'version_ahead', storedVersion: checkpoint.version };
   }
   const selection = selectionOf(projection);
-  if (!checkpoint || checkpoint.version < projection.version) {
+  if (!isSetUp(checkpoint, projection, part)) {
+    // Set up by another daemon with another number of parts since the unlocked look: next pass.
+    if (!mayRebuild) return { kind: 'locked_elsewhere' };
     // A rebuild tears down (reset) before building up (setup), so a reset that drops a
-    // table and a setup that creates it again both work.
-    if (checkpoint) for (const sql of projection.reset) await client.query(sql);
+    // table and a setup that creates it again both work. Part 0 has a row whenever any part has.
+    const existing = checkpoint ?? (part.count > 1 ? await selectCheckpoint(client, projection.name, 0) : null);
+    if (existing) for (const sql of projection.reset) await client.query(sql);
     for (const sql of projection.setup) await client.query(sql);
-    await resetCheckpoint(client, projection.name, projection.version, selection);
-    setUp = checkpoint ? 'rebuilt' : 'created';
-    checkpoint = { version: projection.version, blockedBy: null, selection, ...START };
+    await resetCheckpoint(client, projection.name, projection.version, selection, part.count);
+    setUp = existing ? 'rebuilt' : 'created';
+    checkpoint = { version: projection.version, blockedBy: null, selection, parts: part.count, ...START };
   }
   // A replay with other handlers moved the selection since this daemon started: applying on
   // with these would skip the events of types they lack. Refused, pass after pass, until restart.
@@ -200,3 +218,11 @@ async function readyCheckpoint(client: pg.PoolClient, projection: Projection): P
   return { kind: 'ready', checkpoint, setUp };
 }
 
+/**
+ * False when the part has no checkpoint yet, or one of an older version, or one set up with
+ * another number of parts: this pass sets the projection up, or rebuilds it from the start.
+ */
+function isSetUp(checkpoint: Checkpoint | null, projection: Projection, part: Part): checkpoint is Checkpoint {
+  if (!checkpoint || checkpoint.version < projection.version) return false;
+  return checkpoint.version > projection.version || checkpoint.parts === part.count;
+}

@@ -1,5 +1,11 @@
 import type { Projection } from '../projection/types.js';
-import { readProgress, type CheckpointState, type OpenTransaction, type Progress } from '../store/progress.js';
+import {
+  readProgress,
+  type CheckpointState,
+  type OpenTransaction,
+  type PartProgress,
+  type Progress,
+} from '../store/progress.js';
 import type { Queryable } from '../store/queryable.js';
 import { compareSelections, describeSelectionChange, selectionOf } from '../store/selection.js';
 import { PROJECTION_STATES, type ProjectionState } from '../projectionStates.js';
@@ -73,6 +79,28 @@ export interface ProjectionStatus {
   lastErrorAt: string | null;
   /** The transaction holding it back, when `stalled` and visible to this database role. */
   stalledBy: BlockingTransaction | null;
+  /**
+   * Only for a projection split into parts (`partitions` above 1): each part, in order. The
+   * fields above are then the parts' together: `position` that of the part furthest behind,
+   * `lagEvents` and `lagSeconds` those of the part most behind, `state` the parts' states
+   * taken together as for one projection (any part halted: `failed`, and so on).
+   */
+  parts?: PartStatus[];
+}
+
+/** One part of a split projection in `projd status --json`, its fields as a projection's. */
+export interface PartStatus {
+  /** 0 to `partitions - 1`: the streams for which `projd.stream_part(stream_id, partitions)` is this. */
+  part: number;
+  state: ProjectionState;
+  position: string;
+  lagEvents: string;
+  lagSeconds: number;
+  updatedAt: string | null;
+  owner: ProjectionOwner | null;
+  blockedBy: string | null;
+  lastError: string | null;
+  lastErrorAt: string | null;
 }
 
 /** Everything `status` and `/metrics` show. */
@@ -108,7 +136,7 @@ export async function readStatusReport(
 /** The report for `progress`: a pure function of it, the loaded projections and the options. */
 export function toStatusReport(
   progress: Progress,
-  projections: readonly Pick<Projection, 'name' | 'version' | 'eventTypes'>[],
+  projections: readonly (Pick<Projection, 'name' | 'version' | 'eventTypes'> & { partitions?: number })[],
   options: StatusOptions,
 ): StatusReport {
   const readAt = progress.readAt.getTime();
@@ -120,23 +148,33 @@ export function toStatusReport(
     heldBackBy,
     projections: progress.projections.map((found, i) => {
       const projection = projections[i]!;
-      const { checkpoint, oldestUnapplied } = found;
-      const heldBack = oldestUnapplied?.heldBack ?? false;
-      const rebuildPending = checkpoint !== null && checkpoint.version < projection.version;
-      const state = deriveState({
-        hasCheckpoint: checkpoint !== null,
-        rebuildPending,
-        blocked: (checkpoint?.blockedBy ?? null) !== null,
-        heldBack,
-        heldBackMs: heldBack ? heldBackMs(found.lagSeconds, heldBackBy) : 0,
-        stallAfterMs: options.stallAfter,
-        lagEvents: found.lagEvents,
-        owned: found.owner !== null,
-        sinceUpdateMs: checkpoint ? readAt - checkpoint.updatedAt.getTime() : null,
-        activeWithinMs: 2 * options.pollInterval,
-        sinceErrorMs: checkpoint?.lastErrorAt ? readAt - checkpoint.lastErrorAt.getTime() : null,
-      });
-      return {
+      const partitions = projection.partitions ?? 1;
+      /** Whether a checkpoint is thrown away by the next pass: an older version, or another number of parts. */
+      const pending = (checkpoint: CheckpointState | null) =>
+        checkpoint !== null &&
+        (checkpoint.version < projection.version ||
+          (checkpoint.version === projection.version && checkpoint.parts !== partitions));
+      const stateOf = (evidence: Pick<PartProgress, 'checkpoint' | 'oldestUnapplied' | 'lagEvents' | 'lagSeconds' | 'owner'>) => {
+        const { checkpoint, oldestUnapplied } = evidence;
+        const heldBack = oldestUnapplied?.heldBack ?? false;
+        return deriveState({
+          hasCheckpoint: checkpoint !== null,
+          rebuildPending: pending(checkpoint),
+          blocked: (checkpoint?.blockedBy ?? null) !== null,
+          heldBack,
+          heldBackMs: heldBack ? heldBackMs(evidence.lagSeconds, heldBackBy) : 0,
+          stallAfterMs: options.stallAfter,
+          lagEvents: evidence.lagEvents,
+          owned: evidence.owner !== null,
+          sinceUpdateMs: checkpoint ? readAt - checkpoint.updatedAt.getTime() : null,
+          activeWithinMs: 2 * options.pollInterval,
+          sinceErrorMs: checkpoint?.lastErrorAt ? readAt - checkpoint.lastErrorAt.getTime() : null,
+        });
+      };
+      const { checkpoint } = found;
+      const rebuildPending = pending(checkpoint);
+      const state = stateOf(found);
+      const status: ProjectionStatus = {
         name: found.name,
         version: projection.version,
         storedVersion: checkpoint?.version ?? null,
@@ -155,6 +193,22 @@ export function toStatusReport(
         lastErrorAt: checkpoint?.lastErrorAt?.toISOString() ?? null,
         stalledBy: state === PROJECTION_STATES.stalled ? heldBackBy : null,
       };
+      if (partitions === 1) return status;
+      const parts = found.parts.map(
+        (part): PartStatus => ({
+          part: part.part,
+          state: stateOf(part),
+          position: (part.checkpoint?.position ?? 0n).toString(),
+          lagEvents: part.lagEvents.toString(),
+          lagSeconds: part.lagSeconds,
+          updatedAt: part.checkpoint?.updatedAt.toISOString() ?? null,
+          owner: part.owner,
+          blockedBy: part.checkpoint?.blockedBy?.toString() ?? null,
+          lastError: part.checkpoint?.lastError ?? null,
+          lastErrorAt: part.checkpoint?.lastErrorAt?.toISOString() ?? null,
+        }),
+      );
+      return { ...status, parts };
     }),
   };
 }
@@ -175,13 +229,14 @@ function heldBackMs(lagSeconds: number, blocker: BlockingTransaction | null): nu
 
 /** What needs someone, comparing the loaded module with its checkpoint. */
 function findProblem(
-  projection: Pick<Projection, 'name' | 'version' | 'eventTypes'>,
-  checkpoint: Pick<CheckpointState, 'version' | 'selection'>,
+  projection: Pick<Projection, 'name' | 'version' | 'eventTypes'> & { partitions?: number },
+  checkpoint: Pick<CheckpointState, 'version' | 'selection' | 'parts'>,
 ): string | null {
   if (checkpoint.version > projection.version) {
     return `version ${projection.version} loaded, but the store holds version ${checkpoint.version}, written by newer code: a daemon running this version leaves it alone; run the newer code`;
   }
   if (checkpoint.version < projection.version) return null;
+  if (checkpoint.parts !== (projection.partitions ?? 1)) return null; // rebuilt from the start: any selection goes
   const change = compareSelections(checkpoint.selection, selectionOf(projection));
   if (change === null) return null;
   return `its handlers read other event types than its checkpoint was built with (${describeSelectionChange(change)}) and a daemon refuses to run it: bump its version to rebuild it, or run \`projd replay ${projection.name}\``;

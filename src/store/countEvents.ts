@@ -1,5 +1,6 @@
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE } from './names.js';
+import { streamPartMatchesSql, type Part } from './part.js';
 import { positionParams, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
 
@@ -43,6 +44,8 @@ export interface CountAppliedOptions {
   eventTypes: readonly string[];
   /** Count only events after this place in the delivery order. */
   after: Position;
+  /** Of a split projection, the part whose checkpoint and streams to count; absent or 1 part: the whole. */
+  part?: Part;
 }
 
 export interface AppliedCount {
@@ -52,15 +55,25 @@ export interface AppliedCount {
   count: number;
 }
 
-const countAppliedSql = /* sql */ `
+function countAppliedSqlFor(partFilter: string, partRow: string): string {
+  return /* sql */ `
   select c.era, c.transaction_id::text as transaction_id, c.position::text as position,
          (select count(*)
             from ${EVENTS_TABLE} e
            where (e.era, e.transaction_id, e.position) > ($2::integer, $3::xid8, $4::bigint)
              and (e.era, e.transaction_id, e.position) <= (c.era, c.transaction_id, c.position)
-             and ${eventTypeMatchesSql('e.type', '$5::text[]', '$6::text[]')})::text as count
+             and ${eventTypeMatchesSql('e.type', '$5::text[]', '$6::text[]')}${partFilter})::text as count
     from ${CHECKPOINTS_TABLE} c
-   where c.projection = $1`;
+   where c.projection = $1${partRow}`;
+}
+
+const countAppliedSql = countAppliedSqlFor('', '');
+
+/** One part's checkpoint and events: `$7` parts, part `$8`. */
+const countPartAppliedSql = countAppliedSqlFor(
+  `\n             and ${streamPartMatchesSql('e.stream_id', '$7::integer', '$8::integer')}`,
+  ' and c.part = $8 and c.parts = $7',
+);
 
 /**
  * Reads a projection's checkpoint and counts its events between `after` and that checkpoint,
@@ -73,9 +86,12 @@ export async function countApplied(
   options: CountAppliedOptions,
 ): Promise<AppliedCount | null> {
   const types = eventTypeFilter(options.eventTypes);
+  const params: unknown[] = [projection, ...positionParams(options.after), types.exact, types.prefixes];
+  const { part } = options;
+  const split = part !== undefined && part.count > 1;
   const { rows } = await db.query<{ era: number; transaction_id: string; position: string; count: string }>(
-    countAppliedSql,
-    [projection, ...positionParams(options.after), types.exact, types.prefixes],
+    split ? countPartAppliedSql : countAppliedSql,
+    split ? [...params, part.count, part.index] : params,
   );
   const row = rows[0];
   if (!row) return null;

@@ -28,6 +28,8 @@ export interface FailedEvent {
   firstFailedAt: Date;
   lastFailedAt: Date;
   resolvedAt: Date | null;
+  /** Of a split projection (as set up now), the part of the event's stream, which halts on it under `onError: stop`. */
+  part?: { index: number; count: number };
 }
 
 interface FailedEventRow {
@@ -45,6 +47,8 @@ interface FailedEventRow {
   first_failed_at: Date;
   last_failed_at: Date;
   resolved_at: Date | null;
+  part?: number | null;
+  parts?: number | null;
 }
 
 const COLUMNS = /* sql */ `
@@ -68,6 +72,7 @@ function toFailedEvent(row: FailedEventRow): FailedEvent {
     firstFailedAt: row.first_failed_at,
     lastFailedAt: row.last_failed_at,
     resolvedAt: row.resolved_at,
+    ...(row.part != null && row.parts != null && row.parts > 1 ? { part: { index: row.part, count: row.parts } } : {}),
   };
 }
 
@@ -112,12 +117,15 @@ export interface ListFailedOptions {
   ids?: readonly bigint[];
 }
 
+// The part from the number of parts the projection is set up with now (its part 0 row).
 const listFailedSql = /* sql */ `
-  select ${COLUMNS} from ${FAILED_EVENTS_TABLE}
-   where ($1::text is null or projection = $1)
-     and status = any($2::text[])
-     and ($3::bigint[] is null or id = any($3::bigint[]))
-   order by projection, position`;
+  select f.*, c.parts, case when c.parts > 1 then projd.stream_part(f.stream_id, c.parts) end as part
+    from (select ${COLUMNS} from ${FAILED_EVENTS_TABLE}
+           where ($1::text is null or projection = $1)
+             and status = any($2::text[])
+             and ($3::bigint[] is null or id = any($3::bigint[]))) f
+    left join ${CHECKPOINTS_TABLE} c on c.projection = f.projection and c.part = 0
+   order by f.projection, f.position::bigint`;
 
 export async function listFailedEvents(db: Queryable, options: ListFailedOptions = {}): Promise<FailedEvent[]> {
   const { rows } = await db.query<FailedEventRow>(listFailedSql, [
@@ -163,11 +171,20 @@ export async function noteRetryFailure(db: Queryable, id: bigint, failure: Failu
 const blockSql = /* sql */ `
   update ${CHECKPOINTS_TABLE}
      set blocked_by = $2::bigint, last_error = $3, last_error_at = now(), updated_at = now()
-   where projection = $1`;
+   where projection = $1 and part = $4`;
 
-/** `onError: stop`: the projection halts right before the failed event until it is retried or skipped. */
-export async function blockProjection(db: Queryable, projection: string, failedEventId: bigint, message: string) {
-  await db.query(blockSql, [projection, failedEventId.toString(), message]);
+/**
+ * `onError: stop`: the projection halts right before the failed event until it is retried or
+ * skipped; of a split projection, the part of the event's stream halts, the others go on.
+ */
+export async function blockProjection(
+  db: Queryable,
+  projection: string,
+  failedEventId: bigint,
+  message: string,
+  part: number = 0,
+) {
+  await db.query(blockSql, [projection, failedEventId.toString(), message, part]);
 }
 
 const unblockSql = /* sql */ `
@@ -179,7 +196,7 @@ const unblockSql = /* sql */ `
 /**
  * The blocking event was retried or skipped: the checkpoint moves onto it (it is the next
  * event in order, as the projection halted right before it) and the projection runs again.
- * Returns false when the projection was not blocked by this event.
+ * Of a split projection, whichever part it blocked. Returns false when nothing was blocked by it.
  */
 export async function unblockProjection(
   db: Queryable,

@@ -1,4 +1,5 @@
-import { advisoryLockKey } from './names.js';
+import { advisoryLockKey, partLockKey } from './names.js';
+import type { Part } from './part.js';
 import type { Queryable } from './queryable.js';
 
 const tryLockSql = /* sql */ `select pg_try_advisory_xact_lock($1::bigint) as locked`;
@@ -22,4 +23,25 @@ const lockSql = /* sql */ `select pg_advisory_xact_lock($1::bigint)`;
  */
 export async function lockProjection(db: Queryable, projection: string): Promise<void> {
   await db.query(lockSql, [advisoryLockKey('projection', projection)]);
+}
+
+// Two columns, not `a and b`: SQL does not promise to evaluate both, and a lock taken by one
+// side while the other failed is released by the caller's rollback either way.
+const tryLockPartSql = /* sql */ `
+  select pg_try_advisory_xact_lock_shared($1::bigint) as projection, pg_try_advisory_xact_lock($2::bigint) as part`;
+
+/**
+ * Takes the locks of one part of a split projection for the rest of the current transaction,
+ * without waiting: the projection's lock shared, which its other parts share too, and the
+ * part's own lock exclusive. Set-up, rebuild, replay and `projd failed` take the projection's
+ * lock exclusively ({@link lockProjection}), so they never run inside any part's batch, nor a
+ * part inside theirs. A daemon running the projection whole takes it exclusively as well.
+ * False: someone else holds one of them; the caller rolls back, which releases the other.
+ */
+export async function tryLockPart(db: Queryable, projection: string, part: Part): Promise<boolean> {
+  const { rows } = await db.query<{ projection: boolean; part: boolean }>(tryLockPartSql, [
+    advisoryLockKey('projection', projection),
+    partLockKey(projection, part.index),
+  ]);
+  return rows[0]!.projection && rows[0]!.part;
 }

@@ -15,7 +15,16 @@ export const EVENTS_CHANNEL = 'projd_events';
  * Computed here rather than with `hashtext`, which is 32-bit and has changed between
  * PostgreSQL versions: every daemon, whatever its server, must agree on the key.
  */
-export function advisoryLockKey(scope: 'projection' | 'migrate', name: string): string {
+export function advisoryLockKey(scope: 'projection' | 'part' | 'migrate', name: string): string {
   const digest = createHash('sha256').update(`projd:${scope}:${name}`).digest();
   return digest.readBigInt64BE(0).toString();
+}
+
+/**
+ * The lock key of one part of a split projection. Its parts' keys do not depend on how many
+ * parts there are: two daemons that disagree on the count still exclude each other part by
+ * part, and the checkpoint row, read under the lock, says which count is current.
+ */
+export function partLockKey(projection: string, index: number): string {
+  return advisoryLockKey('part', `${projection}/${index}`);
 }

@@ -1,6 +1,7 @@
 import { UserError } from '../errors.js';
-import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryLockKey } from './names.js';
-import type { Position } from './position.js';
+import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryLockKey, partLockKey } from './names.js';
+import { partsOfProjection, streamPartMatchesSql } from './part.js';
+import { comparePositions, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { toSelection, type Selection } from './selection.js';
@@ -11,11 +12,15 @@ export interface ProgressProjection {
   name: string;
   version: number;
   eventTypes: readonly string[];
+  /** @defaultValue 1 */
+  partitions?: number;
 }
 
-/** A projection's row in `projd.checkpoints`. */
+/** A projection's row in `projd.checkpoints` (of a split one, see `ProjectionProgress.parts`). */
 export interface CheckpointState extends Position {
   version: number;
+  /** How many parts it was set up with: 1 when not split. */
+  parts: number;
   updatedAt: Date;
   /** The parked event (`projd.failed_events.id`) the projection stopped at, under `onError: stop`. */
   blockedBy: bigint | null;
@@ -54,9 +59,24 @@ export interface OpenTransaction {
   query: string | null;
 }
 
+/** How far one part of a split projection has come; the fields are those of `ProjectionProgress`. */
+export interface PartProgress {
+  /** 0 to `partitions - 1`. */
+  part: number;
+  checkpoint: CheckpointState | null;
+  oldestUnapplied: UnappliedEvent | null;
+  lagEvents: bigint;
+  lagSeconds: number;
+  owner: LockOwner | null;
+}
+
 export interface ProjectionProgress {
   name: string;
-  /** Null before a daemon first set the projection up. */
+  /**
+   * Null before a daemon first set the projection up. Of a split projection, its parts together:
+   * the position of the part furthest behind (every event before it is applied), the latest
+   * update and error, and the failed event a part halted on.
+   */
   checkpoint: CheckpointState | null;
   /** Null when it has applied every committed event of its types. */
   oldestUnapplied: UnappliedEvent | null;
@@ -69,7 +89,10 @@ export interface ProjectionProgress {
   lagSeconds: number;
   /** Its events parked in `projd.failed_events`. */
   parkedEvents: number;
+  /** Of a split projection, a part's session holding its lock. */
   owner: LockOwner | null;
+  /** One per part, in order; the one part of a projection that is not split. */
+  parts: PartProgress[];
 }
 
 export interface Progress {
@@ -138,17 +161,23 @@ export const readProgressSql = /* sql */ `
        and l.database = (select d.oid from pg_database d where d.datname = current_database())
   ),
   projection as (
-    select p.name, p.version, p.types, p.type_prefixes, p.lock_classid, p.lock_objid,
-           c.projection is not null as has_checkpoint, c.version as stored_version,
+    select p.name, p.version, p.part, p.parts, p.types, p.type_prefixes, p.lock_classid, p.lock_objid,
+           c.projection is not null as has_checkpoint, c.version as stored_version, c.parts as stored_parts,
            c.era, c.transaction_id, c.position, c.updated_at, c.blocked_by, c.last_error, c.last_error_at,
-           c.selection,
-           -- A checkpoint of an older version is rebuilt from the start: count the lag from there.
-           case when c.version >= p.version then c.era else 0 end as from_era,
-           case when c.version >= p.version then c.transaction_id else '0'::xid8 end as from_transaction_id,
-           case when c.version >= p.version then c.position else 0 end as from_position
+           c.selection, c.rebuild_pending,
+           -- No checkpoint yet, or one of an older version or of another number of parts, which
+           -- is rebuilt from the start: count the lag from there.
+           case when c.rebuild_pending is not false then 0 else c.era end as from_era,
+           case when c.rebuild_pending is not false then '0'::xid8 else c.transaction_id end as from_transaction_id,
+           case when c.rebuild_pending is not false then 0 else c.position end as from_position
       from jsonb_to_recordset($1::jsonb)
-           as p(name text, version integer, types text[], type_prefixes text[], lock_classid bigint, lock_objid bigint)
-      left join ${CHECKPOINTS_TABLE} c on c.projection = p.name
+           as p(name text, version integer, part integer, parts integer, types text[], type_prefixes text[],
+                lock_classid bigint, lock_objid bigint)
+      left join lateral (
+        select c.*, c.version < p.version or (c.version = p.version and c.parts <> p.parts) as rebuild_pending
+          from ${CHECKPOINTS_TABLE} c
+         where c.projection = p.name and c.part = p.part
+      ) c on true
   ),
   parked as materialized (
     select f.projection, count(*) as parked
@@ -161,7 +190,7 @@ export const readProgressSql = /* sql */ `
          b.database as blocker_database, b.user_name as blocker_user,
          b.application_name as blocker_application_name, b.state as blocker_state,
          b.xact_start as blocker_xact_start, b.query_start as blocker_query_start, b.query as blocker_query,
-         p.name, p.has_checkpoint, p.stored_version, p.era, p.transaction_id::text as transaction_id,
+         p.name, p.part, p.has_checkpoint, p.stored_version, p.stored_parts, p.era, p.transaction_id::text as transaction_id,
          p.position::text as position, p.updated_at, p.blocked_by::text as blocked_by,
          p.last_error, p.last_error_at, p.selection,
          o.era as oldest_era, o.transaction_id::text as oldest_transaction_id,
@@ -183,6 +212,7 @@ export const readProgressSql = /* sql */ `
         from ${EVENTS_TABLE} e
        where (e.era, e.transaction_id, e.position) > (p.from_era, p.from_transaction_id, p.from_position)
          and ${eventTypeMatchesSql('e.type', 'p.types', 'p.type_prefixes')}
+         and (p.parts = 1 or ${streamPartMatchesSql('e.stream_id', 'p.parts', 'p.part')})
        order by e.era, e.transaction_id, e.position
        limit 1
     ) o on true
@@ -208,8 +238,10 @@ interface ProgressRow {
   blocker_query_start: Date | null;
   blocker_query: string | null;
   name: string | null;
+  part: number | null;
   has_checkpoint: boolean | null;
   stored_version: number | null;
+  stored_parts: number | null;
   era: number | null;
   transaction_id: string | null;
   position: string | null;
@@ -243,17 +275,23 @@ const SCHEMA_MISSING_CODES = new Set([
  * @throws UserError when projd's tables are missing or out of date.
  */
 export async function readProgress(db: Queryable, projections: readonly ProgressProjection[]): Promise<Progress> {
-  const parameter = projections.map((projection) => {
-    const lock = advisoryLockTag(advisoryLockKey('projection', projection.name));
+  // A row per part: a projection that is not split is its one part, under the projection's lock.
+  const parameter = projections.flatMap((projection) => {
     const types = eventTypeFilter(projection.eventTypes);
-    return {
-      name: projection.name,
-      version: projection.version,
-      types: types.exact,
-      type_prefixes: types.prefixes,
-      lock_classid: lock.classid,
-      lock_objid: lock.objid,
-    };
+    return partsOfProjection(projection).map((part) => {
+      const key = part.count > 1 ? partLockKey(projection.name, part.index) : advisoryLockKey('projection', projection.name);
+      const lock = advisoryLockTag(key);
+      return {
+        name: projection.name,
+        version: projection.version,
+        part: part.index,
+        parts: part.count,
+        types: types.exact,
+        type_prefixes: types.prefixes,
+        lock_classid: lock.classid,
+        lock_objid: lock.objid,
+      };
+    });
   });
   let rows: ProgressRow[];
   try {
@@ -268,23 +306,77 @@ export async function readProgress(db: Queryable, projections: readonly Progress
     throw error;
   }
   const first = rows[0]!; // the gate always yields one row, projections or not
-  const byName = new Map<string, ProjectionProgress>();
+  const byName = new Map<string, { row: ProgressRow; parts: PartProgress[] }>();
   for (const row of rows) {
-    if (row.name !== null) byName.set(row.name, projectionProgress(row));
+    if (row.name === null) continue;
+    const found = byName.get(row.name) ?? { row, parts: [] };
+    found.parts.push(partProgress(row));
+    byName.set(row.name, found);
   }
   return {
     readAt: first.read_at,
     headPosition: BigInt(first.head_position),
     heldBack: first.held_back,
     heldBackBy: first.blocker_found ? openTransaction(first) : null,
-    projections: projections.map((projection) => byName.get(projection.name)!),
+    projections: projections.map((projection) => {
+      const { row, parts } = byName.get(projection.name)!;
+      return projectionProgress(row, parts.sort((a, b) => a.part - b.part));
+    }),
   };
 }
 
-function projectionProgress(row: ProgressRow): ProjectionProgress {
+/** A projection's progress from its parts': for a projection that is not split, its one part's. */
+function projectionProgress(row: ProgressRow, parts: PartProgress[]): ProjectionProgress {
+  const name = row.name!;
+  const parkedEvents = row.parked_events;
+  if (parts.length === 1) {
+    const [{ part: _part, ...whole }] = parts as [PartProgress];
+    return { name, ...whole, parkedEvents, parts };
+  }
+  const checkpoints = parts.map((part) => part.checkpoint);
+  const unapplied = parts.flatMap((part) => (part.oldestUnapplied ? [part.oldestUnapplied] : []));
+  return {
+    name,
+    // Parts without a row: the projection was set up with fewer parts (part 0 says how many).
+    checkpoint: checkpoints.every((checkpoint) => checkpoint !== null)
+      ? combineCheckpoints(checkpoints as CheckpointState[])
+      : (checkpoints[0] ?? null),
+    oldestUnapplied: unapplied.reduce<UnappliedEvent | null>(
+      (oldest, event) => (oldest === null || comparePositions(event, oldest) < 0 ? event : oldest),
+      null,
+    ),
+    lagEvents: parts.reduce((most, part) => (part.lagEvents > most ? part.lagEvents : most), 0n),
+    lagSeconds: Math.max(...parts.map((part) => part.lagSeconds)),
+    parkedEvents,
+    owner: parts.find((part) => part.owner !== null)?.owner ?? null,
+    parts,
+  };
+}
+
+/** The parts' checkpoints as one: the position of the part furthest behind, the latest update and error. */
+function combineCheckpoints(checkpoints: CheckpointState[]): CheckpointState {
+  const behind = checkpoints.reduce((least, checkpoint) => (comparePositions(checkpoint, least) < 0 ? checkpoint : least));
+  const latest = (dates: Array<Date | null>) =>
+    dates.reduce<Date | null>((last, date) => (date !== null && (last === null || date > last) ? date : last), null);
+  const erred = checkpoints.filter((checkpoint) => checkpoint.lastErrorAt !== null);
+  const lastErred = erred.sort((a, b) => b.lastErrorAt!.getTime() - a.lastErrorAt!.getTime())[0];
+  return {
+    ...checkpoints[0]!,
+    era: behind.era,
+    transactionId: behind.transactionId,
+    position: behind.position,
+    updatedAt: latest(checkpoints.map((checkpoint) => checkpoint.updatedAt))!,
+    blockedBy: checkpoints.find((checkpoint) => checkpoint.blockedBy !== null)?.blockedBy ?? null,
+    lastError: lastErred?.lastError ?? null,
+    lastErrorAt: lastErred?.lastErrorAt ?? null,
+  };
+}
+
+function partProgress(row: ProgressRow): PartProgress {
   const checkpoint: CheckpointState | null = row.has_checkpoint
     ? {
         version: row.stored_version!,
+        parts: row.stored_parts!,
         era: row.era!,
         transactionId: BigInt(row.transaction_id!),
         position: BigInt(row.position!),
@@ -306,12 +398,11 @@ function projectionProgress(row: ProgressRow): ProjectionProgress {
           heldBack: row.oldest_held_back === true,
         };
   return {
-    name: row.name!,
+    part: row.part!,
     checkpoint,
     oldestUnapplied,
     lagEvents: BigInt(row.lag_events),
     lagSeconds: row.lag_seconds,
-    parkedEvents: row.parked_events,
     owner:
       row.owner_pid === null ? null : { pid: row.owner_pid, applicationName: row.owner_application_name || null },
   };

@@ -3,6 +3,7 @@ import type { Queryable } from './queryable.js';
 import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { EVENTS_TABLE } from './names.js';
+import { streamPartMatchesSql, type Part } from './part.js';
 import { positionParams, type Position } from './position.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
@@ -11,6 +12,8 @@ export interface ReadBatchOptions {
   /** The projection's handler keys: exact types, `prefix.*` patterns or `*`. */
   eventTypes: readonly string[];
   limit: number;
+  /** Of a split projection, the part whose streams to read; absent or 1 part: every stream. */
+  part?: Part;
 }
 
 export interface Batch {
@@ -31,16 +34,18 @@ export interface Batch {
 /**
  * One statement, so all three parts share one snapshot and one gate: the transactions
  * below `pg_snapshot_xmin` are all finished, so the set of events below it can no longer grow.
- * Filtering by type happens here, not in the client.
+ * Filtering by type (and by part) happens here, not in the client. The scan's end is not
+ * filtered: a part's checkpoint moves past the other parts' events as past other types'.
  */
-export const readBatchSql = /* sql */ `
+function readBatchSqlFor(partFilter: string): string {
+  return /* sql */ `
   with gate as materialized (select ${GATE_COLUMNS}),
   batch as (
     select ${EVENT_COLUMNS}, e.transaction_id as order_transaction_id, e.position as order_position
       from ${EVENTS_TABLE} e
      where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
        and (e.era, e.transaction_id) < (select era, xmin from gate)
-       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}
+       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}${partFilter}
      order by e.era, e.transaction_id, e.position
      limit $6
   ),
@@ -62,6 +67,15 @@ export const readBatchSql = /* sql */ `
     left join scan_end s on true
     left join batch b on true
    order by b.era, b.order_transaction_id, b.order_position`;
+}
+
+/** The batch of a projection that is not split: no hash is computed. */
+export const readBatchSql = readBatchSqlFor('');
+
+/** The batch of one part of a split projection: `$7` parts, part `$8`. */
+export const readPartBatchSql = readBatchSqlFor(
+  `\n       and ${streamPartMatchesSql('e.stream_id', '$7::integer', '$8::integer')}`,
+);
 
 /** An event row, or all nulls when the batch is empty; the scan's end and the gate's verdict ride along. */
 type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
@@ -73,12 +87,12 @@ type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
 
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
   const types = eventTypeFilter(options.eventTypes);
-  const { rows } = await db.query<ReadBatchRow>(readBatchSql, [
-    ...positionParams(options.after),
-    types.exact,
-    types.prefixes,
-    options.limit,
-  ]);
+  const params = [...positionParams(options.after), types.exact, types.prefixes, options.limit];
+  const { part } = options;
+  const { rows } =
+    part && part.count > 1
+      ? await db.query<ReadBatchRow>(readPartBatchSql, [...params, part.count, part.index])
+      : await db.query<ReadBatchRow>(readBatchSql, params);
   const first = rows[0]!; // held_back always yields exactly one row to join onto
   const events: ProjdEvent[] = [];
   let last: Position | null = null;

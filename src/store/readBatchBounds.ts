@@ -1,6 +1,7 @@
 import type { Queryable } from './queryable.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { EVENTS_TABLE } from './names.js';
+import { streamPartMatchesSql, type Part } from './part.js';
 import { positionParams, type Position } from './position.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
@@ -9,6 +10,8 @@ export interface ReadBatchBoundsOptions {
   /** The projection's event types: exact types, `prefix.*` patterns or `*`. */
   eventTypes: readonly string[];
   limit: number;
+  /** Of a split projection, the part whose streams to count; absent or 1 part: every stream. */
+  part?: Part;
 }
 
 /** A batch as `readBatch` would read it, without its events: where it starts and ends. */
@@ -29,14 +32,15 @@ export interface BatchBounds {
  * in place (`projd.batch_events()`), so only the bounds cross the wire. One statement, so the
  * bounds and the gate share one snapshot, as in `readBatch`.
  */
-export const readBatchBoundsSql = /* sql */ `
+function readBatchBoundsSqlFor(partFilter: string): string {
+  return /* sql */ `
   with gate as materialized (select ${GATE_COLUMNS}),
   batch as materialized (
     select e.era, e.transaction_id, e.position
       from ${EVENTS_TABLE} e
      where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
        and (e.era, e.transaction_id) < (select era, xmin from gate)
-       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}
+       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}${partFilter}
      order by e.era, e.transaction_id, e.position
      limit $6
   ),
@@ -60,6 +64,15 @@ export const readBatchBoundsSql = /* sql */ `
        order by b.era desc, b.transaction_id desc, b.position desc limit 1
     ) l on true
     left join scan_end s on true`;
+}
+
+/** The bounds of a projection that is not split: no hash is computed. */
+export const readBatchBoundsSql = readBatchBoundsSqlFor('');
+
+/** The bounds of one part of a split projection: `$7` parts, part `$8`. */
+export const readPartBatchBoundsSql = readBatchBoundsSqlFor(
+  `\n       and ${streamPartMatchesSql('e.stream_id', '$7::integer', '$8::integer')}`,
+);
 
 interface BatchBoundsRow {
   count: number;
@@ -75,12 +88,12 @@ interface BatchBoundsRow {
 
 export async function readBatchBounds(db: Queryable, options: ReadBatchBoundsOptions): Promise<BatchBounds> {
   const types = eventTypeFilter(options.eventTypes);
-  const { rows } = await db.query<BatchBoundsRow>(readBatchBoundsSql, [
-    ...positionParams(options.after),
-    types.exact,
-    types.prefixes,
-    options.limit,
-  ]);
+  const params = [...positionParams(options.after), types.exact, types.prefixes, options.limit];
+  const { part } = options;
+  const { rows } =
+    part && part.count > 1
+      ? await db.query<BatchBoundsRow>(readPartBatchBoundsSql, [...params, part.count, part.index])
+      : await db.query<BatchBoundsRow>(readBatchBoundsSql, params);
   const row = rows[0]!;
   const full = row.count === options.limit;
   const last = positionOf(row.last_era, row.last_transaction_id, row.last_position);

@@ -227,7 +227,7 @@ handlers:
     it('an unknown key, with the key it was likely meant to be', () => {
       expect(errorOf(DEPOSITS.replace('handlers:', 'handler:'))).toBe(
         `projections/deposits.yaml:6:1: projection 'deposits': unknown key 'handler' (did you mean 'handlers'?); ` +
-          'the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts',
+          'the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts, partitions',
       );
     });
 
@@ -241,6 +241,12 @@ handlers:
       );
       expect(errorOf(`name: a\nversion: 1\neventTypes: [x.y, x.z]\nhandlers:\n  x.y: select 1\n`)).toBe(
         `projections/deposits.yaml:3:19: projection 'a': eventTypes lists 'x.z', which has no handler (and there is no batch form)`,
+      );
+    });
+
+    it('a partitions value out of range, at its line', () => {
+      expect(errorOf(`name: a\nversion: 1\npartitions: 300\nhandlers:\n  x: select 1\n`)).toBe(
+        `projections/deposits.yaml:3:1: projection 'a': partitions must be an integer from 1 to 256, got 300`,
       );
     });
 

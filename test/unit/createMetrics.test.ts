@@ -51,6 +51,34 @@ describe('createMetrics', () => {
     expect(metrics.contentType).toMatch(/^text\/plain/);
   });
 
+  it('keeps one series per projection for a split one, with its parts under names of their own', async () => {
+    const part = (index: number, position: string, lagEvents: string) => ({
+      part: index,
+      state: 'live' as const,
+      position,
+      lagEvents,
+      lagSeconds: 0,
+      updatedAt: null,
+      owner: null,
+      blockedBy: null,
+      lastError: null,
+      lastErrorAt: null,
+    });
+    const metrics = createMetrics({
+      projections: ['balances'],
+      readStatus: async () =>
+        report([freshStatus({ name: 'balances', position: '90', lagEvents: '30', parts: [part(0, '90', '30'), part(1, '120', '0')] })]),
+      logger: silentLogger(),
+    });
+    const text = await metrics.render();
+    expect(sample(text, 'projd_projection_position{projection="balances"}')).toBe(90);
+    expect(sample(text, 'projd_projection_lag_events{projection="balances"}')).toBe(30);
+    expect(sample(text, 'projd_projection_part_position{projection="balances",part="0"}')).toBe(90);
+    expect(sample(text, 'projd_projection_part_position{projection="balances",part="1"}')).toBe(120);
+    expect(sample(text, 'projd_projection_part_lag_events{projection="balances",part="0"}')).toBe(30);
+    expect(sample(text, 'projd_projection_part_lag_events{projection="balances",part="1"}')).toBe(0);
+  });
+
   it('sets progress gauges from the status read, and reads at most once per interval', async () => {
     let clock = 0;
     let reads = 0;

@@ -63,6 +63,12 @@ describe('defineProjection', () => {
     expect(projection.reset).toEqual([]);
   });
 
+  it('splits into 1 part unless partitions says more', () => {
+    expect(defineProjection(valid()).partitions).toBe(1);
+    expect(defineProjection(valid({ partitions: 4 })).partitions).toBe(4);
+    expect(defineProjection(valid({ partitions: 256 })).partitions).toBe(256);
+  });
+
   it('does not keep a reference to the caller’s arrays', () => {
     const setup = ['create table a (id int)'];
     const projection = defineProjection(valid({ setup }));
@@ -95,7 +101,11 @@ describe('defineProjection', () => {
       [{ setup: 42 }, `projection 'balances': setup must be a SQL string or a list of SQL strings, got 42`],
       [{ reset: ['truncate a', ''] }, `projection 'balances': reset[1] must be a non-empty SQL string, got ""`],
       [{ reset: [null] }, `projection 'balances': reset[0] must be a non-empty SQL string, got null`],
-      [{ handlers: undefined }, `projection 'balances': handlers is required (or a batch form: batch or handleBatch)`],
+      [{ partitions: 0 }, `projection 'balances': partitions must be an integer from 1 to 256, got 0`],
+      [{ partitions: 257 }, `projection 'balances': partitions must be an integer from 1 to 256, got 257`],
+      [{ partitions: 2.5 }, `projection 'balances': partitions must be an integer from 1 to 256, got 2.5`],
+      [{ partitions: '4' }, `projection 'balances': partitions must be an integer from 1 to 256, got "4"`],
+            [{ handlers: undefined }, `projection 'balances': handlers is required (or a batch form: batch or handleBatch)`],
       [{ handlers: {} }, `projection 'balances': handlers must name at least one event type`],
       [{ handlers: [noop] }, `projection 'balances': handlers must be an object of event type → function, got a list`],
       [{ handlers: new Map() }, `projection 'balances': handlers must be an object of event type → function, got an instance of Map`],
@@ -145,11 +155,11 @@ describe('defineProjection', () => {
   it('rejects unknown keys, suggesting the key a typo meant', () => {
     const { handlers, ...rest } = valid();
     expect(errorOf({ ...rest, handler: handlers })).toBe(
-      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts`,
+      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts, partitions`,
     );
     expect(errorOf(valid({ verison: 2 }))).toContain(`unknown key 'verison' (did you mean 'version'?)`);
     expect(errorOf(valid({ source: 'x.ts' }))).toBe(
-      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts`,
+      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts, partitions`,
     );
   });
 

@@ -52,6 +52,15 @@ describe('findNotCaughtUp', () => {
       ]),
     ).toEqual(['a', 'c']);
   });
+
+  it('names the part of a split projection that has not caught up once', () => {
+    expect(
+      findNotCaughtUp([
+        snapshot({ name: 'a', part: { index: 0, count: 2 } }),
+        snapshot({ name: 'a', part: { index: 1, count: 2 }, caughtUpOnce: false, state: 'catching_up' }),
+      ]),
+    ).toEqual(['a part 1/2']);
+  });
 });
 
 describe('findVersionBehind', () => {

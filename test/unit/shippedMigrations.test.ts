@@ -15,6 +15,7 @@ const SHIPPED: Record<string, string> = {
   '0004_append_triggers': 'fce6e1d2dcbbfb6419ceaa29a0a9ef1aca44b031f35efe07d5570e22030cf8b9',
   '0005_checkpoint_selection': '4fe3f58ffb651ba40f96d8e3864a4b8086c4dbdfab25658d651a06f1e8d924e8',
   '0006_stream_part': 'e249fe0ac0cf3c62fb1170075e687d1caa2b793763cb6928f218ff2ed4cbdf33',
+  '0007_partitions': '50f5c108d9f8a2e581d507fa51821e9402735975388562133ad46d306e62a688',
   '0008_batch_events': '74a3d2c90365896a7f47ed34b16a4c01fab6440b2ccebf51e4e6325ffca88131',
 };
 

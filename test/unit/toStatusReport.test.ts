@@ -13,6 +13,7 @@ const secondsAgo = (seconds: number) => new Date(READ_AT - seconds * 1000);
 function checkpoint(overrides: Partial<CheckpointState> = {}): CheckpointState {
   return {
     version: 1,
+    parts: 1,
     era: 0,
     transactionId: 10n,
     position: 10n,
@@ -27,15 +28,14 @@ function checkpoint(overrides: Partial<CheckpointState> = {}): CheckpointState {
 
 /** `balances`, its next event held back since `eventAge` seconds, by a transaction open `blockerAge` seconds. */
 function heldBack(eventAge: number, blocker: Partial<OpenTransaction> & { age: number } | null): Progress {
-  const projection: ProjectionProgress = {
-    name: 'balances',
+  const part = {
     checkpoint: checkpoint(),
     oldestUnapplied: { era: 0, transactionId: 12n, position: 11n, createdAt: secondsAgo(eventAge), heldBack: true },
     lagEvents: 1n,
     lagSeconds: eventAge,
-    parkedEvents: 0,
     owner: null,
   };
+  const projection: ProjectionProgress = { name: 'balances', ...part, parkedEvents: 0, parts: [{ part: 0, ...part }] };
   const heldBackBy: OpenTransaction | null = blocker && {
     pid: 42,
     database: 'shop',

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import type { Projection, ProjectionDb } from '../../projection/types.js';
+import type { Part } from '../../store/part.js';
 import type { Position } from '../../store/position.js';
 import type { Deadline } from '../deadline.js';
 
@@ -7,6 +8,8 @@ import type { Deadline } from '../deadline.js';
 export interface ApplyContext {
   client: pg.ClientBase;
   projection: Projection;
+  /** The part of the projection this batch reads (the whole projection when it is not split). */
+  part: Part;
   /** The checkpoint, read under the lock: the batch starts after it. */
   after: Position;
   /** Most events of the projection's types in the batch. */

@@ -5,8 +5,8 @@ import { BatchTimeoutError, EventFailure } from '../batchErrors.js';
 import type { Applied, ApplyContext } from './applyContext.js';
 
 /** Reads the batch's events and hands them to their handlers one at a time, in order. */
-export async function applyPerEvent({ client, projection, after, limit, db, deadline }: ApplyContext): Promise<Applied> {
-  const batch = await readBatch(client, { after, eventTypes: projection.eventTypes, limit });
+export async function applyPerEvent({ client, projection, part, after, limit, db, deadline }: ApplyContext): Promise<Applied> {
+  const batch = await readBatch(client, { after, eventTypes: projection.eventTypes, limit, part });
   const { events, scannedTo, full, heldBack } = batch;
   // One race for the whole batch: once the deadline passes, an abandoned handler's next
   // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.
