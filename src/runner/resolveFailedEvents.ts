@@ -40,7 +40,17 @@ export async function retryFailedEvent(
     const stored = await readEvent(client, failed.position);
     if (!stored) throw new Error(`event ${failed.position} is no longer in projd.events`);
     // Unprepared: a one-off statement gains nothing from it.
-    await handler(stored.event, createHandlerDb(client, { prepare: false }));
+    const handlerDb = createHandlerDb(client, { prepare: false });
+    let thrown: { error: unknown } | undefined;
+    try {
+      await handler(stored.event, handlerDb.db);
+    } catch (error) {
+      thrown = { error };
+    }
+    // Statements the handler left in flight are answered before the retry commits or rolls back.
+    const failure = await handlerDb.settle();
+    if (thrown) throw thrown.error;
+    if (failure) throw failure.error;
   });
 }
 

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { handlerFor } from '../projection/handlerFor.js';
 import { UserError } from '../errors.js';
-import type { ProjdEvent, Projection, ProjectionDb } from '../projection/types.js';
+import type { ProjdEvent, Projection } from '../projection/types.js';
 import { resetCheckpoint, selectCheckpoint, storeCheckpoint } from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
 import { isStalePlan } from '../store/classifyError.js';
@@ -13,7 +13,7 @@ import { START } from '../store/position.js';
 import { readBatch } from '../store/readBatch.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
 import { selectionMovedMessage } from './checkSelections.js';
-import { createHandlerDb } from './handlerDb.js';
+import { createHandlerDb, type HandlerDb } from './handlerDb.js';
 
 export interface RunBatchOptions {
   pool: pg.Pool;
@@ -190,7 +190,7 @@ async function runInTransaction(
     };
   }
 
-  const db = createHandlerDb(client, {
+  const handlerDb = createHandlerDb(client, {
     prepare: preparedStatements,
     assertUsable: () => {
       if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
@@ -199,10 +199,12 @@ async function runInTransaction(
   // One race for the whole batch: once the deadline passes, an abandoned handler's next
   // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.
   const applying = { index: 0 };
-  await deadline.race(applyEvents(projection, batch.events, db, applying)).catch((error: unknown) => {
+  await deadline.race(applyEvents(projection, batch.events, handlerDb, applying)).catch((error: unknown) => {
     // Timed out in a handler: the runner may blame that event when it was alone in its batch.
+    // With statements in flight, the server was working on the oldest one.
     if (!(error instanceof BatchTimeoutError)) throw error;
-    throw new EventFailure(batch.events[applying.index]!, applying.index, error, batch.events.length);
+    const index = handlerDb.pendingIndex ?? applying.index;
+    throw new EventFailure(batch.events[index]!, index, error, batch.events.length);
   });
 
   if (!(await storeCheckpoint(client, projection.name, checkpoint, batch.scannedTo))) {
@@ -214,22 +216,51 @@ async function runInTransaction(
   };
 }
 
-/** Applies `events` in order; `applying.index` follows the event in flight. */
+/**
+ * Statements unanswered at most before the next handler waits for the oldest: a handler that
+ * queues without awaiting fills the pipeline this deep, and memory stays flat however big the batch.
+ */
+const MAX_IN_FLIGHT = 2_000;
+
+/**
+ * Applies `events` in order; `applying.index` follows the event in flight. Handlers may leave
+ * statements unawaited: every statement is answered before this resolves, and the first one
+ * that failed, in the order they were sent, fails its own event.
+ */
 async function applyEvents(
   projection: Projection,
   events: readonly ProjdEvent[],
-  db: ProjectionDb,
+  handlerDb: HandlerDb,
   applying: { index: number },
 ): Promise<void> {
   for (const [index, event] of events.entries()) {
     applying.index = index;
+    handlerDb.startEvent(index);
     try {
       // readBatch only returns types the projection handles.
-      await handlerFor(projection, event.type)!(event, db);
+      await handlerFor(projection, event.type)!(event, handlerDb.db);
     } catch (error) {
-      throw new EventFailure(event, index, error, events.length);
+      throw await blame(handlerDb, events, index, error);
     }
+    // The transaction is aborted: whatever follows would fail behind that statement.
+    if (handlerDb.firstFailure) break;
+    if (handlerDb.inFlight > MAX_IN_FLIGHT) await handlerDb.drain(MAX_IN_FLIGHT);
   }
+  const failure = await handlerDb.settle();
+  if (failure) throw new EventFailure(events[failure.index]!, failure.index, failure.error, events.length);
+}
+
+/**
+ * The `index`-th event's handler threw. A statement an earlier event left in flight may have
+ * failed first (what the handler saw is then its knock-on, 25P02): that event is the one to blame.
+ */
+async function blame(handlerDb: HandlerDb, events: readonly ProjdEvent[], index: number, error: unknown) {
+  const first = await handlerDb.settle();
+  const knockOn = first !== undefined && first.error !== error && handlerDb.sent(error);
+  if (first && (first.index < index || (first.index === index && knockOn))) {
+    return new EventFailure(events[first.index]!, first.index, first.error, events.length);
+  }
+  return new EventFailure(events[index]!, index, error, events.length);
 }
 
 interface Deadline {
