@@ -10,6 +10,7 @@ import batchedLoop from './contenders/batchedLoop.js';
 import naiveLoop from './contenders/naiveLoop.js';
 import plainLoop from './contenders/plainLoop.js';
 import projd from './contenders/projd.js';
+import projdPipelined from './contenders/projdPipelined.js';
 import savepointLoop from './contenders/savepointLoop.js';
 import setBased from './contenders/setBased.js';
 import { connect, openDatabase } from './database.js';
@@ -20,7 +21,7 @@ import { describeMachine, renderJson, renderTable, summarize } from './report.js
 import { createStore, positionOf } from './store.js';
 import { measureWritePath } from './writePath.js';
 
-const CONTENDERS = [setBased, projd, batchedLoop, naiveLoop, plainLoop, savepointLoop];
+const CONTENDERS = [setBased, projd, projdPipelined, batchedLoop, naiveLoop, plainLoop, savepointLoop];
 
 const startedAt = performance.now();
 const progress = (line) => {
