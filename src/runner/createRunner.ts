@@ -9,6 +9,7 @@ import { errorMessage } from '../errors.js';
 import { classifyError, describeFailure, sqlstateOf } from '../store/classifyError.js';
 import type { Failure } from '../store/failedEvents.js';
 import { EventFailure, runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
+import { createPrefetch } from './prefetch.js';
 import { createWakeup, delay } from './wakeup.js';
 
 export type { RunnerState };
@@ -124,6 +125,7 @@ export function createRunner(options: RunnerOptions): Runner {
     state = next;
   }
 
+  const prefetch = createPrefetch();
   let failing: Failing | null = null;
   /** Halved after a timeout or a transient failure in a handler, doubled back after each full batch. */
   let batchSize = options.batchSize;
@@ -323,7 +325,7 @@ export function createRunner(options: RunnerOptions): Runner {
       const started = performance.now();
       inBatch = true;
       try {
-        const result = await runBatch({ ...options, ...nextPass(), timeoutMs: options.batchTimeout });
+        const result = await runBatch({ ...options, ...nextPass(), timeoutMs: options.batchTimeout, prefetch });
         failures = 0;
         lastError = null;
         wait = afterPass(result, started);
@@ -375,6 +377,7 @@ export function createRunner(options: RunnerOptions): Runner {
       stopping.abort();
       wakeup.wake();
       await loop;
+      await prefetch.settled();
     },
   };
 }
