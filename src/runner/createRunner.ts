@@ -9,7 +9,6 @@ import { errorMessage } from '../errors.js';
 import { classifyError, describeFailure, sqlstateOf } from '../store/classifyError.js';
 import type { Failure } from '../store/failedEvents.js';
 import { EventFailure, runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
-import { createPrefetch } from './prefetch.js';
 import { createWakeup, delay } from './wakeup.js';
 
 export type { RunnerState };
@@ -125,7 +124,6 @@ export function createRunner(options: RunnerOptions): Runner {
     state = next;
   }
 
-  const prefetch = createPrefetch();
   let failing: Failing | null = null;
   /** Halved after a timeout or a transient failure in a handler, doubled back after each full batch. */
   let batchSize = options.batchSize;
@@ -325,7 +323,7 @@ export function createRunner(options: RunnerOptions): Runner {
       const started = performance.now();
       inBatch = true;
       try {
-        const result = await runBatch({ ...options, ...nextPass(), timeoutMs: options.batchTimeout, prefetch });
+        const result = await runBatch({ ...options, ...nextPass(), timeoutMs: options.batchTimeout });
         failures = 0;
         lastError = null;
         wait = afterPass(result, started);
@@ -377,7 +375,6 @@ export function createRunner(options: RunnerOptions): Runner {
       stopping.abort();
       wakeup.wake();
       await loop;
-      await prefetch.settled();
     },
   };
 }

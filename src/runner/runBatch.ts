@@ -14,7 +14,6 @@ import { readBatch } from '../store/readBatch.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
 import { selectionMovedMessage } from './checkSelections.js';
 import { createHandlerDb, type HandlerDb } from './handlerDb.js';
-import type { Prefetch } from './prefetch.js';
 
 export interface RunBatchOptions {
   pool: pg.Pool;
@@ -29,8 +28,6 @@ export interface RunBatchOptions {
    * `position`, which failed `attempts` times.
    */
   park?: { position: bigint; failure: Failure; attempts: number; policy: 'park' | 'stop' };
-  /** Reads the next batch while this one applies, and hands this pass the batch read ahead for it. */
-  prefetch?: Prefetch;
 }
 
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
@@ -131,7 +128,7 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
 
 async function runInTransaction(
   client: pg.PoolClient,
-  { pool, projection, batchSize, park, preparedStatements, prefetch, timeoutMs }: RunBatchOptions,
+  { projection, batchSize, park, preparedStatements }: RunBatchOptions,
   deadline: Deadline,
 ): Promise<{ commit: boolean; result: BatchResult }> {
   if (!(await tryLockProjection(client, projection.name))) {
@@ -162,11 +159,7 @@ async function runInTransaction(
   }
 
   const limit = park ? 1 : batchSize;
-  const { eventTypes } = projection;
-  const batch =
-    (prefetch && (await deadline.race(prefetch.take(checkpoint, limit)))) ??
-    (await readBatch(client, { after: checkpoint, eventTypes, limit }));
-  if (prefetch && !park && batch.full && batch.scannedTo) prefetch.start(pool, batch.scannedTo, { eventTypes, limit, timeoutMs });
+  const batch = await readBatch(client, { after: checkpoint, eventTypes: projection.eventTypes, limit });
   const done = { kind: 'done' as const, full: batch.full, heldBack: batch.heldBack, setUp };
   if (!batch.scannedTo) {
     return { commit: setUp !== undefined, result: { ...done, applied: 0, to: null, checkpoint } };
