@@ -131,7 +131,6 @@ async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions,
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
   const ready = await readyCheckpoint(client, projection, part, { mayRebuild: !split || setUpFirst });
-  if (ready.kind === 'locked_elsewhere') return { commit: false, result: ready };
   if (ready.kind !== 'ready') return { commit: false, result: ready };
   const { checkpoint, setUp } = ready;
   const form = pickForm(projection, { perEvent: options.perEvent });
@@ -157,14 +156,14 @@ async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions,
     // The event is no longer first (the store changed under us): apply as usual, one event.
   }
 
-  const db = createHandlerDb(client, {
+  const handlerDb = createHandlerDb(client, {
     prepare: preparedStatements,
     assertUsable: () => {
       if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
     },
   });
   const limit = park ? 1 : batchSize;
-  const applied = await applyBatch(form, { client, projection, part, after: checkpoint, limit, db, deadline });
+  const applied = await applyBatch(form, { client, projection, part, after: checkpoint, limit, handlerDb, deadline });
   const { full, heldBack, scannedTo } = applied;
   if (!scannedTo) {
     return { commit: setUp !== undefined, result: { ...done, full, heldBack, applied: 0, to: null, checkpoint } };

@@ -1,8 +1,9 @@
 import type pg from 'pg';
-import type { Projection, ProjectionDb } from '../../projection/types.js';
+import type { Projection } from '../../projection/types.js';
 import type { Part } from '../../store/part.js';
 import type { Position } from '../../store/position.js';
 import type { Deadline } from '../deadline.js';
+import type { HandlerDb } from '../handlerDb.js';
 
 /** What a form needs to apply the next batch inside the batch's transaction. */
 export interface ApplyContext {
@@ -14,8 +15,8 @@ export interface ApplyContext {
   after: Position;
   /** Most events of the projection's types in the batch. */
   limit: number;
-  /** The transaction as handlers see it. */
-  db: ProjectionDb;
+  /** The transaction as handlers see it (`handlerDb.db`), which tracks the statements they send. */
+  handlerDb: HandlerDb;
   deadline: Deadline;
 }
 

@@ -3,7 +3,7 @@ import { handlerFor, readsEventType } from '../../projection/handlerFor.js';
 import type { ProjdEvent, Projection } from '../../projection/types.js';
 import { setBatchEvents } from '../../store/batchEvents.js';
 import type { Position } from '../../store/position.js';
-import { createHandlerDb } from '../handlerDb.js';
+import { createHandlerDb, type HandlerDb } from '../handlerDb.js';
 
 /** Applies one stored event, in the caller's transaction. */
 export type OneEventApplier = (client: pg.ClientBase, stored: { event: ProjdEvent; at: Position }) => Promise<void>;
@@ -14,8 +14,7 @@ export type OneEventApplier = (client: pg.ClientBase, stored: { event: ProjdEven
  */
 export function oneEventApplier(projection: Projection, type: string): OneEventApplier | undefined {
   const handler = handlerFor(projection, type);
-  // Unprepared: a one-off statement gains nothing from it.
-  if (handler) return async (client, { event }) => handler(event, createHandlerDb(client, { prepare: false }));
+  if (handler) return async (client, { event }) => withHandlerDb(client, (db) => handler(event, db));
   if (!readsEventType(projection.eventTypes, type)) return undefined;
   const { batch, handleBatch } = projection;
   if (batch) {
@@ -26,6 +25,24 @@ export function oneEventApplier(projection: Projection, type: string): OneEventA
       for (const sql of batch) await client.query(sql);
     };
   }
-  if (handleBatch) return async (client, { event }) => handleBatch([event], createHandlerDb(client, { prepare: false }));
+  if (handleBatch) return async (client, { event }) => withHandlerDb(client, (db) => handleBatch([event], db));
   return undefined;
+}
+
+/**
+ * Runs `apply` with the transaction as handlers see it, then waits for the statements it left
+ * in flight: the first that failed fails the retry, as its own error. Unprepared: a one-off
+ * statement gains nothing from it.
+ */
+async function withHandlerDb(client: pg.ClientBase, apply: (db: HandlerDb['db']) => Promise<void> | void): Promise<void> {
+  const handlerDb = createHandlerDb(client, { prepare: false });
+  let thrown: { error: unknown } | undefined;
+  try {
+    await apply(handlerDb.db);
+  } catch (error) {
+    thrown = { error };
+  }
+  const failure = await handlerDb.settle();
+  if (thrown) throw thrown.error;
+  if (failure) throw failure.error;
 }

@@ -3,13 +3,27 @@ import { BatchFailure } from '../batchErrors.js';
 import type { Applied, ApplyContext } from './applyContext.js';
 
 /** Reads the batch's events and hands them to the module's `handleBatch` in one call. */
-export async function applyModuleBatch({ client, projection, part, after, limit, db, deadline }: ApplyContext): Promise<Applied> {
-  const { events, scannedTo, full, heldBack } = await readBatch(client, { after, eventTypes: projection.eventTypes, limit, part });
+export async function applyModuleBatch(context: ApplyContext): Promise<Applied> {
+  const { client, projection, part, after, limit, handlerDb, deadline } = context;
+  const batch = await readBatch(client, { after, eventTypes: projection.eventTypes, limit, part });
+  const { events, scannedTo, full, heldBack } = batch;
   if (events.length > 0) {
     const range = { count: events.length, firstPosition: events[0]!.position, lastPosition: events.at(-1)!.position };
     const handleBatch = projection.handleBatch!;
-    // A throw before its first await counts as the handler's failure too.
-    await deadline.race(Promise.resolve().then(() => handleBatch(events, db))).catch((error: unknown) => {
+    // Statements it left unawaited are answered before the checkpoint moves: the first that
+    // failed fails the batch, and a throw before its first await counts as its failure too.
+    const run = async () => {
+      let thrown: { error: unknown } | undefined;
+      try {
+        await handleBatch(events, handlerDb.db);
+      } catch (error) {
+        thrown = { error };
+      }
+      const failure = await handlerDb.settle();
+      if (failure) throw failure.error;
+      if (thrown) throw thrown.error;
+    };
+    await deadline.race(run()).catch((error: unknown) => {
       throw new BatchFailure('moduleBatch', range, error);
     });
   }

@@ -1,38 +1,75 @@
 import { handlerFor } from '../../projection/handlerFor.js';
-import type { ProjdEvent, Projection, ProjectionDb } from '../../projection/types.js';
+import type { ProjdEvent, Projection } from '../../projection/types.js';
 import { readBatch } from '../../store/readBatch.js';
 import { BatchTimeoutError, EventFailure } from '../batchErrors.js';
+import type { HandlerDb } from '../handlerDb.js';
 import type { Applied, ApplyContext } from './applyContext.js';
 
-/** Reads the batch's events and hands them to their handlers one at a time, in order. */
-export async function applyPerEvent({ client, projection, part, after, limit, db, deadline }: ApplyContext): Promise<Applied> {
+/**
+ * Statements unanswered at most before the next handler waits for the oldest: a handler that
+ * queues without awaiting fills the pipeline this deep, and memory stays flat however big the batch.
+ */
+const MAX_IN_FLIGHT = 2_000;
+
+/**
+ * Reads the batch's events and hands them to their handlers one at a time, in order. Handlers
+ * may leave statements unawaited (YAML handlers always do): they go out in pipeline, many per
+ * round trip, and are all answered before the checkpoint moves.
+ */
+export async function applyPerEvent(context: ApplyContext): Promise<Applied> {
+  const { client, projection, part, after, limit, handlerDb, deadline } = context;
   const batch = await readBatch(client, { after, eventTypes: projection.eventTypes, limit, part });
   const { events, scannedTo, full, heldBack } = batch;
   // One race for the whole batch: once the deadline passes, an abandoned handler's next
   // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.
   const applying = { index: 0 };
-  await deadline.race(applyEvents(projection, events, db, applying)).catch((error: unknown) => {
+  await deadline.race(applyEvents(projection, events, handlerDb, applying)).catch((error: unknown) => {
     // Timed out in a handler: the runner may blame that event when it was alone in its batch.
+    // With statements in flight, the server was working on the oldest one.
     if (!(error instanceof BatchTimeoutError)) throw error;
-    throw new EventFailure(events[applying.index]!, applying.index, error, events.length);
+    const index = handlerDb.pendingIndex ?? applying.index;
+    throw new EventFailure(events[index]!, index, error, events.length);
   });
   return { applied: events.length, scannedTo, full, heldBack };
 }
 
-/** Applies `events` in order; `applying.index` follows the event in flight. */
+/**
+ * Applies `events` in order; `applying.index` follows the event in flight. Every statement is
+ * answered before this resolves, and the first one that failed, in the order they were sent,
+ * fails its own event.
+ */
 async function applyEvents(
   projection: Projection,
   events: readonly ProjdEvent[],
-  db: ProjectionDb,
+  handlerDb: HandlerDb,
   applying: { index: number },
 ): Promise<void> {
   for (const [index, event] of events.entries()) {
     applying.index = index;
+    handlerDb.startEvent(index);
     try {
       // readBatch only returns types the projection reads, and this form only runs when each has a handler.
-      await handlerFor(projection, event.type)!(event, db);
+      await handlerFor(projection, event.type)!(event, handlerDb.db);
     } catch (error) {
-      throw new EventFailure(event, index, error, events.length);
+      throw await blame(handlerDb, events, index, error);
     }
+    // The transaction is aborted: whatever follows would fail behind that statement.
+    if (handlerDb.firstFailure) break;
+    if (handlerDb.inFlight > MAX_IN_FLIGHT) await handlerDb.drain(MAX_IN_FLIGHT);
   }
+  const failure = await handlerDb.settle();
+  if (failure) throw new EventFailure(events[failure.index]!, failure.index, failure.error, events.length);
+}
+
+/**
+ * The `index`-th event's handler threw. A statement an earlier event left in flight may have
+ * failed first (what the handler saw is then its knock-on, 25P02): that event is the one to blame.
+ */
+async function blame(handlerDb: HandlerDb, events: readonly ProjdEvent[], index: number, error: unknown) {
+  const first = await handlerDb.settle();
+  const knockOn = first !== undefined && first.error !== error && handlerDb.sent(error);
+  if (first && (first.index < index || (first.index === index && knockOn))) {
+    return new EventFailure(events[first.index]!, first.index, first.error, events.length);
+  }
+  return new EventFailure(events[index]!, index, error, events.length);
 }
