@@ -178,7 +178,7 @@ describe('projd status on a server with a long-running transaction', () => {
           from (select era, transaction_id, position from projd.events union all select 0, '0'::xid8, 0) e
          order by e.era desc, e.transaction_id desc, e.position desc
          limit 1
-        on conflict (projection) do update
+        on conflict (projection, part) do update
            set era = excluded.era, transaction_id = excluded.transaction_id, position = excluded.position`);
       holder = await server.pool.connect();
       await holder.query('begin');
