@@ -6,6 +6,7 @@ import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
 import { partLabel, WHOLE, type Part } from '../store/part.js';
 import { positionText, type Position } from '../store/position.js';
 import { handlerCause } from './batchErrors.js';
+import { createBuildProgress } from './buildProgress.js';
 import { createErrorReport } from './errorReport.js';
 import { createHeldBack } from './heldBack.js';
 import { createIsolation, RETRY_BASE_MS, RETRY_CAP_MS } from './isolation.js';
@@ -97,6 +98,7 @@ export function createRunner(options: RunnerOptions): Runner {
   });
   const heldBack = createHeldBack(options);
   const errorReport = createErrorReport(options.pool, projection.name, part, logger);
+  const build = createBuildProgress(logger);
   let state: RunnerState = PROJECTION_STATES.starting;
   let loop: Promise<void> | undefined;
   let position: Position | null = null;
@@ -146,6 +148,7 @@ export function createRunner(options: RunnerOptions): Runner {
     if (result.setUp) logger.info({ version: projection.version, setUp: result.setUp }, 'projection.setup');
     position = { ...result.checkpoint };
     heldBack.track(result);
+    build.committed(result);
     if (result.to) reportBatch(result, started);
     const isolating = isolation.committed(result);
     if (isolating === 'halted') {
@@ -162,6 +165,7 @@ export function createRunner(options: RunnerOptions): Runner {
       return heldBack.nextDelay(options.pollInterval);
     }
     setState(PROJECTION_STATES.live);
+    build.caughtUp();
     caughtUpOnce = true;
     markCaughtUp();
     return options.pollInterval;
