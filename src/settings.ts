@@ -4,8 +4,10 @@ import type { Projection } from './projection/types.js';
 
 /** How a projection's batches run: the config's settings, with the module's own policy first. */
 export function runnerSettings(config: ResolvedConfig, projection: Projection) {
+  // A SQL batch handler reads its events in place, so its batches are larger by default.
+  const configBatchSize = projection.batch ? config.projections.sqlBatchSize : config.projections.batchSize;
   return {
-    batchSize: projection.batchSize ?? config.projections.batchSize,
+    batchSize: projection.batchSize ?? configBatchSize,
     pollInterval: config.projections.pollInterval,
     batchTimeout: config.projections.batchTimeout,
     onError: projection.onError ?? config.projections.onError,

@@ -80,9 +80,10 @@ export interface ProjectionDefinition<Events extends EventDataMap = EventDataMap
   /** Module batch handler: one call per batch with its events (see `BatchHandler`). */
   handleBatch?: BatchHandler;
   /**
-   * Events per batch for this projection, instead of `projections.batchSize`: a batch form
-   * costs about the same per batch whatever its size, so larger batches pay off.
-   * @defaultValue `projections.batchSize` in the config (1000)
+   * Events per batch for this projection, instead of `projections.batchSize` (or
+   * `projections.sqlBatchSize` for a SQL batch handler): a batch form costs about the same per
+   * batch whatever its size, so larger batches pay off.
+   * @defaultValue `projections.sqlBatchSize` (20000) with `batch`, else `projections.batchSize` (1000)
    */
   batchSize?: number;
   /**
@@ -124,7 +125,7 @@ export interface Projection {
   readonly batch?: readonly string[];
   /** The module batch handler. */
   readonly handleBatch?: BatchHandler;
-  /** Unset: the config's `projections.batchSize` applies. */
+  /** Unset: the config's `projections.sqlBatchSize` (with `batch`) or `projections.batchSize` applies. */
   readonly batchSize?: number;
   /** Unset: the config's `projections.onError` applies. */
   readonly onError?: 'park' | 'stop';

@@ -14,12 +14,32 @@ export interface BatchEventsScope {
   part?: { part: number; parts: number };
 }
 
-// Transaction-local (`true`): the settings end with the batch, so the relation is empty elsewhere.
-const setBatchEventsSql = /* sql */ `
-  select set_config('projd.batch_after', $1, true), set_config('projd.batch_through', $2, true),
-         set_config('projd.batch_types', $3::text[]::text, true),
-         set_config('projd.batch_prefixes', $4::text[]::text, true),
-         set_config('projd.batch_part', $5, true), set_config('projd.batch_parts', $6, true)`;
+/**
+ * The settings as one SQL expression, each argument the SQL of its text value (the arrays as
+ * `text[]`), so a statement that computes the bounds can set them in the same round trip.
+ * Transaction-local (`true`): the settings end with the batch, so the relation is empty elsewhere.
+ */
+export function setBatchEventsExpression(scope: {
+  after: string;
+  through: string;
+  types: string;
+  prefixes: string;
+  part: string;
+  parts: string;
+}): string {
+  return /* sql */ `(set_config('projd.batch_after', ${scope.after}, true), set_config('projd.batch_through', ${scope.through}, true),
+     set_config('projd.batch_types', ${scope.types}::text, true), set_config('projd.batch_prefixes', ${scope.prefixes}::text, true),
+     set_config('projd.batch_part', ${scope.part}, true), set_config('projd.batch_parts', ${scope.parts}, true)) is not null`;
+}
+
+const setBatchEventsSql = /* sql */ `select ${setBatchEventsExpression({
+  after: '$1',
+  through: '$2',
+  types: '$3::text[]',
+  prefixes: '$4::text[]',
+  part: '$5',
+  parts: '$6',
+})}`;
 
 /** Points `projd.batch_events()` at the batch's events, for the rest of the transaction. */
 export async function setBatchEvents(db: Queryable, scope: BatchEventsScope): Promise<void> {

@@ -1,10 +1,15 @@
 import type { ProjdEvent } from '../event.js';
 import type { Position } from './position.js';
 
-/** The columns every event read selects, 64-bit values as text so none loses precision. */
+/**
+ * The columns every event read selects, 64-bit values as text so none loses precision. The
+ * time as milliseconds since the epoch (a Date holds no finer), which both ends convert far
+ * faster than a timestamp's text: a batch converts thousands.
+ */
 export const EVENT_COLUMNS = /* sql */ `
   e.position::text as position, e.era, e.transaction_id::text as transaction_id, e.stream_id,
-  e.stream_version, e.type, e.data, e.metadata, e.schema_version, e.created_at`;
+  e.stream_version, e.type, e.data, e.metadata, e.schema_version,
+  floor(extract(epoch from e.created_at) * 1000)::float8 as created_at`;
 
 export interface EventRow {
   position: string;
@@ -16,7 +21,8 @@ export interface EventRow {
   data: unknown;
   metadata: Record<string, unknown>;
   schema_version: number;
-  created_at: Date;
+  /** Milliseconds since the epoch. */
+  created_at: number;
 }
 
 /** The row as a handler's event, and its place in the delivery order. */
@@ -33,7 +39,7 @@ export function toEvent(row: EventRow): { event: ProjdEvent; at: Position } {
       data: row.data,
       metadata: row.metadata,
       schemaVersion: row.schema_version,
-      createdAt: row.created_at,
+      createdAt: new Date(row.created_at),
     },
   };
 }

@@ -56,6 +56,31 @@ describe('projd.batch_events()', () => {
     expect((await db.pool.query('select * from projd.batch_events()')).rows).toEqual([]);
   });
 
+  it('is pointed at the batch by the statement that reads its bounds, whole or one part, full or not', async () => {
+    const after: Position = (await readBatch(db.pool, { after: START, eventTypes: ['*'], limit: 3000 })).scannedTo!;
+    const cases = [
+      { eventTypes: ['account.credited'], limit: 400 },
+      { eventTypes: ['account.debited'], limit: 100_000 }, // not full: bounded by the scan's end
+      { eventTypes: ['account.*'], limit: 300, part: { index: 3, count: 4 } },
+      { eventTypes: ['account.*'], limit: 100_000, part: { index: 1, count: 4 } },
+    ];
+    for (const { eventTypes, limit, part } of cases) {
+      const batch = await readBatch(db.pool, { after, eventTypes, limit, part });
+      expect(batch.events.length).toBeGreaterThan(50);
+      const client = await db.pool.connect();
+      try {
+        await client.query('begin');
+        const bounds = await readBatchBounds(client, { after, eventTypes, limit, part });
+        expect(bounds.full).toBe(batch.full);
+        const { rows } = await client.query<{ position: string }>('select position::text from projd.batch_events()');
+        expect(rows.map((row) => BigInt(row.position))).toEqual(batch.events.map((event) => event.position));
+        await client.query('commit');
+      } finally {
+        client.release();
+      }
+    }
+  });
+
   it('takes prefixes and one part of a partitioned projection', async () => {
     const through = (await readBatchBounds(db.pool, { after: START, eventTypes: ['*'], limit: 1000 })).scannedTo!;
     const [{ n }] = (await inBatch<{ n: number }>(

@@ -53,6 +53,7 @@ describe('loadConfig', () => {
       projections: {
         dir: path.join(dir, 'projections'),
         batchSize: 1000,
+        sqlBatchSize: 20_000,
         pollInterval: 5000,
         batchTimeout: 30_000,
         onError: 'park',
@@ -84,6 +85,7 @@ describe('loadConfig', () => {
         'projections:',
         '  dir: /srv/projections',
         '  batchSize: 50',
+        '  sqlBatchSize: 5000',
         '  pollInterval: 250ms',
         '  batchTimeout: 1m',
         '  onError: stop',
@@ -114,6 +116,7 @@ describe('loadConfig', () => {
       projections: {
         dir: path.resolve('/srv/projections'),
         batchSize: 50,
+        sqlBatchSize: 5000,
         pollInterval: 250,
         batchTimeout: 60_000,
         onError: 'stop',
@@ -255,6 +258,7 @@ describe('loadConfig', () => {
       ['a pool of 0', 'database:\n  poolSize: 0\n', 'projd.yaml: database.poolSize must be an integer from 1 to 1000, got 0'],
       ['a fractional batch size', 'projections:\n  batchSize: 1.5\n', 'projd.yaml: projections.batchSize must be an integer from 1 to 100000, got 1.5'],
       ['a batch size too large', 'projections:\n  batchSize: 100001\n', 'projd.yaml: projections.batchSize must be an integer from 1 to 100000, got 100001'],
+      ['a SQL batch size of 0', 'projections:\n  sqlBatchSize: 0\n', 'projd.yaml: projections.sqlBatchSize must be an integer from 1 to 100000, got 0'],
       ['a zero poll interval', 'projections:\n  pollInterval: 0s\n', 'projd.yaml: projections.pollInterval must be a duration from 1ms to 596h, such as 250ms, 5s, 2m or 1h, got "0s"'],
       ['a duration in words', 'shutdownTimeout: 5 minutes\n', 'shutdownTimeout must be a duration from 1ms to 596h, such as 250ms, 5s, 2m or 1h, got "5 minutes"'],
       ['an unknown log level', 'log:\n  level: verbose\n', 'projd.yaml: log.level must be one of trace, debug, info, warn, error, fatal, silent, got "verbose"'],

@@ -1,24 +1,18 @@
-import { setBatchEvents } from '../../store/batchEvents.js';
 import { readBatchBounds } from '../../store/readBatchBounds.js';
 import { BatchFailure } from '../batchErrors.js';
 import type { Applied, ApplyContext } from './applyContext.js';
 
 /**
- * Reads only where the batch ends, points `projd.batch_events()` at it and runs the
- * projection's `batch` SQL, which reads the events in place: none crosses the wire.
+ * Reads only where the batch ends, which points `projd.batch_events()` at it in the same
+ * statement, and runs the projection's `batch` SQL, which reads the events in place: none
+ * crosses the wire.
  */
 export async function applySqlBatch({ client, projection, part, after, limit, deadline }: ApplyContext): Promise<Applied> {
   const bounds = await readBatchBounds(client, { after, eventTypes: projection.eventTypes, limit, part });
   const { count, scannedTo, full, heldBack } = bounds;
   if (count > 0 && scannedTo !== null) {
-    // The scan's end bounds the relation: past the last event of the projection's types up to
-    // there, there are only events of other types.
-    await setBatchEvents(client, {
-      after,
-      through: scannedTo,
-      eventTypes: projection.eventTypes,
-      part: { part: part.index, parts: part.count },
-    });
+    // The scan's end bounds the relation when the batch is not full: past the last event of
+    // the projection's types up to there, there are only events of other types.
     const range = { count, firstPosition: bounds.firstPosition!, lastPosition: bounds.lastPosition! };
     try {
       for (const sql of projection.batch!) await deadline.race(client.query(sql));
