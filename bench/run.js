@@ -108,21 +108,10 @@ async function main(options) {
   const store = await createStore(admin, config, options);
   const naiveUpTo = await positionOf(admin, options.naiveEvents);
 
-  // A form this build of projd does not offer is reported, not run.
-  const unavailable = new Map();
-  for (const contender of CONTENDERS) {
-    const reason = await contender.unavailable?.({ admin });
-    if (reason) {
-      unavailable.set(contender, reason);
-      progress(`${plan(contender, options, store, naiveUpTo).label}: n/a (${reason})`);
-    }
-  }
-
   // Round-robin over the contenders, so that a load change on the machine hits them all alike.
   const runs = new Map(CONTENDERS.map((contender) => [contender, []]));
   for (let round = 1; round <= options.repeat; round++) {
     for (const contender of CONTENDERS) {
-      if (unavailable.has(contender)) continue;
       const { label, events, upTo, partial } = plan(contender, options, store, naiveUpTo);
       // Start each run with the previous contender's dirty pages written out.
       await admin.query('checkpoint').catch(() => {});
@@ -135,7 +124,6 @@ async function main(options) {
   }
   const results = CONTENDERS.map((contender) => {
     const { label, events } = plan(contender, options, store, naiveUpTo);
-    if (unavailable.has(contender)) return { key: contender.key, label, events, unavailable: unavailable.get(contender) };
     return { key: contender.key, label, events, seconds: median(runs.get(contender)), runs: runs.get(contender) };
   });
 

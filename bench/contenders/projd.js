@@ -7,7 +7,7 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { createApp, defineProjection, isUserError } from '../../dist/index.js';
+import { createApp, defineProjection } from '../../dist/index.js';
 import { onCleanup, timeout } from '../cleanup.js';
 import { benchConfig } from '../config.js';
 import {
@@ -76,22 +76,6 @@ export function balancesDefinition({ name, table, form = 'perEvent', partitions 
     default:
       throw new Error(`unknown form ${form}`);
   }
-}
-
-/**
- * `defineProjection(definition)`, or why this build of projd cannot run it: `needs …` when it
- * refuses a key it does not know yet, or accepts it without carrying it into the projection.
- * @param carries the compiled key the form depends on, e.g. `(p) => typeof p.handleBatch === 'function'`
- */
-export function defineIfSupported(definition, { needs, carries }) {
-  let projection;
-  try {
-    projection = defineProjection(definition);
-  } catch (error) {
-    if (isUserError(error) && /unknown key/.test(error.message)) return { unavailable: `needs ${needs}` };
-    throw error;
-  }
-  return carries(projection) ? { projection } : { unavailable: `needs ${needs}` };
 }
 
 /** Starts an app (projections given, or loaded from `config.projections.dir`); the caller stops it (also registered for cleanup). */

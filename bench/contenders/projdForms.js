@@ -1,28 +1,21 @@
 // projd's faster forms of the same balances projection, each a contender: the SQL batch handler,
 // the module batch handler, per-event YAML statements (sent in pipeline) and the awaited
-// per-event handlers split in 4 partitions. A form this build of projd does not offer yet is
-// reported as `n/a (needs …)` rather than run.
+// per-event handlers split in 4 partitions.
 
 import { balancesYaml } from '../readModel.js';
-import { balancesDefinition, defineIfSupported, projectionName, projectionsFolder, timeCatchUp } from './projd.js';
+import { defineProjection } from '../../dist/index.js';
+import { balancesDefinition, projectionName, projectionsFolder, timeCatchUp } from './projd.js';
 
-/** A contender of one module-defined form; `needs` names what it waits for, `carries` checks the compiled projection. */
-function formContender({ key, label, table, form, partitions, needs, carries, needsSql }) {
-  const define = (name) => defineIfSupported(balancesDefinition({ name, table, form, partitions }), { needs, carries });
+/** A contender of one module-defined form of the balances projection. */
+function formContender({ key, label, table, form, partitions }) {
   return {
     key,
     label,
     table,
-    async unavailable({ admin }) {
-      const { unavailable } = define(projectionName(key, 0));
-      if (unavailable) return unavailable;
-      if (needsSql) {
-        const { rows: [row] } = await admin.query(`select ${needsSql.probe} as present`);
-        if (!row.present) return `needs ${needsSql.what}`;
-      }
-      return undefined;
+    run: ({ round, ...context }) => {
+      const projection = defineProjection(balancesDefinition({ name: projectionName(key, round), table, form, partitions }));
+      return timeCatchUp({ ...context, projection });
     },
-    run: ({ round, ...context }) => timeCatchUp({ ...context, projection: define(projectionName(key, round)).projection }),
   };
 }
 
@@ -31,9 +24,6 @@ export const projdSqlBatch = formContender({
   label: 'projd SQL batch handler',
   table: 'bench_balances_sql_batch',
   form: 'sqlBatch',
-  needs: "the 'batch' key (SQL batch handlers)",
-  carries: (projection) => Array.isArray(projection.batch) && projection.batch.length > 0,
-  needsSql: { probe: "to_regprocedure('projd.batch_events()') is not null", what: 'projd.batch_events() (migration 0008)' },
 });
 
 export const projdModuleBatch = formContender({
@@ -41,8 +31,6 @@ export const projdModuleBatch = formContender({
   label: 'projd module handleBatch (unnest)',
   table: 'bench_balances_module_batch',
   form: 'moduleBatch',
-  needs: "the 'handleBatch' key (module batch handlers)",
-  carries: (projection) => typeof projection.handleBatch === 'function',
 });
 
 export const projdPartitions = formContender({
@@ -51,8 +39,6 @@ export const projdPartitions = formContender({
   table: 'bench_balances_partitions',
   form: 'perEvent',
   partitions: 4,
-  needs: "the 'partitions' key",
-  carries: (projection) => projection.partitions === 4,
 });
 
 /**
