@@ -45,6 +45,12 @@ export interface RunBatchOptions {
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
 export type BatchResult =
   | { kind: 'locked_elsewhere' }
+  /**
+   * Of a split projection: its lock was held exclusively for one transaction (another part's
+   * set-up, a rebuild, a replay's reset, a failed-event retry), or this pass waited out another
+   * part's set-up. Nothing applied; go again shortly.
+   */
+  | { kind: 'projection_busy' }
   /** The store holds a newer version of this projection, written by a newer daemon. */
   | { kind: 'version_ahead'; storedVersion: number }
   /** Halted (`onError: stop`) on this failed event until it is retried or skipped. */
@@ -126,12 +132,20 @@ async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions,
   // instead, which excludes every part, and then also runs its own batch under it.
   const split = part.count > 1;
   const setUpFirst = split && !isSetUp(await selectCheckpoint(client, projection.name, part.index), projection, part);
-  if (setUpFirst) await lockProjection(client, projection.name);
-  else if (!(await (split ? tryLockPart(client, projection.name, part) : tryLockProjection(client, projection.name)))) {
+  if (setUpFirst) {
+    await lockProjection(client, projection.name);
+  } else if (split) {
+    const lock = await tryLockPart(client, projection.name, part);
+    if (lock === 'part_taken') return { commit: false, result: { kind: 'locked_elsewhere' } };
+    if (lock === 'projection_taken') return { commit: false, result: { kind: 'projection_busy' } };
+  } else if (!(await tryLockProjection(client, projection.name))) {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
   const ready = await readyCheckpoint(client, projection, part, { mayRebuild: !split || setUpFirst });
   if (ready.kind !== 'ready') return { commit: false, result: ready };
+  // Another part set the projection up while this one waited for its lock: this part's batch
+  // runs beside the others under the shared lock, not under this one, which holds them all back.
+  if (setUpFirst && ready.setUp === undefined) return { commit: false, result: { kind: 'projection_busy' } };
   const { checkpoint, setUp } = ready;
   const form = pickForm(projection, { perEvent: options.perEvent });
   const done = { kind: 'done' as const, form, setUp };
