@@ -130,6 +130,9 @@ export function createRunner(options: RunnerOptions): Runner {
         busyDelay = Math.min(busyDelay * 2, BUSY_CAP_MS);
         return wait;
       }
+      case 'set_up':
+        logger.info({ version: projection.version, setUp: result.setUp }, 'projection.setup');
+        return 0;
       case 'locked_elsewhere':
         setState(PROJECTION_STATES.standby);
         return options.pollInterval;
