@@ -45,6 +45,18 @@ export interface RunBatchOptions {
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
 export type BatchResult =
   | { kind: 'locked_elsewhere' }
+  /**
+   * Of a split projection: its lock was held exclusively for one transaction (another part's
+   * set-up, a rebuild, a replay's reset, a failed-event retry), or this pass waited out another
+   * part's set-up. Nothing applied; go again shortly.
+   */
+  | { kind: 'projection_busy' }
+  /**
+   * Of a split projection: this pass set the projection up (or rebuilt it) and committed that
+   * alone, so that the other parts wait for the set-up only, not for this part's batch as well.
+   * Go again at once.
+   */
+  | { kind: 'set_up'; setUp: 'created' | 'rebuilt' }
   /** The store holds a newer version of this projection, written by a newer daemon. */
   | { kind: 'version_ahead'; storedVersion: number }
   /** Halted (`onError: stop`) on this failed event until it is retried or skipped. */
@@ -123,15 +135,27 @@ async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions,
   const { projection, batchSize, park, preparedStatements, part = WHOLE } = options;
   // A part shares the projection's lock with the other parts, so it cannot set up or rebuild
   // under it: when its checkpoint (read unlocked) says it must, it waits for the lock alone
-  // instead, which excludes every part, and then also runs its own batch under it.
+  // instead, which excludes every part, and sets up in a transaction of its own.
   const split = part.count > 1;
   const setUpFirst = split && !isSetUp(await selectCheckpoint(client, projection.name, part.index), projection, part);
-  if (setUpFirst) await lockProjection(client, projection.name);
-  else if (!(await (split ? tryLockPart(client, projection.name, part) : tryLockProjection(client, projection.name)))) {
+  if (setUpFirst) {
+    await lockProjection(client, projection.name);
+  } else if (split) {
+    const lock = await tryLockPart(client, projection.name, part);
+    if (lock === 'part_taken') return { commit: false, result: { kind: 'locked_elsewhere' } };
+    if (lock === 'projection_taken') return { commit: false, result: { kind: 'projection_busy' } };
+  } else if (!(await tryLockProjection(client, projection.name))) {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
   const ready = await readyCheckpoint(client, projection, part, { mayRebuild: !split || setUpFirst });
   if (ready.kind !== 'ready') return { commit: false, result: ready };
+  if (setUpFirst) {
+    // This part's batch runs beside the others under the shared lock, not under this one,
+    // which holds them all back: set up, it commits that alone; set up by another part while
+    // it waited, it leaves the lock at once.
+    if (ready.setUp) return { commit: true, result: { kind: 'set_up', setUp: ready.setUp } };
+    return { commit: false, result: { kind: 'projection_busy' } };
+  }
   const { checkpoint, setUp } = ready;
   const form = pickForm(projection, { perEvent: options.perEvent });
   const done = { kind: 'done' as const, form, setUp };

@@ -30,18 +30,24 @@ export async function lockProjection(db: Queryable, projection: string): Promise
 const tryLockPartSql = /* sql */ `
   select pg_try_advisory_xact_lock_shared($1::bigint) as projection, pg_try_advisory_xact_lock($2::bigint) as part`;
 
+/** What {@link tryLockPart} got: both locks, or which one someone else holds. */
+export type PartLock = 'locked' | 'part_taken' | 'projection_taken';
+
 /**
  * Takes the locks of one part of a split projection for the rest of the current transaction,
  * without waiting: the projection's lock shared, which its other parts share too, and the
  * part's own lock exclusive. Set-up, rebuild, replay and `projd failed` take the projection's
  * lock exclusively ({@link lockProjection}), so they never run inside any part's batch, nor a
  * part inside theirs. A daemon running the projection whole takes it exclusively as well.
- * False: someone else holds one of them; the caller rolls back, which releases the other.
+ * `part_taken`: another daemon runs this part. `projection_taken`: the projection's lock is held
+ * exclusively, for one transaction. Either way the caller rolls back, which releases the other.
  */
-export async function tryLockPart(db: Queryable, projection: string, part: Part): Promise<boolean> {
+export async function tryLockPart(db: Queryable, projection: string, part: Part): Promise<PartLock> {
   const { rows } = await db.query<{ projection: boolean; part: boolean }>(tryLockPartSql, [
     advisoryLockKey('projection', projection),
     partLockKey(projection, part.index),
   ]);
-  return rows[0]!.projection && rows[0]!.part;
+  const locked = rows[0]!;
+  if (!locked.part) return 'part_taken';
+  return locked.projection ? 'locked' : 'projection_taken';
 }

@@ -1,8 +1,10 @@
+import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import { silentLogger } from '../../src/log.js';
 import { defineProjection } from '../../src/projection/defineProjection.js';
+import { runBatch } from '../../src/runner/runBatch.js';
 import { readStatusReport, type ProjectionStatus } from '../../src/status/readStatusReport.js';
 import { runCli, startDaemon } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
@@ -18,22 +20,22 @@ afterAll(async () => {
 });
 
 /** Records each application of each event; a second one of an event fails on the primary key. */
-function applied(partitions: number) {
+function applied(partitions: number, name = 'parts_applied') {
   const record = async (event: { position: bigint; streamId: string; streamVersion: number }, db: { query: Function }) => {
-    await db.query('insert into parts_applied (position, stream_id, stream_version) values ($1, $2, $3)', [
+    await db.query(`insert into ${name} (position, stream_id, stream_version) values ($1, $2, $3)`, [
       event.position,
       event.streamId,
       event.streamVersion,
     ]);
   };
   return defineProjection({
-    name: 'parts_applied',
+    name,
     version: 1,
     partitions,
-    setup: `create table if not exists parts_applied (
+    setup: `create table if not exists ${name} (
               position bigint primary key, stream_id text not null, stream_version integer not null,
               seq bigserial not null)`,
-    reset: 'truncate parts_applied',
+    reset: `truncate ${name}`,
     handlers: { 'account.credited': record, 'account.debited': record },
   });
 }
@@ -70,6 +72,50 @@ async function checkpointParts(projection: string): Promise<Array<{ part: number
 }
 
 describe('a partitioned projection', () => {
+  it('sets up in a transaction of its own, so that no part waits for another part\'s batch', async () => {
+    await appendLedgerEvents(db.pool, { count: 100, streams: 10, prefix: 'alone' });
+    const projection = applied(2, 'parts_alone');
+    const pass = (index: number) =>
+      runBatch({ pool: db.pool, projection, batchSize: 1000, timeoutMs: 30_000, preparedStatements: true, part: { index, count: 2 } });
+    expect(await pass(1)).toEqual({ kind: 'set_up', setUp: 'created' });
+    // Committed: every part's checkpoint at the start, the table there and empty.
+    expect(await checkpointParts('parts_alone')).toEqual([{ part: 0, parts: 2 }, { part: 1, parts: 2 }]);
+    expect((await db.pool.query('select count(*)::int as n from parts_alone')).rows[0]).toEqual({ n: 0 });
+    expect(await pass(1)).toMatchObject({ kind: 'done', applied: expect.any(Number), full: false });
+    expect(await pass(0)).toMatchObject({ kind: 'done', full: false });
+    expect((await db.pool.query('select count(*)::int as n from parts_alone')).rows[0]).toEqual({ n: await countEvents(db.pool) });
+  });
+
+  it('starts every part as soon as one has set it up, none standing by for pollInterval', async () => {
+    await appendLedgerEvents(db.pool, { count: 2_000, streams: 40, prefix: 'setup' });
+    const config = await loadConfig({ env: { DATABASE_URL: db.url }, cwd: process.cwd() });
+    config.metrics.port = 0;
+    // An hour: a part that stood by behind another part's set-up or batch would not catch up in this test.
+    config.projections.pollInterval = 3_600_000;
+    config.projections.batchSize = 50;
+    const states: Array<{ part: string; to: string }> = [];
+    let stoodBy!: () => void;
+    const standby = new Promise<void>((resolve) => (stoodBy = resolve));
+    const logger = pino({ level: 'info' }, {
+      write: (text: string) => {
+        const line = JSON.parse(text) as { msg: string; part: string; to: string };
+        if (line.msg !== 'projection.state') return;
+        states.push({ part: line.part, to: line.to });
+        if (line.to === 'standby') stoodBy();
+      },
+    });
+    const app = createApp(config, { projections: [applied(4, 'parts_setup')], logger });
+    try {
+      await app.start();
+      await Promise.race([app.caughtUp(), standby]);
+    } finally {
+      await app.stop();
+    }
+    expect(states.filter((state) => state.to === 'standby')).toEqual([]);
+    const { rows } = await db.pool.query<{ n: string }>('select count(*) as n from parts_setup');
+    expect(rows[0]!.n).toBe(String(await countEvents(db.pool)));
+  }, 60_000);
+
   it('is rebuilt from the start when its number of parts changes, up or down', async () => {
     await appendLedgerEvents(db.pool, { count: 2_000, streams: 40, prefix: 'parts' });
     await runUntilCaughtUp(2);
