@@ -1,11 +1,17 @@
 import type pg from 'pg';
 import { UserError } from '../errors.js';
 import type { Projection } from '../projection/types.js';
-import { resetCheckpoint, selectCheckpoint, storeCheckpoint, type Checkpoint } from '../store/checkpoints.js';
+import {
+  CHECKPOINT_MOVED_SQLSTATE,
+  moveCheckpoint,
+  resetCheckpoint,
+  selectCheckpoint,
+  type Checkpoint,
+} from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
-import { isStalePlan } from '../store/classifyError.js';
+import { isStalePlan, sqlstateOf } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
-import { lockProjection, tryLockPart, tryLockProjection } from '../store/locks.js';
+import { lockProjection, tryLockPart, tryLockProjection, type PartLock } from '../store/locks.js';
 import { WHOLE, type Part } from '../store/part.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
@@ -82,13 +88,17 @@ export type BatchResult =
     };
 
 type DoneResult = Extract<BatchResult, { kind: 'done' }>;
-type Outcome = { commit: boolean; result: BatchResult };
+/** How a pass ends: roll back, commit, or move the checkpoint from `from` to `to` and commit. */
+type Outcome = { commit: boolean; result: BatchResult; move?: { from: Position; to: Position } };
 
 /**
  * One batch as one transaction: lock the projection, read its checkpoint, apply the next
  * events through the snapshot gate in the fastest form the projection offers, and move the
  * checkpoint with a compare-and-swap. A crash at any point leaves the whole batch or none of it.
  * No savepoints: a failing event rolls the batch back and the runner isolates it.
+ *
+ * Round trips, on a pipelined connection: one to begin, lock and read the checkpoint, the
+ * batch form's own (its read, its handlers), and one to move the checkpoint and commit.
  */
 export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   const { pool, timeoutMs } = options;
@@ -100,16 +110,12 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   });
   let broken: Error | undefined;
   try {
-    // One round trip. statement_timeout bounds each statement and the idle timeout a handler
-    // stuck between statements, so a hung daemon cannot hold the projection's lock forever.
-    // The server's own pid, not the client's: behind a transaction-mode pooler they differ, and
-    // the server connection stays the same for the whole transaction.
-    const started = (await client.query(
-      `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};
-       select pg_backend_pid() as pid`,
-    )) as unknown as pg.QueryResult<{ pid: number }>[];
-    backendPid = started.at(-1)?.rows[0]?.pid;
-    const { commit, result } = await runInTransaction(client, options, deadline);
+    const opened = (opening: Opening) => (backendPid = opening.pid);
+    const { commit, result, move } = await runInTransaction(client, options, deadline, opened);
+    if (move) {
+      const moved = await moveAndCommit(client, options, move);
+      return moved ? result : { kind: 'conflict', expected: move.from };
+    }
     await client.query(commit ? 'commit' : 'rollback');
     return result;
   } catch (error) {
@@ -131,23 +137,31 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
 }
 
 /** The steps of a batch, in order: lock, checkpoint, park or apply, move the checkpoint. */
-async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions, deadline: Deadline): Promise<Outcome> {
+async function runInTransaction(
+  client: pg.PoolClient,
+  options: RunBatchOptions,
+  deadline: Deadline,
+  opened: (opening: Opening) => void,
+): Promise<Outcome> {
   const { projection, batchSize, park, preparedStatements, part = WHOLE } = options;
-  // A part shares the projection's lock with the other parts, so it cannot set up or rebuild
-  // under it: when its checkpoint (read unlocked) says it must, it waits for the lock alone
-  // instead, which excludes every part, and sets up in a transaction of its own.
   const split = part.count > 1;
-  const setUpFirst = split && !isSetUp(await selectCheckpoint(client, projection.name, part.index), projection, part);
+  let opening = await openTransaction(client, options, split ? 'part' : 'projection');
+  opened(opening);
+  // A part shares the projection's lock with the other parts, so it cannot set up or rebuild
+  // under it: when its checkpoint says it must, it starts over and waits for the lock alone,
+  // which excludes every part, and sets up in a transaction of its own. It does not take that
+  // lock while holding the shared one: two parts doing so would deadlock.
+  const setUpFirst = split && !isSetUp(opening.checkpoint, projection, part);
   if (setUpFirst) {
-    await lockProjection(client, projection.name);
-  } else if (split) {
-    const lock = await tryLockPart(client, projection.name, part);
-    if (lock === 'part_taken') return { commit: false, result: { kind: 'locked_elsewhere' } };
-    if (lock === 'projection_taken') return { commit: false, result: { kind: 'projection_busy' } };
-  } else if (!(await tryLockProjection(client, projection.name))) {
+    await client.query('rollback');
+    opening = await openTransaction(client, options, 'wait');
+    opened(opening);
+  } else if (opening.lock === 'projection_taken') {
+    return { commit: false, result: { kind: 'projection_busy' } };
+  } else if (opening.lock !== 'locked') {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
-  const ready = await readyCheckpoint(client, projection, part, { mayRebuild: !split || setUpFirst });
+  const ready = await readyCheckpoint(client, projection, part, opening.checkpoint, { mayRebuild: !split || setUpFirst });
   if (ready.kind !== 'ready') return { commit: false, result: ready };
   if (setUpFirst) {
     // This part's batch runs beside the others under the shared lock, not under this one,
@@ -192,13 +206,83 @@ async function runInTransaction(client: pg.PoolClient, options: RunBatchOptions,
   if (!scannedTo) {
     return { commit: setUp !== undefined, result: { ...done, full, heldBack, applied: 0, to: null, checkpoint } };
   }
-  if (!(await storeCheckpoint(client, projection.name, checkpoint, scannedTo, part.index))) {
-    return { commit: false, result: { kind: 'conflict', expected: checkpoint } };
-  }
   return {
     commit: true,
+    move: { from: checkpoint, to: scannedTo },
     result: { ...done, full, heldBack, applied: applied.applied, to: scannedTo, checkpoint: scannedTo },
   };
+}
+
+/** The start of a batch's transaction: the server's pid, whether it got the lock, the checkpoint then. */
+interface Opening {
+  pid: number | undefined;
+  /** `taken`: another daemon runs the projection (or this part); `projection_taken`: a set-up, reset or retry holds the split projection's lock. */
+  lock: PartLock | 'taken';
+  checkpoint: Checkpoint | null;
+}
+
+/**
+ * Begins the transaction, takes the lock and reads the checkpoint, sent together: one round
+ * trip. The server runs them in order, so the checkpoint is read under the lock when it was
+ * taken (and ignored when it was not). `lock`: the projection's lock without waiting, a part's
+ * locks without waiting, or the projection's lock waiting for it.
+ *
+ * statement_timeout bounds each statement and the idle timeout a handler stuck between
+ * statements, so a hung daemon cannot hold the projection's lock forever. The server's own
+ * pid, not the client's: behind a transaction-mode pooler they differ, and the server
+ * connection stays the same for the whole transaction.
+ */
+async function openTransaction(
+  client: pg.PoolClient,
+  options: RunBatchOptions,
+  lock: 'projection' | 'part' | 'wait',
+): Promise<Opening> {
+  const { projection, timeoutMs, part = WHOLE } = options;
+  const begun = client.query(
+    `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};
+     select pg_backend_pid() as pid`,
+  ) as unknown as Promise<pg.QueryResult<{ pid: number }>[]>;
+  const locked: Promise<Opening['lock']> =
+    lock === 'wait'
+      ? lockProjection(client, projection.name).then(() => 'locked')
+      : lock === 'part'
+        ? tryLockPart(client, projection.name, part).then((got) => (got === 'part_taken' ? 'taken' : got))
+        : tryLockProjection(client, projection.name).then((got) => (got ? 'locked' : 'taken'));
+  const checkpoint = selectCheckpoint(client, projection.name, part.index);
+  const [started, gotLock, read] = await inOrder(begun, locked, checkpoint);
+  return { pid: started.at(-1)?.rows[0]?.pid, lock: gotLock, checkpoint: read };
+}
+
+/**
+ * Moves the checkpoint and commits, sent together: one round trip. When the checkpoint moved
+ * under the batch, the move fails, so the commit rolls back, and this returns false.
+ */
+async function moveAndCommit(
+  client: pg.PoolClient,
+  options: RunBatchOptions,
+  { from, to }: { from: Position; to: Position },
+): Promise<boolean> {
+  const { projection, part = WHOLE } = options;
+  const moved = moveCheckpoint(client, projection.name, from, to, part.index);
+  const committed = client.query('commit');
+  const [move, commit] = await Promise.allSettled([moved, committed]);
+  if (move.status === 'rejected') {
+    if (sqlstateOf(move.reason) === CHECKPOINT_MOVED_SQLSTATE) return false;
+    throw move.reason;
+  }
+  if (commit.status === 'rejected') throw commit.reason;
+  return true;
+}
+
+/**
+ * Waits for statements sent together. A failing statement aborts the transaction, and those
+ * after it then fail as well (25P02): the first failure, in send order, is the one reported.
+ */
+async function inOrder<T extends unknown[]>(...sent: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
+  const settled = await Promise.allSettled(sent);
+  const failed = settled.find((outcome) => outcome.status === 'rejected');
+  if (failed) throw failed.reason;
+  return settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value) as T;
 }
 
 type ReadyCheckpoint =
@@ -213,9 +297,10 @@ async function readyCheckpoint(
   client: pg.PoolClient,
   projection: Projection,
   part: Part,
+  read: Checkpoint | null,
   { mayRebuild }: { mayRebuild: boolean },
 ): Promise<ReadyCheckpoint> {
-  let checkpoint = await selectCheckpoint(client, projection.name, part.index);
+  let checkpoint = read;
   let setUp: 'created' | 'rebuilt' | undefined;
   if (checkpoint && checkpoint.version > projection.version) {
     return { kind: 'version_ahead', storedVersion: checkpoint.version };

@@ -117,6 +117,37 @@ export async function storeCheckpoint(
   return rowCount === 1;
 }
 
+// The compare-and-swap as a statement that fails when it matched no row, so that a `commit`
+// sent behind it in the same pipeline rolls back instead of committing a batch whose
+// checkpoint did not move. `1 / 0` is the one failure plain SQL can raise from a row count.
+const moveCheckpointSql = /* sql */ `
+  with moved as (
+    update ${CHECKPOINTS_TABLE}
+       set era = $5::integer, transaction_id = $6::xid8, position = $7::bigint, updated_at = now()
+     where projection = $1 and part = $8
+       and era = $2::integer and transaction_id = $3::xid8 and position = $4::bigint
+    returning 1
+  )
+  select 1 / count(*)::integer as moved from moved`;
+
+/** The SQLSTATE `moveCheckpoint` fails with when the checkpoint was not at `from` (division_by_zero). */
+export const CHECKPOINT_MOVED_SQLSTATE = '22012';
+
+/**
+ * Moves the checkpoint from `from` to `to` like `storeCheckpoint`, but fails (with
+ * {@link CHECKPOINT_MOVED_SQLSTATE}) when another writer moved it meanwhile, which aborts the
+ * transaction: the caller may send its `commit` without waiting for the answer.
+ */
+export function moveCheckpoint(
+  db: Queryable,
+  projection: string,
+  from: Position,
+  to: Position,
+  part: number = 0,
+): Promise<unknown> {
+  return db.query(moveCheckpointSql, [projection, ...positionParams(from), ...positionParams(to), part]);
+}
+
 // Every part's row, in one statement: the parts of a projection never disagree on its version.
 const resetCheckpointSql = /* sql */ `
   insert into ${CHECKPOINTS_TABLE} (projection, part, parts, version, selection)
