@@ -5,10 +5,12 @@ import { readBatchBounds } from '../../src/store/readBatchBounds.js';
 import { START, type Position } from '../../src/store/position.js';
 import { appendAccountEvents } from '../helpers/accounts.js';
 import { createTestDatabase } from '../helpers/database.js';
+import { untilBelowGate } from '../helpers/snapshotGate.js';
 
 // projd.batch_events() (migration 0008) and the bounds the SQL batch form reads instead of rows.
 const db = await createTestDatabase();
 await appendAccountEvents(db.pool, { count: 20_000, streams: 200 });
+await untilBelowGate(db.pool);
 await db.pool.query('analyze projd.events');
 
 /** Runs `sql` in a transaction whose batch is `scope`, and returns its rows. */

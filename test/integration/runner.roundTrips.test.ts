@@ -6,7 +6,7 @@ import { appendEvents } from '../../src/store/appendEvents.js';
 import { CHECKPOINTS_TABLE } from '../../src/store/names.js';
 import { createPool } from '../../src/store/connect.js';
 import { createTestDatabase } from '../helpers/database.js';
-import { waitFor } from '../helpers/waitFor.js';
+import { untilBelowGate } from '../helpers/snapshotGate.js';
 
 const db = await createTestDatabase();
 
@@ -68,27 +68,10 @@ async function visitedPositions(): Promise<string[]> {
   return rows.map((row) => row.position);
 }
 
-/**
- * Other test files share this server, and a transaction of theirs still open holds new events
- * back (the snapshot gate is server-wide): wait until the store's events are below the gate,
- * so that the batch under test reads them.
- */
-async function untilBelowGate(): Promise<void> {
-  await waitFor(
-    async () => {
-      const { rows } = await db.pool.query<{ below: boolean }>(
-        'select pg_snapshot_xmin(pg_current_snapshot()) > (select max(transaction_id) from projd.events) as below',
-      );
-      return rows[0]!.below;
-    },
-    { timeoutMs: 30_000, message: 'the appended events to be below the snapshot gate' },
-  );
-}
-
 describe('a batch on a pipelined connection', () => {
   it('begins, locks and reads its checkpoint in one round trip, and moves it and commits in one more', async () => {
     await appendEvents(db.pool, 'page-1', [{ type: 'page.visited', data: {} }]);
-    await untilBelowGate();
+    await untilBelowGate(db.pool);
     roundTrips = 0;
     const result = await runBatch(options());
     expect(result).toMatchObject({ kind: 'done', form: 'perEvent', applied: 1 });
@@ -98,7 +81,7 @@ describe('a batch on a pipelined connection', () => {
 
   it('rolls back, and reports a conflict, when the checkpoint moved under the batch', async () => {
     const [appended] = (await appendEvents(db.pool, 'page-2', [{ type: 'page.visited', data: {} }])).positions;
-    await untilBelowGate();
+    await untilBelowGate(db.pool);
     const before = await visitedPositions();
     meddle = async () => {
       meddle = undefined;

@@ -3,6 +3,7 @@ import { readBatch } from '../../src/store/readBatch.js';
 import { readEvent } from '../../src/store/readEvent.js';
 import { START } from '../../src/store/position.js';
 import { createTestDatabase } from '../helpers/database.js';
+import { untilBelowGate } from '../helpers/snapshotGate.js';
 
 const db = await createTestDatabase();
 
@@ -25,6 +26,7 @@ describe("an event's createdAt", () => {
     }
     const { rows } = await db.pool.query<{ created_at: Date }>('select created_at from projd.events order by position');
     const expected = rows.map((row) => row.created_at.getTime());
+    await untilBelowGate(db.pool);
 
     const batch = await readBatch(db.pool, { after: START, eventTypes: ['clock.ticked'], limit: 100 });
     expect(batch.events.map((event) => event.createdAt.getTime())).toEqual(expected);

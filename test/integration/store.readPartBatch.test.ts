@@ -3,6 +3,7 @@ import { countApplied } from '../../src/store/countEvents.js';
 import { readBatch, readBatchSql, readPartBatchSql } from '../../src/store/readBatch.js';
 import { positionParams, START } from '../../src/store/position.js';
 import { createTestDatabase } from '../helpers/database.js';
+import { untilBelowGate } from '../helpers/snapshotGate.js';
 import { appendLedgerEvents } from '../helpers/ledger.js';
 
 const db = await createTestDatabase();
@@ -11,6 +12,7 @@ const eventTypes = ['account.credited', 'account.debited'];
 describe('readBatch of one part', () => {
   it('reads exactly the events of its part’s streams, in delivery order, and scans as far as the whole', async () => {
     await appendLedgerEvents(db.pool, { count: 600, streams: 30 });
+    await untilBelowGate(db.pool);
     const whole = await readBatch(db.pool, { after: START, eventTypes, limit: 10_000 });
     const { rows } = await db.pool.query<{ position: string; part: number }>(
       'select position::text, projd.stream_part(stream_id, 4) as part from projd.events',
