@@ -10,6 +10,7 @@ import { createBuildProgress } from './buildProgress.js';
 import { createErrorReport } from './errorReport.js';
 import { createHeldBack } from './heldBack.js';
 import { createIsolation, RETRY_BASE_MS, RETRY_CAP_MS } from './isolation.js';
+import { createPrefetch } from './prefetch.js';
 import { runBatch, type BatchResult } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
 
@@ -105,6 +106,7 @@ export function createRunner(options: RunnerOptions): Runner {
   const heldBack = createHeldBack(options);
   const errorReport = createErrorReport(options.pool, projection.name, part, logger);
   const build = createBuildProgress(logger);
+  const prefetch = createPrefetch();
   let state: RunnerState = PROJECTION_STATES.starting;
   let loop: Promise<void> | undefined;
   let position: Position | null = null;
@@ -218,7 +220,7 @@ export function createRunner(options: RunnerOptions): Runner {
       const started = performance.now();
       inBatch = true;
       try {
-        const result = await runBatch({ ...options, ...isolation.nextPass(), timeoutMs: options.batchTimeout });
+        const result = await runBatch({ ...options, ...isolation.nextPass(), timeoutMs: options.batchTimeout, prefetch });
         isolation.passed();
         lastError = null;
         wait = afterPass(result, started);
@@ -271,6 +273,7 @@ export function createRunner(options: RunnerOptions): Runner {
       stopping.abort();
       wakeup.wake();
       await loop;
+      await prefetch.settled(); // a read ahead holds a pooled connection until it is answered
     },
   };
 }

@@ -22,6 +22,7 @@ import { selectionMovedMessage } from './checkSelections.js';
 import { createDeadline, type Deadline } from './deadline.js';
 import { createHandlerDb } from './handlerDb.js';
 import { parkFirstEvent, type Park } from './parkEvent.js';
+import type { Prefetch } from './prefetch.js';
 
 export { BatchFailure, BatchTimeoutError, EventFailure };
 export type { ApplyForm, Park };
@@ -44,6 +45,8 @@ export interface RunBatchOptions {
    * take every type it reads: the runner isolates a failing event this way.
    */
   perEvent?: boolean;
+  /** The runner's read-ahead, for the forms that use it. */
+  prefetch?: Prefetch;
   /** Of a split projection (`partitions`), the part this pass works on. @defaultValue the whole projection */
   part?: Part;
 }
@@ -201,7 +204,9 @@ async function runInTransaction(
     },
   });
   const limit = park ? 1 : batchSize;
-  const applied = await applyBatch(form, { client, projection, part, after: checkpoint, limit, handlerDb, deadline });
+  const prefetch = options.prefetch && { prefetch: options.prefetch, pool: options.pool, timeoutMs: options.timeoutMs };
+  const context = { client, projection, part, after: checkpoint, limit, handlerDb, deadline, prefetch };
+  const applied = await applyBatch(form, context);
   const { full, heldBack, scannedTo } = applied;
   if (!scannedTo) {
     return { commit: setUp !== undefined, result: { ...done, full, heldBack, applied: 0, to: null, checkpoint } };

@@ -4,6 +4,7 @@ import type { Part } from '../../store/part.js';
 import type { Position } from '../../store/position.js';
 import type { Deadline } from '../deadline.js';
 import type { HandlerDb } from '../handlerDb.js';
+import type { Prefetch } from '../prefetch.js';
 
 /** What a form needs to apply the next batch inside the batch's transaction. */
 export interface ApplyContext {
@@ -18,6 +19,8 @@ export interface ApplyContext {
   /** The transaction as handlers see it (`handlerDb.db`), which tracks the statements they send. */
   handlerDb: HandlerDb;
   deadline: Deadline;
+  /** Reads the next batch while this one applies, where the form gains from it. */
+  prefetch?: { prefetch: Prefetch; pool: pg.Pool; timeoutMs: number };
 }
 
 /** What a form applied, and where the checkpoint may move (as `readBatch` says). */

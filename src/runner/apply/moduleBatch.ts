@@ -4,9 +4,13 @@ import type { Applied, ApplyContext } from './applyContext.js';
 
 /** Reads the batch's events and hands them to the module's `handleBatch` in one call. */
 export async function applyModuleBatch(context: ApplyContext): Promise<Applied> {
-  const { client, projection, part, after, limit, handlerDb, deadline } = context;
-  const batch = await readBatch(client, { after, eventTypes: projection.eventTypes, limit, part });
+  const { client, projection, part, after, limit, handlerDb, deadline, prefetch } = context;
+  const read = { eventTypes: projection.eventTypes, limit, part };
+  const batch = (await prefetch?.prefetch.take(after, limit)) ?? (await readBatch(client, { ...read, after }));
   const { events, scannedTo, full, heldBack } = batch;
+  // The events cross the wire, so their read is a large share of a batch: the next one's read
+  // overlaps this one's handler, on a connection of its own.
+  if (prefetch && full && scannedTo) prefetch.prefetch.start(prefetch.pool, scannedTo, { ...read, timeoutMs: prefetch.timeoutMs });
   if (events.length > 0) {
     const range = { count: events.length, firstPosition: events[0]!.position, lastPosition: events.at(-1)!.position };
     const handleBatch = projection.handleBatch!;
