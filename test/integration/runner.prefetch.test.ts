@@ -28,7 +28,7 @@ const counted = defineProjection({
   name: 'counted',
   version: 1,
   eventTypes,
-  handleBatch: (events: ProjdEvent[]) => {
+  handleBatch: (events: readonly ProjdEvent[]) => {
     calls.push(events.map((event) => event.position));
   },
 });
