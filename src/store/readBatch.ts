@@ -1,20 +1,11 @@
 import type { ProjdEvent } from '../event.js';
 import type { Queryable } from './queryable.js';
+import { batchScanCtes, batchScanParams, type BatchScanOptions } from './batchScan.js';
 import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
-import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
-import { EVENTS_TABLE } from './names.js';
-import { streamPartMatchesSql, type Part } from './part.js';
-import { positionParams, type Position } from './position.js';
-import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
+import type { Position } from './position.js';
+import { HELD_BACK } from './snapshotGate.js';
 
-export interface ReadBatchOptions {
-  after: Position;
-  /** The projection's handler keys: exact types, `prefix.*` patterns or `*`. */
-  eventTypes: readonly string[];
-  limit: number;
-  /** Of a split projection, the part whose streams to read; absent or 1 part: every stream. */
-  part?: Part;
-}
+export type ReadBatchOptions = BatchScanOptions;
 
 export interface Batch {
   /** The projection's events after `after`, in delivery order, at most `limit`. */
@@ -32,31 +23,12 @@ export interface Batch {
 }
 
 /**
- * One statement, so all three parts share one snapshot and one gate: the transactions
- * below `pg_snapshot_xmin` are all finished, so the set of events below it can no longer grow.
- * Filtering by type (and by part) happens here, not in the client. The scan's end is not
- * filtered: a part's checkpoint moves past the other parts' events as past other types'.
+ * One statement, so the batch, the scan's end and the held-back check share one snapshot and
+ * one gate (see `batchScanCtes`). Filtering by type (and by part) happens here, not in the client.
  */
-function readBatchSqlFor(partFilter: string): string {
+function readBatchSqlFor(split: boolean): string {
   return /* sql */ `
-  with gate as materialized (select ${GATE_COLUMNS}),
-  batch as (
-    select ${EVENT_COLUMNS}, e.transaction_id as order_transaction_id, e.position as order_position
-      from ${EVENTS_TABLE} e
-     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
-       and (e.era, e.transaction_id) < (select era, xmin from gate)
-       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}${partFilter}
-     order by e.era, e.transaction_id, e.position
-     limit $6
-  ),
-  scan_end as (
-    select e.era, e.transaction_id, e.position
-      from ${EVENTS_TABLE} e
-     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
-       and (e.era, e.transaction_id) < (select era, xmin from gate)
-     order by e.era desc, e.transaction_id desc, e.position desc
-     limit 1
-  ),
+  with ${batchScanCtes(`${EVENT_COLUMNS}, e.transaction_id as order_transaction_id, e.position as order_position`, { split, materialized: false })},
   held_back as (select ${HELD_BACK} as held_back)
   select b.position, b.era, b.transaction_id, b.stream_id, b.stream_version, b.type,
          b.data, b.metadata, b.schema_version, b.created_at,
@@ -70,12 +42,10 @@ function readBatchSqlFor(partFilter: string): string {
 }
 
 /** The batch of a projection that is not split: no hash is computed. */
-export const readBatchSql = readBatchSqlFor('');
+export const readBatchSql = readBatchSqlFor(false);
 
 /** The batch of one part of a split projection: `$7` parts, part `$8`. */
-export const readPartBatchSql = readBatchSqlFor(
-  `\n       and ${streamPartMatchesSql('e.stream_id', '$7::integer', '$8::integer')}`,
-);
+export const readPartBatchSql = readBatchSqlFor(true);
 
 /** An event row, or all nulls when the batch is empty; the scan's end and the gate's verdict ride along. */
 type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
@@ -86,13 +56,8 @@ type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
 };
 
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
-  const types = eventTypeFilter(options.eventTypes);
-  const params = [...positionParams(options.after), types.exact, types.prefixes, options.limit];
-  const { part } = options;
-  const { rows } =
-    part && part.count > 1
-      ? await db.query<ReadBatchRow>(readPartBatchSql, [...params, part.count, part.index])
-      : await db.query<ReadBatchRow>(readBatchSql, params);
+  const { split, params } = batchScanParams(options);
+  const { rows } = await db.query<ReadBatchRow>(split ? readPartBatchSql : readBatchSql, params);
   const first = rows[0]!; // held_back always yields exactly one row to join onto
   const events: ProjdEvent[] = [];
   let last: Position | null = null;

@@ -1,19 +1,10 @@
 import { setBatchEventsExpression } from './batchEvents.js';
+import { batchScanCtes, batchScanParams, type BatchScanOptions } from './batchScan.js';
 import type { Queryable } from './queryable.js';
-import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
-import { EVENTS_TABLE } from './names.js';
-import { streamPartMatchesSql, type Part } from './part.js';
-import { positionParams, type Position } from './position.js';
-import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
+import type { Position } from './position.js';
+import { HELD_BACK } from './snapshotGate.js';
 
-export interface ReadBatchBoundsOptions {
-  after: Position;
-  /** The projection's event types: exact types, `prefix.*` patterns or `*`. */
-  eventTypes: readonly string[];
-  limit: number;
-  /** Of a split projection, the part whose streams to count; absent or 1 part: every stream. */
-  part?: Part;
-}
+export type ReadBatchBoundsOptions = BatchScanOptions;
 
 /**
  * A batch as `readBatch` would read it, without its events: where it starts and ends. Reading
@@ -37,7 +28,7 @@ export interface BatchBounds {
  * bounds and the gate share one snapshot, as in `readBatch`; and the same statement points
  * `projd.batch_events()` at the batch it found, which saves the batch a round trip.
  */
-function readBatchBoundsSqlFor(partFilter: string, part: { part: string; parts: string }): string {
+function readBatchBoundsSqlFor(split: boolean, part: { part: string; parts: string }): string {
   const text = (alias: string) =>
     `${alias}.era::text || '/' || ${alias}.transaction_id::text || '/' || ${alias}.position::text`;
   const scope = setBatchEventsExpression({
@@ -49,24 +40,7 @@ function readBatchBoundsSqlFor(partFilter: string, part: { part: string; parts: 
     ...part,
   });
   return /* sql */ `
-  with gate as materialized (select ${GATE_COLUMNS}),
-  batch as materialized (
-    select e.era, e.transaction_id, e.position
-      from ${EVENTS_TABLE} e
-     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
-       and (e.era, e.transaction_id) < (select era, xmin from gate)
-       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}${partFilter}
-     order by e.era, e.transaction_id, e.position
-     limit $6
-  ),
-  scan_end as (
-    select e.era, e.transaction_id, e.position
-      from ${EVENTS_TABLE} e
-     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
-       and (e.era, e.transaction_id) < (select era, xmin from gate)
-     order by e.era desc, e.transaction_id desc, e.position desc
-     limit 1
-  )
+  with ${batchScanCtes('e.era, e.transaction_id, e.position', { split, materialized: true })}
   select c.count,
          (select b.position from batch b order by b.era, b.transaction_id, b.position limit 1)::text as first_position,
          l.era as last_era, l.transaction_id::text as last_transaction_id, l.position::text as last_position,
@@ -83,13 +57,10 @@ function readBatchBoundsSqlFor(partFilter: string, part: { part: string; parts: 
 }
 
 /** The bounds of a projection that is not split: no hash is computed. */
-export const readBatchBoundsSql = readBatchBoundsSqlFor('', { part: `'0'`, parts: `'1'` });
+export const readBatchBoundsSql = readBatchBoundsSqlFor(false, { part: `'0'`, parts: `'1'` });
 
 /** The bounds of one part of a split projection: `$7` parts, part `$8`. */
-export const readPartBatchBoundsSql = readBatchBoundsSqlFor(
-  `\n       and ${streamPartMatchesSql('e.stream_id', '$7::integer', '$8::integer')}`,
-  { part: '$8::integer::text', parts: '$7::integer::text' },
-);
+export const readPartBatchBoundsSql = readBatchBoundsSqlFor(true, { part: '$8::integer::text', parts: '$7::integer::text' });
 
 interface BatchBoundsRow {
   count: number;
@@ -104,13 +75,8 @@ interface BatchBoundsRow {
 }
 
 export async function readBatchBounds(db: Queryable, options: ReadBatchBoundsOptions): Promise<BatchBounds> {
-  const types = eventTypeFilter(options.eventTypes);
-  const params = [...positionParams(options.after), types.exact, types.prefixes, options.limit];
-  const { part } = options;
-  const { rows } =
-    part && part.count > 1
-      ? await db.query<BatchBoundsRow>(readPartBatchBoundsSql, [...params, part.count, part.index])
-      : await db.query<BatchBoundsRow>(readBatchBoundsSql, params);
+  const { split, params } = batchScanParams(options);
+  const { rows } = await db.query<BatchBoundsRow>(split ? readPartBatchBoundsSql : readBatchBoundsSql, params);
   const row = rows[0]!;
   const full = row.count === options.limit;
   const last = positionOf(row.last_era, row.last_transaction_id, row.last_position);

@@ -1,0 +1,56 @@
+import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
+import { EVENTS_TABLE } from './names.js';
+import { streamPartMatchesSql, type Part } from './part.js';
+import { positionParams, type Position } from './position.js';
+import { GATE_COLUMNS } from './snapshotGate.js';
+
+/** What both batch reads (`readBatch`, `readBatchBounds`) are asked for. */
+export interface BatchScanOptions {
+  after: Position;
+  /** The projection's event types: exact types, `prefix.*` patterns or `*`. */
+  eventTypes: readonly string[];
+  limit: number;
+  /** Of a split projection, the part whose streams to read; absent or 1 part: every stream. */
+  part?: Part;
+}
+
+/**
+ * The CTEs both batch reads share, so that they find the same batch: `gate` (the snapshot
+ * gate: the transactions below `pg_snapshot_xmin` are all finished, so the set of events below
+ * it can no longer grow), `batch` (the projection's next events below it, in delivery order,
+ * with `columns`, at most `$6`) and `scan_end` (the last event of any type below it, where the
+ * checkpoint may move when the batch is not full; not filtered by part either, so a part's
+ * checkpoint moves past the other parts' events as past other types').
+ * `$1`–`$3`: the position after which to read; `$4`, `$5`: the type filter; `$6`: the limit;
+ * for a part, `$7`: the number of parts and `$8`: the part. A whole projection reads without
+ * the hash.
+ */
+export function batchScanCtes(columns: string, { split, materialized }: { split: boolean; materialized: boolean }): string {
+  const partFilter = split ? `\n       and ${streamPartMatchesSql('e.stream_id', '$7::integer', '$8::integer')}` : '';
+  return /* sql */ `gate as materialized (select ${GATE_COLUMNS}),
+  batch as ${materialized ? 'materialized ' : ''}(
+    select ${columns}
+      from ${EVENTS_TABLE} e
+     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)
+       and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}${partFilter}
+     order by e.era, e.transaction_id, e.position
+     limit $6
+  ),
+  scan_end as (
+    select e.era, e.transaction_id, e.position
+      from ${EVENTS_TABLE} e
+     where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)
+     order by e.era desc, e.transaction_id desc, e.position desc
+     limit 1
+  )`;
+}
+
+/** Whether the read is of one part of a split projection, and the parameters of `batchScanCtes`. */
+export function batchScanParams({ after, eventTypes, limit, part }: BatchScanOptions): { split: boolean; params: unknown[] } {
+  const types = eventTypeFilter(eventTypes);
+  const params = [...positionParams(after), types.exact, types.prefixes, limit];
+  const split = part !== undefined && part.count > 1;
+  return { split, params: split ? [...params, part.count, part.index] : params };
+}
