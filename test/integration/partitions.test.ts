@@ -11,6 +11,7 @@ import { createTestDatabase } from '../helpers/database.js';
 import { appendLedgerEvents, countEvents } from '../helpers/ledger.js';
 import { writeProject, type Project } from '../helpers/project.js';
 import { waitFor } from '../helpers/waitFor.js';
+import { untilBelowGate } from '../helpers/snapshotGate.js';
 
 const db = await createTestDatabase();
 const projects: Project[] = [];
@@ -74,6 +75,7 @@ async function checkpointParts(projection: string): Promise<Array<{ part: number
 describe('a partitioned projection', () => {
   it('sets up in a transaction of its own, so that no part waits for another part\'s batch', async () => {
     await appendLedgerEvents(db.pool, { count: 100, streams: 10, prefix: 'alone' });
+    await untilBelowGate(db.pool);
     const projection = applied(2, 'parts_alone');
     const pass = (index: number) =>
       runBatch({ pool: db.pool, projection, batchSize: 1000, timeoutMs: 30_000, preparedStatements: true, part: { index, count: 2 } });
