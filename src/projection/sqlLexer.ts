@@ -164,3 +164,93 @@ function endOfBlockComment(sql: string, start: number): number {
   }
   return sql.length;
 }
+
+/** A name written with its schema, as `schemaQualifiedNames` finds it. */
+export interface QualifiedName {
+  /** The schema, as PostgreSQL reads it: folded to lower case unless quoted. */
+  schema: string;
+  /** The whole name as written, e.g. `public.balances` or `"Sales".totals`. */
+  text: string;
+}
+
+/**
+ * Names that SQL gives with their schema (`public.balances`, `"Sales".totals`, `app.f(…)`,
+ * `::app.money`), as far as the lexical level tells: `a.b` is also a table's column, so a
+ * two-part name counts only where a relation, function or type stands (after `from`, `join`,
+ * `into`, `update`, `table`, `truncate`, `exists`, `references`, `only`, `using`, `on` in a
+ * DDL statement, before `(`, after `::`). Three parts always name a schema.
+ */
+export function schemaQualifiedNames(sql: string): QualifiedName[] {
+  const found: QualifiedName[] = [];
+  for (const statement of splitSqlStatements(sql)) {
+    const lexemes = lexemesOf(statement);
+    const folded = (index: number) => {
+      const lexeme = lexemes[index];
+      return lexeme?.kind === 'name' ? lexeme.folded : '';
+    };
+    const ddl = DDL_VERBS.has(folded(0));
+    // What each open parenthesis followed: inside `extract(… from t.c)`, `from` takes a column.
+    const parens: string[] = [];
+    let i = 0;
+    while (i < lexemes.length) {
+      const lexeme = lexemes[i]!;
+      if (lexeme.kind === 'open') parens.push(folded(i - 1));
+      if (lexeme.kind === 'close') parens.pop();
+      if (lexeme.kind !== 'name') {
+        i += 1;
+        continue;
+      }
+      let end = i + 1;
+      while (lexemes[end]?.kind === 'dot' && lexemes[end + 1]?.kind === 'name') end += 2;
+      const parts = (end - i + 1) / 2;
+      if (parts >= 2) {
+        const before = lexemes[i - 1];
+        const after = lexemes[end];
+        const keyword = folded(i - 1);
+        const columnFrom = keyword === 'from' && (folded(i - 2) === 'distinct' || FROM_TAKES_VALUE.has(parens.at(-1) ?? ''));
+        const relation = (RELATION_KEYWORDS.has(keyword) && !columnFrom) || (keyword === 'on' && ddl);
+        if (parts >= 3 || after?.kind === 'open' || before?.kind === 'cast' || relation) {
+          found.push({ schema: lexeme.folded, text: lexemes.slice(i, end).map((one) => one.text).join('') });
+        }
+      }
+      i = end;
+    }
+  }
+  return found;
+}
+
+type Lexeme = { kind: 'name'; text: string; folded: string } | { kind: 'dot' | 'open' | 'close' | 'cast' | 'other'; text: string };
+
+/** Statements whose `on` is followed by a table (`create index … on t`, `create trigger … on t`). */
+const DDL_VERBS = new Set(['create', 'alter', 'drop', 'comment', 'grant', 'revoke']);
+const RELATION_KEYWORDS = new Set(['from', 'join', 'into', 'update', 'table', 'truncate', 'exists', 'references', 'only', 'using']);
+/** Functions whose arguments use `from` between values: `extract(year from t.at)`. */
+const FROM_TAKES_VALUE = new Set(['extract', 'substring', 'trim', 'overlay', 'position']);
+const CODE_LEXEME = /\s+|(\d+(?:\.\d*)?(?:[eE][+-]?\d+)?|\.\d+(?:[eE][+-]?\d+)?)|([\p{L}_][\p{L}\p{N}_$]*)|(::)|([.()])|(.)/suy;
+
+/** Names, dots, parentheses and casts of one statement; strings, comments and placeholders are `other`. */
+function lexemesOf(sql: string): Lexeme[] {
+  const lexemes: Lexeme[] = [];
+  for (const token of tokenizeSql(sql)) {
+    if (token.kind === 'comment') continue;
+    if (token.kind === 'quoted' && token.text.startsWith('"')) {
+      lexemes.push({ kind: 'name', text: token.text, folded: token.text.slice(1, -1).replaceAll('""', '"') });
+      continue;
+    }
+    if (token.kind !== 'code') {
+      lexemes.push({ kind: 'other', text: token.text });
+      continue;
+    }
+    CODE_LEXEME.lastIndex = 0;
+    let match: RegExpExecArray | null;
+    while ((match = CODE_LEXEME.exec(token.text)) !== null && match[0] !== '') {
+      const [text, number, word, cast, punctuation] = match;
+      if (number !== undefined) lexemes.push({ kind: 'other', text });
+      else if (word !== undefined) lexemes.push({ kind: 'name', text, folded: word.toLowerCase() });
+      else if (cast !== undefined) lexemes.push({ kind: 'cast', text });
+      else if (punctuation !== undefined) lexemes.push({ kind: punctuation === '.' ? 'dot' : punctuation === '(' ? 'open' : 'close', text });
+      else if (text.trim() !== '') lexemes.push({ kind: 'other', text });
+    }
+  }
+  return lexemes;
+}

@@ -29,6 +29,8 @@ export interface HandlerDbOptions {
   prepare: boolean;
   /** Checked before each statement: a handler abandoned by a timeout must not reach the connection. */
   assertUsable?: () => void;
+  /** Checked with each statement's text before it is sent: a scratch build refuses one that names a schema. */
+  assertStatement?: (text: string) => void;
 }
 
 /** The first statement that failed, in the order statements were sent, and whose event sent it. */
@@ -68,7 +70,7 @@ interface Pending {
 }
 
 /** The transaction as a handler sees it, tracking what it sends. */
-export function createHandlerDb(client: pg.ClientBase, { prepare, assertUsable }: HandlerDbOptions): HandlerDb {
+export function createHandlerDb(client: pg.ClientBase, { prepare, assertUsable, assertStatement }: HandlerDbOptions): HandlerDb {
   let eventIndex = 0;
   let sentCount = 0;
   // Keyed by send order; a Map keeps insertion order, so its first entry is the oldest.
@@ -102,6 +104,7 @@ export function createHandlerDb(client: pg.ClientBase, { prepare, assertUsable }
 
   async function send<Row>(text: string, values?: readonly unknown[]) {
     assertUsable?.();
+    assertStatement?.(text);
     const name = prepare && values !== undefined && values.length > 0 ? statementName(text) : undefined;
     const result =
       name === undefined

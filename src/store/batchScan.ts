@@ -12,6 +12,11 @@ export interface BatchScanOptions {
   limit: number;
   /** Of a split projection, the part whose streams to read; absent or 1 part: every stream. */
   part?: Part;
+  /**
+   * Inclusive: read nothing past this place in the delivery order, as a scratch build does to
+   * stop where the live projection's checkpoint was. @defaultValue no bound but the gate
+   */
+  through?: Position;
 }
 
 /**
@@ -23,16 +28,23 @@ export interface BatchScanOptions {
  * checkpoint moves past the other parts' events as past other types').
  * `$1`–`$3`: the position after which to read; `$4`, `$5`: the type filter; `$6`: the limit;
  * for a part, `$7`: the number of parts and `$8`: the part. A whole projection reads without
- * the hash.
+ * the hash. `bounded`: the three parameters after those are the inclusive end of the scan.
  */
-export function batchScanCtes(columns: string, { split, materialized }: { split: boolean; materialized: boolean }): string {
+export function batchScanCtes(
+  columns: string,
+  { split, materialized, bounded = false }: { split: boolean; materialized: boolean; bounded?: boolean },
+): string {
   const partFilter = split ? `\n       and ${streamPartMatchesSql('e.stream_id', '$7::integer', '$8::integer')}` : '';
+  const first = split ? 9 : 7;
+  const bound = bounded
+    ? `\n       and (e.era, e.transaction_id, e.position) <= ($${first}::integer, $${first + 1}::xid8, $${first + 2}::bigint)`
+    : '';
   return /* sql */ `gate as materialized (select ${GATE_COLUMNS}),
   batch as ${materialized ? 'materialized ' : ''}(
     select ${columns}
       from ${EVENTS_TABLE} e
      where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
-       and (e.era, e.transaction_id) < (select era, xmin from gate)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)${bound}
        and ${eventTypeMatchesSql('e.type', '$4::text[]', '$5::text[]')}${partFilter}
      order by e.era, e.transaction_id, e.position
      limit $6
@@ -41,16 +53,25 @@ export function batchScanCtes(columns: string, { split, materialized }: { split:
     select e.era, e.transaction_id, e.position
       from ${EVENTS_TABLE} e
      where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)
-       and (e.era, e.transaction_id) < (select era, xmin from gate)
+       and (e.era, e.transaction_id) < (select era, xmin from gate)${bound}
      order by e.era desc, e.transaction_id desc, e.position desc
      limit 1
   )`;
 }
 
-/** Whether the read is of one part of a split projection, and the parameters of `batchScanCtes`. */
-export function batchScanParams({ after, eventTypes, limit, part }: BatchScanOptions): { split: boolean; params: unknown[] } {
+/**
+ * Whether the read is of one part of a split projection, whether it has an end, and the
+ * parameters of `batchScanCtes`.
+ */
+export function batchScanParams({ after, eventTypes, limit, part, through }: BatchScanOptions): {
+  split: boolean;
+  bounded: boolean;
+  params: unknown[];
+} {
   const types = eventTypeFilter(eventTypes);
-  const params = [...positionParams(after), types.exact, types.prefixes, limit];
+  const params: unknown[] = [...positionParams(after), types.exact, types.prefixes, limit];
   const split = part !== undefined && part.count > 1;
-  return { split, params: split ? [...params, part.count, part.index] : params };
+  if (split) params.push(part.count, part.index);
+  if (through) params.push(...positionParams(through));
+  return { split, bounded: through !== undefined, params };
 }

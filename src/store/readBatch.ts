@@ -26,9 +26,10 @@ export interface Batch {
  * One statement, so the batch, the scan's end and the held-back check share one snapshot and
  * one gate (see `batchScanCtes`). Filtering by type (and by part) happens here, not in the client.
  */
-function readBatchSqlFor(split: boolean): string {
+function readBatchSqlFor(split: boolean, bounded = false): string {
+  const columns = `${EVENT_COLUMNS}, e.transaction_id as order_transaction_id, e.position as order_position`;
   return /* sql */ `
-  with ${batchScanCtes(`${EVENT_COLUMNS}, e.transaction_id as order_transaction_id, e.position as order_position`, { split, materialized: false })},
+  with ${batchScanCtes(columns, { split, materialized: false, bounded })},
   held_back as (select ${HELD_BACK} as held_back)
   select b.position, b.era, b.transaction_id, b.stream_id, b.stream_version, b.type,
          b.data, b.metadata, b.schema_version, b.created_at,
@@ -47,6 +48,9 @@ export const readBatchSql = readBatchSqlFor(false);
 /** The batch of one part of a split projection: `$7` parts, part `$8`. */
 export const readPartBatchSql = readBatchSqlFor(true);
 
+/** As the two above, read no further than a bound (a scratch build's): the parameters after theirs. */
+const boundedSql = { whole: readBatchSqlFor(false, true), part: readBatchSqlFor(true, true) };
+
 /** An event row, or all nulls when the batch is empty; the scan's end and the gate's verdict ride along. */
 type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
   scan_end_era: number | null;
@@ -56,8 +60,9 @@ type ReadBatchRow = { [K in keyof EventRow]: EventRow[K] | null } & {
 };
 
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
-  const { split, params } = batchScanParams(options);
-  const { rows } = await db.query<ReadBatchRow>(split ? readPartBatchSql : readBatchSql, params);
+  const { split, bounded, params } = batchScanParams(options);
+  const sql = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchSql : readBatchSql;
+  const { rows } = await db.query<ReadBatchRow>(sql, params);
   const first = rows[0]!; // held_back always yields exactly one row to join onto
   const events: ProjdEvent[] = [];
   let last: Position | null = null;

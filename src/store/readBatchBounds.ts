@@ -28,7 +28,7 @@ export interface BatchBounds {
  * bounds and the gate share one snapshot, as in `readBatch`; and the same statement points
  * `projd.batch_events()` at the batch it found, which saves the batch a round trip.
  */
-function readBatchBoundsSqlFor(split: boolean, part: { part: string; parts: string }): string {
+function readBatchBoundsSqlFor(split: boolean, part: { part: string; parts: string }, bounded = false): string {
   const text = (alias: string) =>
     `${alias}.era::text || '/' || ${alias}.transaction_id::text || '/' || ${alias}.position::text`;
   const scope = setBatchEventsExpression({
@@ -40,7 +40,7 @@ function readBatchBoundsSqlFor(split: boolean, part: { part: string; parts: stri
     ...part,
   });
   return /* sql */ `
-  with ${batchScanCtes('e.era, e.transaction_id, e.position', { split, materialized: true })}
+  with ${batchScanCtes('e.era, e.transaction_id, e.position', { split, materialized: true, bounded })}
   select c.count,
          (select b.position from batch b order by b.era, b.transaction_id, b.position limit 1)::text as first_position,
          l.era as last_era, l.transaction_id::text as last_transaction_id, l.position::text as last_position,
@@ -62,6 +62,12 @@ export const readBatchBoundsSql = readBatchBoundsSqlFor(false, { part: `'0'`, pa
 /** The bounds of one part of a split projection: `$7` parts, part `$8`. */
 export const readPartBatchBoundsSql = readBatchBoundsSqlFor(true, { part: '$8::integer::text', parts: '$7::integer::text' });
 
+/** As the two above, read no further than a bound (a scratch build's): the parameters after theirs. */
+const boundedSql = {
+  whole: readBatchBoundsSqlFor(false, { part: `'0'`, parts: `'1'` }, true),
+  part: readBatchBoundsSqlFor(true, { part: '$8::integer::text', parts: '$7::integer::text' }, true),
+};
+
 interface BatchBoundsRow {
   count: number;
   first_position: string | null;
@@ -75,8 +81,9 @@ interface BatchBoundsRow {
 }
 
 export async function readBatchBounds(db: Queryable, options: ReadBatchBoundsOptions): Promise<BatchBounds> {
-  const { split, params } = batchScanParams(options);
-  const { rows } = await db.query<BatchBoundsRow>(split ? readPartBatchBoundsSql : readBatchBoundsSql, params);
+  const { split, bounded, params } = batchScanParams(options);
+  const sql = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchBoundsSql : readBatchBoundsSql;
+  const { rows } = await db.query<BatchBoundsRow>(sql, params);
   const row = rows[0]!;
   const full = row.count === options.limit;
   const last = positionOf(row.last_era, row.last_transaction_id, row.last_position);

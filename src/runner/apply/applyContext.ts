@@ -14,6 +14,8 @@ export interface ApplyContext {
   part: Part;
   /** The checkpoint, read under the lock: the batch starts after it. */
   after: Position;
+  /** Inclusive: the batch reads no further (a scratch build's end). @defaultValue no bound but the gate */
+  through?: Position;
   /** Most events of the projection's types in the batch. */
   limit: number;
   /** The transaction as handlers see it (`handlerDb.db`), which tracks the statements they send. */
