@@ -9,6 +9,15 @@ export {
   type ReplayProgress,
   type ReplayResult,
 } from './operations/replayProjections.js';
+export {
+  verifyProjection,
+  ScratchBuildAborted,
+  type TableContent,
+  type TableVerdict,
+  type VerifyOptions,
+  type VerifyProgress,
+  type VerifyResult,
+} from './operations/verifyProjection.js';
 export { readStatus, type ReadStatusOptions } from './operations/readStatus.js';
 export type { BlockingTransaction, ProjectionOwner, ProjectionStatus } from './status/readStatusReport.js';
 export type { ProjectionState } from './projectionStates.js';

@@ -14,6 +14,7 @@ import { queryCommand, type QueryCommandOptions } from './query.js';
 import { replayCommand, type ReplayCommandOptions } from './replay.js';
 import { runCommand } from './run.js';
 import { statusCommand, type StatusCommandOptions } from './status.js';
+import { verifyCommand, type VerifyCommandOptions } from './verify.js';
 
 /** Exit codes, as the contract fixes them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 3 } as const;
@@ -77,6 +78,15 @@ export function buildProgram(): Command {
     .option('--progress-interval <duration>', 'time between progress reports (default: 250ms on a terminal, else 2s)')
     .addOption(configOption())
     .action((name: string | undefined, options: ReplayCommandOptions) => replayCommand(name, options));
+
+  program
+    .command('verify')
+    .description('rebuild a projection in a scratch schema up to its checkpoint and compare its tables with the live ones')
+    .argument('<name>', 'the projection to verify')
+    .option('--json', 'print the result as JSON')
+    .option('--progress-interval <duration>', 'time between progress reports on stderr (default: 250ms on a terminal, else 2s)')
+    .addOption(configOption())
+    .action((name: string, options: VerifyCommandOptions) => verifyCommand(name, options));
 
   program
     .command('append')

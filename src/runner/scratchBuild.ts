@@ -1,0 +1,194 @@
+import type pg from 'pg';
+import { errorMessage, isUserError, OperationalError, UserError } from '../errors.js';
+import { schemaQualifiedNames } from '../projection/sqlLexer.js';
+import type { Projection } from '../projection/types.js';
+import { cancelBackend } from '../store/cancelBackend.js';
+import { checkOut } from '../store/connect.js';
+import { partLabel, partsOfProjection, type Part } from '../store/part.js';
+import { comparePositions, START, type Position } from '../store/position.js';
+import { createScratchSchema, dropScratchSchema, searchPathSql } from '../store/scratchSchema.js';
+import { applyBatch, pickForm } from './apply/pickForm.js';
+import { BatchFailure, EventFailure, handlerCause } from './batchErrors.js';
+import { createDeadline } from './deadline.js';
+import { createHandlerDb } from './handlerDb.js';
+
+/**
+ * Schemas a projection may name in its SQL and still be built in scratch: projd's own (its
+ * `projd.batch_events()`, `projd.stream_part()`) and the system catalog. They hold no read model.
+ */
+const SCHEMAS_ALLOWED = new Set(['projd', 'pg_catalog']);
+
+export interface ScratchBuildOptions {
+  pool: pg.Pool;
+  projection: Projection;
+  /** The schema to build in; created by `setUp`, which fails if it exists. */
+  schema: string;
+  batchSize: number;
+  /** Past this many milliseconds a batch is cancelled and the build fails. */
+  timeoutMs: number;
+  /** Aborting stops the build at its next statement: the batch in flight is cancelled and rolled back. */
+  signal?: AbortSignal;
+  /** Told after each committed batch: the events applied so far, every part together. */
+  onBatch?: (applied: number) => void;
+}
+
+/**
+ * A projection built from the store into a schema of its own (`schema`), beside its live
+ * tables and without touching them, its checkpoint or its lock: each batch runs with
+ * `search_path` set to that schema alone (transaction-local), in the form the runner would
+ * pick (SQL batch, `handleBatch`, per event), part by part for a split projection. The
+ * checkpoint is this object's own, in memory, so a build goes on from where it stopped.
+ * Batches commit one by one: one long transaction would hold every projection's gate back.
+ */
+export interface ScratchBuild {
+  readonly schema: string;
+  /** Creates the schema and runs the projection's `setup` in it. */
+  setUp(): Promise<void>;
+  /**
+   * Applies the events not applied yet up to `bounds[i]` (inclusive) for part `i` (one bound
+   * when the projection is not split), and returns how many events that was.
+   * @throws UserError when a handler's statement names a schema.
+   * @throws OperationalError when a handler fails, naming the event or the batch.
+   */
+  buildTo(bounds: readonly Position[]): Promise<number>;
+  /** Drops the schema and everything built in it. Idempotent. */
+  drop(): Promise<void>;
+}
+
+export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
+  const { pool, projection, schema, batchSize, timeoutMs, signal } = options;
+  const parts = partsOfProjection(projection);
+  const reached: Position[] = parts.map(() => START);
+  let applied = 0;
+
+  /** One transaction on the scratch schema; a failure rolls it back and discards the connection. */
+  async function inScratch<T>(work: (client: pg.PoolClient, deadline: ReturnType<typeof createDeadline>) => Promise<T>): Promise<T> {
+    throwIfAborted(signal);
+    const { client, release } = await checkOut(pool);
+    let pid: number | undefined;
+    const cancel = () => {
+      if (pid !== undefined) cancelBackend(pool, pid).catch(() => undefined);
+    };
+    const deadline = createDeadline(timeoutMs, cancel);
+    signal?.addEventListener('abort', cancel);
+    let broken: Error | undefined;
+    try {
+      const [, , opened] = (await client.query(
+        `begin; ${searchPathSql(schema)}; set local statement_timeout = ${timeoutMs}; select pg_backend_pid() as pid`,
+      )) as unknown as pg.QueryResult<{ pid: number }>[];
+      pid = opened?.rows[0]?.pid;
+      const result = await work(client, deadline);
+      throwIfAborted(signal);
+      await client.query('commit');
+      return result;
+    } catch (error) {
+      broken = error as Error; // a handler may still hold the client after a timeout: never reuse it
+      await client.query('rollback').catch(() => undefined);
+      throw error;
+    } finally {
+      deadline.clear();
+      signal?.removeEventListener('abort', cancel);
+      release(broken);
+    }
+  }
+
+  async function buildPart(part: Part, through: Position): Promise<void> {
+    const form = pickForm(projection);
+    while (comparePositions(reached[part.index]!, through) < 0) {
+      const batch = await inScratch((client, deadline) => {
+        const handlerDb = createHandlerDb(client, {
+          prepare: false,
+          assertUsable: () => throwIfAborted(signal),
+          assertStatement: (text) => assertNoSchemaNamed(projection, text, 'a handler'),
+        });
+        const after = reached[part.index]!;
+        return applyBatch(form, { client, projection, part, after, through, limit: batchSize, handlerDb, deadline });
+      }).catch((error: unknown) => {
+        throw signal?.aborted ? new ScratchBuildAborted() : buildFailure(projection, part, error);
+      });
+      applied += batch.applied;
+      if (batch.scannedTo) reached[part.index] = batch.scannedTo;
+      options.onBatch?.(applied);
+      if (!batch.full || !batch.scannedTo) break;
+    }
+  }
+
+  return {
+    schema,
+    async setUp() {
+      assertScratchBuildable(projection);
+      throwIfAborted(signal);
+      await createScratchSchema(pool, schema);
+      await inScratch(async (client) => {
+        for (const sql of projection.setup) await client.query(sql);
+      }).catch((error: unknown) => {
+        if (isUserError(error)) throw error;
+        throw new OperationalError(`projection '${projection.name}': setup failed in the scratch schema: ${errorMessage(error)}`, {
+          cause: error,
+        });
+      });
+    },
+    async buildTo(bounds) {
+      if (bounds.length !== parts.length) throw new Error(`buildTo: ${bounds.length} bounds for ${parts.length} parts`);
+      const before = applied;
+      for (const part of parts) await buildPart(part, bounds[part.index]!);
+      return applied - before;
+    },
+    async drop() {
+      await dropScratchSchema(pool, schema);
+    },
+  };
+}
+
+/**
+ * Refuses a projection whose `setup` or `batch` SQL names a schema: what it names there would
+ * be the live tables, not the scratch ones. Handlers' statements are checked as they are sent.
+ * @throws UserError naming the projection, the name and where it stands.
+ */
+export function assertScratchBuildable(projection: Projection): void {
+  for (const sql of projection.setup) assertNoSchemaNamed(projection, sql, 'setup');
+  for (const sql of projection.batch ?? []) assertNoSchemaNamed(projection, sql, 'batch');
+}
+
+function assertNoSchemaNamed(projection: Projection, sql: string, where: string): void {
+  const named = schemaQualifiedNames(sql).find((name) => !SCHEMAS_ALLOWED.has(name.schema));
+  if (!named) return;
+  const source = projection.source ? ` (${projection.source})` : '';
+  throw new UserError(
+    `projection '${projection.name}'${source}: ${where} names schema '${named.schema}' (${named.text}); ` +
+      'a scratch build needs unqualified table names, so that they resolve to its own schema',
+  );
+}
+
+/** A handler's failure as one line naming the event (or the batch) and, when split, the part. */
+function buildFailure(projection: Projection, part: Part, error: unknown): Error {
+  const cause = handlerCause(error);
+  if (isUserError(cause) || isAbort(cause)) return cause as Error;
+  const at =
+    error instanceof EventFailure
+      ? ` at event ${error.event.position} (${error.event.type})`
+      : error instanceof BatchFailure
+        ? ` on ${error.message.replace(/^batch handler failed on /, '')}`
+        : '';
+  const of = part.count > 1 ? ` (part ${partLabel(part)})` : '';
+  return new OperationalError(
+    `projection '${projection.name}'${of}: the scratch build failed${at}: ${errorMessage(cause)}`,
+    { cause: error },
+  );
+}
+
+function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new ScratchBuildAborted();
+}
+
+/** The build was stopped by its `signal`. */
+export class ScratchBuildAborted extends Error {
+  constructor() {
+    super('the scratch build was interrupted');
+    this.name = 'ScratchBuildAborted';
+  }
+}
+
+function isAbort(error: unknown): boolean {
+  return error instanceof ScratchBuildAborted;
+}
