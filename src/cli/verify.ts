@@ -70,7 +70,7 @@ export function renderVerifyResult(result: VerifyResult): string {
   }
   const differing = result.tables.filter((table) => table.verdict !== 'equal');
   const lines = [
-    `${result.projection}: ${differing.length} of ${tables(result.tables.length)} differ from a rebuild of ${events} ${upTo}`,
+    `${result.projection}: ${differing.length} of ${tables(result.tables.length)} ${differing.length === 1 ? 'differs' : 'differ'} from a rebuild of ${events} ${upTo}`,
     ...differing.map((table) => `  ${formatDifference(table)}`),
   ];
   return `${lines.join('\n')}\n`;

@@ -103,7 +103,7 @@ describe('projd verify, after a row was changed by hand', () => {
       const result = await verifyCli(['verify', 'sql_batch']);
       expect(result.code, `stderr:\n${result.stderr}\nstdout:\n${result.stdout}`).toBe(1);
       const lines = result.stdout.trimEnd().split('\n');
-      expect(lines[0]).toMatch(/^sql_batch: 1 of 2 tables differ from a rebuild of \d+ events up to /);
+      expect(lines[0]).toMatch(/^sql_batch: 1 of 2 tables differs from a rebuild of \d+ events up to /);
       expect(lines.slice(1)).toHaveLength(1);
       expect(lines[1]).toMatch(/^ {2}sql_batch: live public\.sql_batch 9 rows \(checksum [0-9a-f]{16}\), rebuilt 9 rows \(checksum [0-9a-f]{16}\)$/);
       expect(await scratchSchemas()).toEqual([]);
