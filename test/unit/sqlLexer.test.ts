@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compileNamedParameters, splitSqlStatements } from '../../src/projection/sqlLexer.js';
+import { compileNamedParameters, schemaQualifiedNames, splitSqlStatements } from '../../src/projection/sqlLexer.js';
 
 describe('compileNamedParameters', () => {
   it('numbers placeholders in order of first use, reusing the number of a repeated name', () => {
@@ -64,5 +64,42 @@ describe('splitSqlStatements', () => {
   it('drops empty statements and comment-only ones', () => {
     expect(splitSqlStatements(`;; select 1;\n-- just a note\n;  `)).toEqual(['select 1']);
     expect(splitSqlStatements('/* nothing */')).toEqual([]);
+  });
+});
+
+describe('schemaQualifiedNames', () => {
+  const schemas = (sql: string) => schemaQualifiedNames(sql).map((name) => name.text);
+
+  it('finds a schema before a table, a function, a type, and in three-part names', () => {
+    expect(schemas('create table if not exists public.balances (id text primary key)')).toEqual(['public.balances']);
+    expect(schemas('insert into app.totals (id) values (1)')).toEqual(['app.totals']);
+    expect(schemas('update app.totals set n = 1; delete from app.log; truncate app.cache')).toEqual(['app.totals', 'app.log', 'app.cache']);
+    expect(schemas('select * from a join app.b on a.id = b.id')).toEqual(['app.b']);
+    expect(schemas('create index if not exists totals_n on app.totals (n)')).toEqual(['app.totals']);
+    expect(schemas('create trigger touched after insert on app.totals for each row execute function touch()')).toEqual(['app.totals']);
+    expect(schemas('select app.money_of(1), x::app.money from t where t.id = app.t.id')).toEqual([
+      'app.money_of',
+      'app.money',
+      'app.t.id',
+    ]);
+  });
+
+  it('folds unquoted schemas to lower case and keeps quoted ones as written', () => {
+    expect(schemaQualifiedNames('insert into "Sales".totals values (1); insert into APP.t values (2)')).toEqual([
+      { schema: 'Sales', text: '"Sales".totals' },
+      { schema: 'app', text: 'APP.t' },
+    ]);
+  });
+
+  it('takes a table and its column for what they are', () => {
+    const sql = `insert into balances as b (id, n) select e.stream_id, count(*) from projd.batch_events() e
+      where extract(year from e.created_at) > 2000 and e.type is distinct from b.last_type
+      on conflict (id) do update set n = b.n + excluded.n`;
+    expect(schemas(sql)).toEqual(['projd.batch_events']);
+  });
+
+  it('looks past strings, comments and numbers', () => {
+    expect(schemas(`insert into t values ('public.x', 1.5, :data->>'a') -- from public.y\n`)).toEqual([]);
+    expect(schemas(`select $$ from app.t $$ /* into app.u */`)).toEqual([]);
   });
 });
