@@ -1,9 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { accountsProjectionSource, appendAccountEvents } from '../helpers/accounts.js';
-import { runCli, type CliResult } from '../helpers/cli.js';
+import { isLiveLine, runCli, startDaemon, type CliResult } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { writeProject, type Project } from '../helpers/project.js';
 import { cliTranscript } from '../helpers/transcript.js';
+import { waitFor } from '../helpers/waitFor.js';
 
 // `projd verify` rebuilds a projection in a scratch schema, up to the live checkpoint, and
 // compares table by table. The live projections here are built by `projd replay`, then more
@@ -31,6 +32,41 @@ handlers:
   account.credited: insert into public.qualified_totals values (:streamId, 1) on conflict (account_id) do nothing
 `;
 
+/** Reads a table it does not create, made by hand beside it: there is none in a scratch schema. */
+const LOOKUP_YAML = `name: lookup
+version: 1
+setup: create table if not exists lookup_totals (account_id text primary key, total bigint not null default 0)
+reset: truncate lookup_totals
+handlers:
+  account.credited: |
+    insert into lookup_totals (account_id, total) select :streamId, r.rate from lookup_rates r
+    on conflict (account_id) do update set total = lookup_totals.total + excluded.total
+`;
+
+/** Names a schema in a module handler's SQL, which only shows when the statement is sent. */
+const RUNTIME_QUALIFIED = `import { defineProjection } from 'projd';
+export default defineProjection({
+  name: 'runtime_qualified',
+  version: 1,
+  handlers: {
+    'account.credited': async (event, db) => {
+      await db.query('insert into public.runtime_totals (account_id) values ($1) on conflict do nothing', [event.streamId]);
+    },
+  },
+});
+`;
+
+/** Slow in a scratch schema only (its first schema on the search path), so that a verify can be interrupted mid-build. */
+const SLOW_YAML = `name: slow
+version: 1
+batchSize: ${BATCH}
+setup: create table if not exists slow_seen (position bigint primary key)
+reset: truncate slow_seen
+handlers:
+  account.credited: |
+    insert into slow_seen (position) select :position where pg_sleep(case when current_schema() like 'projd_scratch_%' then 0.05 else 0 end) is not null
+`;
+
 const splitSource = accountsProjectionSource({ name: 'split', form: 'moduleBatch', batchSize: BATCH }).replace(
   'version: 1,',
   'version: 1,\n  partitions: 3,',
@@ -46,7 +82,12 @@ beforeAll(async () => {
     'projections/split.ts': splitSource,
     'projections/credits.yaml': CREDITS_YAML,
     'projections/qualified.yaml': QUALIFIED_YAML,
+    'projections/lookup.yaml': LOOKUP_YAML,
+    'projections/runtime_qualified.ts': RUNTIME_QUALIFIED,
+    'projections/slow.yaml': SLOW_YAML,
   });
+  await db.pool.query('create table lookup_rates (rate bigint not null); insert into lookup_rates values (3)');
+  await db.pool.query('create table runtime_totals (account_id text primary key)');
   expect(splitSource).toContain('partitions: 3');
   await appendAccountEvents(db.pool, { count: 120, streams: 9 });
   const replayed = await verifyCli(['replay', '--all']);
@@ -128,9 +169,75 @@ describe('projd verify, bad input', () => {
     expect(await scratchSchemas()).toEqual([]);
   });
 
+  it("refuses a module whose handler's statement names a schema, before the statement is sent", async () => {
+    const { rows: before } = await db.pool.query('select * from runtime_totals order by account_id');
+    const result = await verifyCli(['verify', 'runtime_qualified']);
+    expect(result.code, `stderr:\n${result.stderr}\nstdout:\n${result.stdout}`).toBe(2);
+    expect(result.stderr).toMatch(
+      /^projd: projection 'runtime_qualified' \([^)]+\): a handler names schema 'public' \(public\.runtime_totals\); [^\n]+\n$/,
+    );
+    expect(before.length).toBeGreaterThan(0);
+    expect((await db.pool.query('select * from runtime_totals order by account_id')).rows).toEqual(before);
+    expect(await scratchSchemas()).toEqual([]);
+  });
+
   it('refuses an unknown projection', async () => {
     const result = await verifyCli(['verify', 'nope']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/^projd: unknown projection 'nope'; known: [^\n]+\n$/);
   });
 });
+
+describe('projd verify, when the build cannot finish', () => {
+  it('exits 1 naming the event when a handler fails in the scratch schema, and drops it', async () => {
+    const result = await verifyCli(['verify', 'lookup']);
+    expect(result.code, `stderr:\n${result.stderr}\nstdout:\n${result.stdout}`).toBe(1);
+    expect(result.stderr).toMatch(
+      /^projd: projection 'lookup': the scratch build failed at event \d+ \(account\.credited\): relation "lookup_rates" does not exist\n$/,
+    );
+    expect(result.stdout).toBe('');
+    expect(await scratchSchemas()).toEqual([]);
+  });
+
+  it('stops on SIGINT mid-build, drops the scratch schema and exits 1', async () => {
+    const verify = startDaemon(['verify', 'slow', '--progress-interval', '1ms'], { cwd: project.dir, env: { DATABASE_URL: db.url } });
+    await waitFor(() => verify.stderr().includes('verify slow: rebuilt'), { timeoutMs: 30_000, message: 'a progress line' });
+    expect(await scratchSchemas()).toHaveLength(1);
+    expect(await verify.stop('SIGINT')).toBe(1);
+    expect(verify.stderr()).toMatch(/projd: verify slow: interrupted; the scratch schema was dropped\n$/);
+    expect(await scratchSchemas()).toEqual([]);
+  });
+});
+
+describe('projd verify, beside a running daemon', () => {
+  it('compares with the live tables as of the checkpoint it read, while the daemon applies new events', async () => {
+    const daemon = startDaemon(['run'], { cwd: project.dir, env: { DATABASE_URL: db.url } });
+    try {
+      await daemon.waitForLog((line) => isLiveLine(line) && line.projection === 'sql_batch', 30_000);
+      let verifying = true;
+      const verified = verifyCli(['verify', 'sql_batch']).finally(() => (verifying = false));
+      let appended = 0;
+      while (verifying) {
+        await appendAccountEvents(db.pool, { count: 5, streams: 9 });
+        appended += 5;
+        await waitFor(async () => (await headApplied('sql_batch')) || !verifying, { message: 'sql_batch to catch up' });
+      }
+      const result = await verified;
+      expect(result.code, `stderr:\n${result.stderr}\nstdout:\n${result.stdout}`).toBe(0);
+      expect(appended).toBeGreaterThan(0);
+      expect(await scratchSchemas()).toEqual([]);
+      await waitFor(() => headApplied('sql_batch'), { message: 'sql_batch to apply every event after the verify' });
+    } finally {
+      expect(await daemon.stop('SIGTERM')).toBe(0);
+    }
+  });
+});
+
+/** The projection's checkpoint is at the store's last event. */
+async function headApplied(name: string): Promise<boolean> {
+  const { rows } = await db.pool.query<{ caught_up: boolean }>(
+    `select c.position = (select max(position) from projd.events) as caught_up from projd.checkpoints c where c.projection = $1`,
+    [name],
+  );
+  return rows[0]?.caught_up === true;
+}
