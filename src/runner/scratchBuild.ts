@@ -18,6 +18,9 @@ import { createHandlerDb } from './handlerDb.js';
  */
 const SCHEMAS_ALLOWED = new Set(['projd', 'pg_catalog']);
 
+/** Distinct handler statements remembered as checked; SQL built with literals would otherwise grow the set per event. */
+const MAX_CHECKED_STATEMENTS = 1_000;
+
 export interface ScratchBuildOptions {
   pool: pg.Pool;
   projection: Projection;
@@ -60,6 +63,13 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
   const parts = partsOfProjection(projection);
   const reached: Position[] = parts.map(() => START);
   let applied = 0;
+  // Handlers send the same few statements for every event: each text is read once.
+  const checked = new Set<string>();
+  const assertStatement = (text: string) => {
+    if (checked.has(text)) return;
+    assertNoSchemaNamed(projection, text, 'a handler');
+    if (checked.size < MAX_CHECKED_STATEMENTS) checked.add(text);
+  };
 
   /** One transaction on the scratch schema; a failure rolls it back and discards the connection. */
   async function inScratch<T>(work: (client: pg.PoolClient, deadline: ReturnType<typeof createDeadline>) => Promise<T>): Promise<T> {
@@ -99,7 +109,7 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
         const handlerDb = createHandlerDb(client, {
           prepare: false,
           assertUsable: () => throwIfAborted(signal),
-          assertStatement: (text) => assertNoSchemaNamed(projection, text, 'a handler'),
+          assertStatement,
         });
         const after = reached[part.index]!;
         return applyBatch(form, { client, projection, part, after, through, limit: batchSize, handlerDb, deadline });
@@ -122,7 +132,8 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
       await inScratch(async (client) => {
         for (const sql of projection.setup) await client.query(sql);
       }).catch((error: unknown) => {
-        if (isUserError(error)) throw error;
+        if (isUserError(error) || isAbort(error)) throw error;
+        if (signal?.aborted) throw new ScratchBuildAborted();
         throw new OperationalError(`projection '${projection.name}': setup failed in the scratch schema: ${errorMessage(error)}`, {
           cause: error,
         });
