@@ -26,7 +26,7 @@ describe('projd --help', () => {
     expect(listedCommands(result.stdout)).toEqual(expect.arrayContaining(['list', 'retry', 'skip']));
   });
 
-  it.each(['run', 'migrate', 'status', 'replay', 'append', 'query', 'failed list', 'failed retry', 'failed skip'])(
+  it.each(['run', 'migrate', 'status', 'replay', 'verify', 'append', 'query', 'failed list', 'failed retry', 'failed skip'])(
     'projd %s --help exits 0 and lists -c, --config',
     async (command) => {
       const result = await runCli([...command.split(' '), '--help'], { cwd: os.tmpdir() });
