@@ -148,7 +148,8 @@ async function verifyOn(
     for (const table of built) {
       const rebuiltShape = (await tableShape(pool, table, build.schema))!;
       const rebuilt = toContent(await tableChecksum(pool, rebuiltShape));
-      const live = start.tables.get(table) ?? later!.tables.get(table)!;
+      // null: no live table of that name (a key with a null value, not a missing key).
+      const live = (start.tables.has(table) ? start.tables.get(table) : later?.tables.get(table)) ?? null;
       tables.push(verdictOf(table, rebuiltShape, rebuilt, live, moved && !start.tables.has(table)));
     }
     const elapsedMs = performance.now() - startedAt;

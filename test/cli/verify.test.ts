@@ -154,6 +154,20 @@ describe('projd verify, after a row was changed by hand', () => {
   });
 });
 
+describe('projd verify, when a live table is gone', () => {
+  it('exits 1 saying there is no live table of that name', async () => {
+    await db.pool.query('alter table credits rename to credits_aside');
+    try {
+      const result = await verifyCli(['verify', 'credits']);
+      expect(result.code, `stderr:\n${result.stderr}\nstdout:\n${result.stdout}`).toBe(1);
+      expect(result.stdout).toMatch(/\n {2}credits: no live table of that name; rebuilt 9 rows \(checksum [0-9a-f]{16}\)\n$/);
+      expect(await scratchSchemas()).toEqual([]);
+    } finally {
+      await db.pool.query('alter table credits_aside rename to credits');
+    }
+  });
+});
+
 describe('projd verify, bad input', () => {
   it('refuses a projection whose SQL names a schema, in one line, building nothing', async () => {
     const result = await verifyCli(['verify', 'qualified']);
