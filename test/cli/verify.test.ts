@@ -67,6 +67,20 @@ handlers:
     insert into slow_seen (position) select :position where pg_sleep(case when current_schema() like 'projd_scratch_%' then 0.05 else 0 end) is not null
 `;
 
+/** Creates its table in a handler, not in `setup`: verify reads it live only after the build. */
+const LATE_TABLE = `import { defineProjection } from 'projd';
+export default defineProjection({
+  name: 'late_table',
+  version: 1,
+  handlers: {
+    'account.debited': async (event, db) => {
+      await db.query('create table if not exists late_seen (position bigint primary key)');
+      await db.query('insert into late_seen (position) values ($1)', [event.position]);
+    },
+  },
+});
+`;
+
 const splitSource = accountsProjectionSource({ name: 'split', form: 'moduleBatch', batchSize: BATCH }).replace(
   'version: 1,',
   'version: 1,\n  partitions: 3,',
@@ -85,6 +99,7 @@ beforeAll(async () => {
     'projections/lookup.yaml': LOOKUP_YAML,
     'projections/runtime_qualified.ts': RUNTIME_QUALIFIED,
     'projections/slow.yaml': SLOW_YAML,
+    'projections/late_table.ts': LATE_TABLE,
   });
   await db.pool.query('create table lookup_rates (rate bigint not null); insert into lookup_rates values (3)');
   await db.pool.query('create table runtime_totals (account_id text primary key)');
@@ -113,7 +128,7 @@ async function checkpoints(): Promise<unknown[]> {
 }
 
 describe('projd verify, on an intact projection', () => {
-  it.each(['per_event', 'sql_batch', 'split', 'credits'])('exits 0 for %s, leaving no scratch schema and the checkpoint as it was', async (name) => {
+  it.each(['per_event', 'sql_batch', 'split', 'credits', 'late_table'])('exits 0 for %s, leaving no scratch schema and the checkpoint as it was', async (name) => {
     const before = await checkpoints();
     const result = await verifyCli(['verify', name]);
     expect(result.code, `stderr:\n${result.stderr}\nstdout:\n${result.stdout}`).toBe(0);
