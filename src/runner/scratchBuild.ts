@@ -9,7 +9,7 @@ import { comparePositions, START, type Position } from '../store/position.js';
 import { createScratchSchema, dropScratchSchema, searchPathSql } from '../store/scratchSchema.js';
 import { applyBatch, pickForm } from './apply/pickForm.js';
 import { BatchFailure, EventFailure, handlerCause } from './batchErrors.js';
-import { createDeadline } from './deadline.js';
+import { createDeadline, type Deadline } from './deadline.js';
 import { createHandlerDb } from './handlerDb.js';
 
 /**
@@ -72,7 +72,7 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
   };
 
   /** One transaction on the scratch schema; a failure rolls it back and discards the connection. */
-  async function inScratch<T>(work: (client: pg.PoolClient, deadline: ReturnType<typeof createDeadline>) => Promise<T>): Promise<T> {
+  async function inScratch<T>(work: (client: pg.PoolClient, deadline: Deadline) => Promise<T>): Promise<T> {
     throwIfAborted(signal);
     const { client, release } = await checkOut(pool);
     let pid: number | undefined;
