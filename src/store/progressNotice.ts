@@ -43,6 +43,16 @@ export function notifyProgress(db: Queryable, projection: string, part: Part, ch
   return db.query(notifyProgressSql, [PROGRESS_CHANNEL, JSON.stringify(payload)]);
 }
 
+/**
+ * `pg_notify` of a notice built in SQL from a checkpoint row aliased `row`, for a statement
+ * that moves the checkpoint itself (`update … returning`): the same payload as `notifyProgress`.
+ */
+export function notifyProgressFromRowSql(row: string): string {
+  return /* sql */ `pg_notify('${PROGRESS_CHANNEL}', json_build_object(
+    'projection', ${row}.projection, 'part', ${row}.part, 'parts', ${row}.parts, 'era', ${row}.era,
+    'transactionId', ${row}.transaction_id::text, 'position', ${row}.position::text)::text)`;
+}
+
 const DIGITS = /^\d+$/;
 
 /** A notice from its payload; null for anything else, since anyone may NOTIFY the channel. */

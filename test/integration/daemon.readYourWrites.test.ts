@@ -6,6 +6,7 @@ import { appendEvents } from '../../src/store/appendEvents.js';
 import { runCli, startDaemon, type Daemon } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { writeProject, type Project } from '../helpers/project.js';
+import { waitFor as waitForCondition } from '../helpers/waitFor.js';
 
 const db = await createTestDatabase();
 let project: Project;
@@ -78,6 +79,11 @@ beforeAll(async () => {
   daemon = startDaemon(['run'], { cwd: project.dir, env: { DATABASE_URL: db.url } });
   await daemon.waitForLog('daemon.started', 30_000);
   baseUrl = `http://127.0.0.1:${port}`;
+  // waitFor knows a projection by its checkpoint, which each runner's first pass creates.
+  await waitForCondition(
+    async () => (await db.pool.query("select count(distinct projection)::int as n from projd.checkpoints")).rows[0].n === 5,
+    { timeoutMs: 30_000, message: 'every projection to be set up' },
+  );
 });
 
 afterAll(async () => {
@@ -240,5 +246,30 @@ describe('bad input', () => {
     expect(result.code).toBe(2);
     const response = await fetch(`${baseUrl}/wait?projection=balances&position=1&timeout=5`);
     expect(response.status).toBe(400);
+  });
+});
+
+describe('a projection halted on an event', () => {
+  it('passes it when it is skipped, and its waiters hear of it though no batch follows', async () => {
+    const env = { DATABASE_URL: db.url };
+    await positionFragileNeverReaches();
+    const halted = async () => {
+      const { rows } = await db.pool.query<{ blocked_by: string | null }>(
+        "select blocked_by::text from projd.checkpoints where projection = 'fragile'",
+      );
+      return rows[0]?.blocked_by ?? null;
+    };
+    const first = await waitForCondition(halted, { timeoutMs: 20_000, message: 'fragile to halt on the poisoned event' });
+    expect((await runCli(['failed', 'skip', first], { cwd: project.dir, env })).code).toBe(0);
+    // The last event of the store: once it is skipped, no batch moves the checkpoint after it.
+    const { positions } = await appendEvents(db.pool, 'fragile-1', [{ type: 'fragile.poked', data: { poison: true } }], { expectedVersion: 'any' });
+    const last = positions[0]!;
+    const second = await waitForCondition(async () => {
+      const id = await halted();
+      return id !== null && id !== first && id;
+    }, { timeoutMs: 20_000, message: 'fragile to halt on the second poisoned event' });
+    const waiting = waitFor(db.pool, { projections: ['fragile'], position: last }, { timeout: '20s' });
+    expect((await runCli(['failed', 'skip', second], { cwd: project.dir, env })).code).toBe(0);
+    await expect(waiting).resolves.toMatchObject({ position: last });
   });
 });
