@@ -1,7 +1,7 @@
 import { InvalidArgumentError } from 'commander';
 import { loadConfig } from '../config/loadConfig.js';
 import { parseDuration } from '../config/duration.js';
-import { OperationalError, errorMessage } from '../errors.js';
+import { OperationalError } from '../errors.js';
 import { waitInStore } from '../operations/waitInStore.js';
 import { parsePosition, timedOutText } from '../wait/progressWaiters.js';
 import { EXIT, type CommonOptions } from './main.js';
@@ -16,8 +16,8 @@ export interface WaitCommandOptions extends CommonOptions {
 export function parsePositionFlag(value: string): bigint {
   try {
     return parsePosition(value, '--position');
-  } catch (error) {
-    throw new InvalidArgumentError(errorMessage(error).replace(/^--position /, ''));
+  } catch {
+    throw new InvalidArgumentError("Expected an event's position, an integer from 1, as projd append prints it.");
   }
 }
 

@@ -106,9 +106,9 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
         const state = await readWaitState(db, waiter.request.position, waiter.request.projections);
         if (!waiters.has(waiter)) return;
         takeState(waiter, state);
-        const held = waiter.heldNotices;
-        waiter.heldNotices = null;
-        for (const notice of held) takeNotice(waiter, notice);
+        for (const notice of waiter.heldNotices) {
+          if (compareNotice(waiter, notice) === 'check') waiter.checkAgain = true;
+        }
       } while (waiter.checkAgain && waiters.has(waiter));
     } catch (error) {
       waiter.settle({ error });
@@ -137,22 +137,30 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
     }
   }
 
-  /** Compares a notice with the waiter's event, or asks for a check when it cannot. */
+  /** A notice while no check is in flight: compared at once, or it brings a check. */
   function takeNotice(waiter: Waiter, notice: ProgressNotice): void {
-    const standing = waiter.behind.get(notice.projection);
-    if (!standing) return;
+    if (!waiter.behind.has(notice.projection)) return;
     if (waiter.heldNotices) {
       waiter.heldNotices.push(notice);
       return;
     }
-    if (!waiter.target || standing.parts !== notice.parts) {
-      void check(waiter);
-      return;
-    }
-    if (standing.part !== notice.part) return;
+    if (compareNotice(waiter, notice) === 'check') void check(waiter);
+    else settleIfApplied(waiter);
+  }
+
+  /**
+   * Compares a notice with the waiter's event: a projection whose checkpoint reached it is no
+   * longer behind. `check` when it cannot compare without a query: the event was not visible
+   * yet, or the projection has another number of parts than the waiter knew.
+   */
+  function compareNotice(waiter: Waiter, notice: ProgressNotice): 'compared' | 'check' {
+    const standing = waiter.behind.get(notice.projection);
+    if (!standing) return 'compared';
+    if (!waiter.target || standing.parts !== notice.parts) return 'check';
+    if (standing.part !== notice.part) return 'compared';
     standing.checkpoint = notice.checkpoint;
     if (comparePositions(notice.checkpoint, waiter.target) >= 0) waiter.behind.delete(notice.projection);
-    settleIfApplied(waiter);
+    return 'compared';
   }
 
   function settleIfApplied(waiter: Waiter): void {
@@ -209,12 +217,11 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
   };
 }
 
-/** `balances (at 1/742/17), deposits part 2/4 (no checkpoint yet)`: who is behind, for messages. */
-export function behindText(behind: readonly ProjectionBehind[], parts?: ReadonlyMap<string, number>): string {
+/** `balances (at 1/742/17), deposits (no checkpoint yet)`: who is behind, for messages. */
+export function behindText(behind: readonly ProjectionBehind[]): string {
   return behind
     .map(({ projection, part, checkpoint }) => {
-      const count = parts?.get(projection);
-      const name = count && count > 1 ? `${projection} part ${part}/${count}` : projection;
+      const name = part > 0 ? `${projection} part ${part}` : projection;
       const at = checkpoint ? `at ${checkpoint.era}/${checkpoint.transactionId}/${checkpoint.position}` : 'no checkpoint yet';
       return `${name} (${at})`;
     })

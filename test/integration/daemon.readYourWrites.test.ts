@@ -220,7 +220,7 @@ describe('bad input', () => {
 
   it('a position that is no position: exit 2, 400, a UserError', async () => {
     const result = await cli(['balances', '--position', 'abc']);
-    expect(result.stderr).toBe("projd: option '--position <position>' argument 'abc' is invalid. must be an event's position, an integer from 1, got \"abc\"\n");
+    expect(result.stderr).toBe("projd: option '--position <position>' argument 'abc' is invalid. Expected an event's position, an integer from 1, as projd append prints it.\n");
     expect(result.code).toBe(2);
     for (const query of ['position=abc', 'position=0', 'position=-1', '']) {
       const response = await fetch(`${baseUrl}/wait?projection=balances&${query}`);
