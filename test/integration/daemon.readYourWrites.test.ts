@@ -4,11 +4,13 @@ import { freePort } from '../../scripts/embeddedPostgres.js';
 import { closeWaitFor, isUserError, isWaitTimeoutError, waitFor } from '../../src/index.js';
 import { appendEvents } from '../../src/store/appendEvents.js';
 import { runCli, startDaemon, type Daemon } from '../helpers/cli.js';
-import { createTestDatabase } from '../helpers/database.js';
+import { startIsolatedPostgres } from '../helpers/database.js';
 import { writeProject, type Project } from '../helpers/project.js';
 import { waitFor as waitForCondition } from '../helpers/waitFor.js';
 
-const db = await createTestDatabase();
+// One test holds an append's transaction open, which holds back the xmin horizon of the whole
+// server: this file gets a server of its own.
+const db = await startIsolatedPostgres();
 let project: Project;
 let daemon: Daemon;
 let baseUrl: string;
@@ -90,6 +92,7 @@ afterAll(async () => {
   await closeWaitFor(db.pool);
   await daemon?.stop();
   await project?.cleanup();
+  await db.stop();
 });
 
 async function credit(account: string, amount: number): Promise<bigint> {
@@ -163,6 +166,23 @@ describe('a writer that appends and then waits', () => {
 });
 
 describe('a wait that times out', () => {
+  it('waits for an append that has not committed yet, then returns once it has been applied', async () => {
+    const writer = await db.pool.connect();
+    let position: bigint;
+    try {
+      await writer.query('begin');
+      [position] = (await appendEvents(writer, 'account-late', [{ type: 'account.credited', data: { amount: 7 } }])).positions as [bigint];
+      const early = waitFor(db.pool, { projections: PROJECTIONS, position }, { timeout: 300 });
+      await expect(early).rejects.toThrow(`(the event at position ${position} was not committed yet): still behind: balances`);
+      await writer.query('commit');
+    } finally {
+      await writer.query('rollback').catch(() => undefined);
+      writer.release();
+    }
+    await waitFor(db.pool, { projections: PROJECTIONS, position }, { timeout: '20s' });
+    expect(await readModels('account-late')).toEqual({ balances: 7, deposits: 7, ledger: 7, closures: 0 });
+  });
+
   it('rejects waitFor with a WaitTimeoutError naming the projection behind', async () => {
     const position = await positionFragileNeverReaches();
     const waiting = waitFor(db.pool, { projections: ['balances', 'fragile'], position }, { timeout: 300 });
