@@ -31,7 +31,8 @@ interface WaitStateRow {
 }
 
 // The head is the identity sequence's last value, which counts appends not committed yet (an
-// event above it cannot exist yet); `max(position)` where the events relation has no sequence.
+// event above it cannot exist yet); `max(position)` where the events relation has no sequence,
+// or the role may not read it (appending through the identity column needs no such right).
 // A split projection's part is the one `projd.stream_part` gives the event's stream, as the
 // batches read it; every part's row carries the number of parts.
 const readWaitStateSql = /* sql */ `
@@ -41,8 +42,12 @@ const readWaitStateSql = /* sql */ `
   select n.projection, c.part, c.parts, c.era, c.transaction_id::text as transaction_id, c.position::text as position,
          t.era as target_era, t.transaction_id::text as target_transaction_id,
          case when t.position is null then (
-           select coalesce(pg_sequence_last_value(pg_get_serial_sequence('${EVENTS_TABLE}', 'position')), max(e.position), 0)::text
-             from ${EVENTS_TABLE} e
+           select coalesce(
+                    case when has_sequence_privilege(s.seq, 'usage') or has_sequence_privilege(s.seq, 'select')
+                         then pg_sequence_last_value(s.seq) end,
+                    (select max(e.position) from ${EVENTS_TABLE} e),
+                    0)::text
+             from (select pg_get_serial_sequence('${EVENTS_TABLE}', 'position')::regclass as seq) s
          ) end as head
     from unnest($2::text[]) with ordinality as n(projection, ord)
     left join target t on true
