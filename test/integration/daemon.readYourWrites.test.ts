@@ -112,6 +112,14 @@ async function readModels(account: string): Promise<Record<string, number>> {
   return Object.fromEntries(Object.entries(rows[0]!).map(([key, value]) => [key, Number(value ?? 0)]));
 }
 
+/** Sessions whose last statement LISTENed on projd_progress (pg-listen's probes come 30 s later). */
+async function progressListeners(): Promise<number> {
+  const { rows } = await db.pool.query<{ n: number }>(
+    "select count(*)::int as n from pg_stat_activity where query ilike 'listen%projd_progress%'",
+  );
+  return rows[0]!.n;
+}
+
 async function poisonFragile(): Promise<bigint> {
   const poisoned = await appendEvents(db.pool, 'fragile-1', [{ type: 'fragile.poked', data: { poison: true } }], { expectedVersion: 'any' });
   const after = await appendEvents(db.pool, 'fragile-1', [{ type: 'fragile.poked', data: {} }], { expectedVersion: 'any' });
@@ -142,6 +150,10 @@ describe('a writer that appends and then waits', () => {
       }
     };
     await Promise.all([1, 2, 3].map(writer));
+    // The writers' waits shared one LISTEN connection beside the pool, open until closeWaitFor.
+    expect(await progressListeners()).toBe(2); // the daemon's and the pool's
+    await closeWaitFor(db.pool);
+    await waitForCondition(async () => (await progressListeners()) === 1, { message: "the pool's listener to close" });
   });
 
   it('never reads a stale row through GET /wait, and is answered 200 with JSON', async () => {
