@@ -3,7 +3,8 @@ import { loadConfig } from '../config/loadConfig.js';
 import { parseDuration } from '../config/duration.js';
 import { OperationalError } from '../errors.js';
 import { waitInStore } from '../operations/waitInStore.js';
-import { parsePosition, timedOutText } from '../wait/progressWaiters.js';
+import { timedOutText } from '../wait/describeWait.js';
+import { parsePosition } from '../wait/parsePosition.js';
 import { EXIT, type CommonOptions } from './main.js';
 
 export interface WaitCommandOptions extends CommonOptions {

@@ -5,7 +5,8 @@ import { UserError, errorMessage, isUserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunnerSnapshot } from '../runner/createRunner.js';
 import type { Metrics } from './createMetrics.js';
-import { parsePosition, type ProgressWaiters } from '../wait/progressWaiters.js';
+import { parsePosition } from '../wait/parsePosition.js';
+import type { ProgressWaiters } from '../wait/progressWaiters.js';
 import { findNotCaughtUp, findStuckLoops, findVersionBehind } from './health.js';
 
 export interface HttpServerOptions {

@@ -2,7 +2,9 @@ import type pg from 'pg';
 import { parseDuration } from '../config/duration.js';
 import { OperationalError, UserError } from '../errors.js';
 import { listenForProgress, type ProgressListener } from '../wait/listenForProgress.js';
-import { parsePosition, timedOutText, type ProjectionBehind } from '../wait/progressWaiters.js';
+import { timedOutText } from '../wait/describeWait.js';
+import { parsePosition } from '../wait/parsePosition.js';
+import type { ProjectionBehind } from '../wait/progressWaiters.js';
 
 /** What to wait for: every one of `projections` has applied, or passed, the event at `position`. */
 export interface WaitForTarget {

@@ -216,38 +216,3 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
     },
   };
 }
-
-/** `balances (at 1/742/17), deposits (no checkpoint yet)`: who is behind, for messages. */
-export function behindText(behind: readonly ProjectionBehind[]): string {
-  return behind
-    .map(({ projection, part, checkpoint }) => {
-      const name = part > 0 ? `${projection} part ${part}` : projection;
-      const at = checkpoint ? `at ${checkpoint.era}/${checkpoint.transactionId}/${checkpoint.position}` : 'no checkpoint yet';
-      return `${name} (${at})`;
-    })
-    .join(', ');
-}
-
-/** The one line a timed-out wait reports. */
-export function timedOutText(outcome: Extract<WaitOutcome, { kind: 'timed_out' }>, timeoutMs: number): string {
-  const seconds = `${timeoutMs / 1000}s`;
-  const event = outcome.visible ? '' : ` (the event at position ${outcome.position} was not committed yet)`;
-  return `timed out after ${seconds} waiting for position ${outcome.position}${event}: still behind: ${behindText(outcome.behind)}`;
-}
-
-const MAX_POSITION = 2n ** 63n - 1n;
-
-/**
- * An event's position as a waiter takes it: a bigint, a safe integer or a decimal string,
- * from 1 up. `where` names the flag or parameter in the error.
- */
-export function parsePosition(value: unknown, where: string): bigint {
-  let position: bigint | undefined;
-  if (typeof value === 'bigint') position = value;
-  else if (typeof value === 'number' && Number.isSafeInteger(value)) position = BigInt(value);
-  else if (typeof value === 'string' && /^\d{1,19}$/.test(value)) position = BigInt(value);
-  if (position === undefined || position < 1n || position > MAX_POSITION) {
-    throw new UserError(`${where} must be an event's position, an integer from 1, got ${JSON.stringify(typeof value === 'bigint' ? value.toString() : value) ?? String(value)}`);
-  }
-  return position;
-}

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError } from '../../src/errors.js';
 import { parseProgressNotice } from '../../src/store/progressNotice.js';
-import { parsePosition } from '../../src/wait/progressWaiters.js';
+import { parsePosition } from '../../src/wait/parsePosition.js';
 
 describe('parseProgressNotice', () => {
   it('reads the payload a batch sends', () => {
