@@ -56,7 +56,7 @@ export interface ProgressWaiters {
   recheck(): void;
   /** Waits in progress. */
   size(): number;
-  /** Ends every wait in progress as `closed`. */
+  /** Ends every wait in progress, and every later one, as `closed`. */
   close(): void;
 }
 
@@ -92,6 +92,7 @@ interface Waiter {
 export function createProgressWaiters(options: ProgressWaitersOptions): ProgressWaiters {
   const { db, missingProjection, now = Date.now } = options;
   const waiters = new Set<Waiter>();
+  let closed = false;
 
   /** Reads the state and takes it in; checks again as long as notices during a read ask for it. */
   async function check(waiter: Waiter): Promise<void> {
@@ -174,6 +175,7 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
       return new Promise<WaitOutcome>((resolve, reject) => {
         const { signal } = request;
         if (signal?.aborted) return resolve({ kind: 'aborted' });
+        if (closed) return resolve({ kind: 'closed' });
         const waiter: Waiter = {
           request,
           startedAt: now(),
@@ -212,6 +214,7 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
     },
     size: () => waiters.size,
     close() {
+      closed = true;
       for (const waiter of waiters) waiter.settle({ kind: 'closed' });
     },
   };

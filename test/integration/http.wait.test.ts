@@ -56,7 +56,7 @@ describe('GET /wait', () => {
     await waitFor(() => waiters.size() === 0, { message: 'the waiter to be freed' });
   });
 
-  it('answers 503 to a wait in progress when the daemon stops, and stops at once', async () => {
+  it('answers 503 to a wait in progress, and to one that comes later, when the daemon stops', async () => {
     const url = await start();
     const position = await unappliedPosition();
     const request = fetch(`${url}/wait?projection=balances&position=${position}&timeout=60s`);
@@ -65,6 +65,8 @@ describe('GET /wait', () => {
     const response = await request;
     expect(response.status).toBe(503);
     expect(await response.json()).toEqual({ error: 'the daemon is stopping' });
+    // One that comes in before the server stops listening does not wait either.
+    expect((await fetch(`${url}/wait?projection=balances&position=${position}&timeout=60s`)).status).toBe(503);
     await server!.stop();
   });
 
