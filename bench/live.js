@@ -2,13 +2,17 @@
 // deposits.yaml), loaded from a folder as `projd run` loads them, next to a projection that
 // records when it applied each event; caught up, while writers append single-event transactions
 // at a steady rate. An event's latency runs from its own commit to the commit of the projd batch
-// that applied it, i.e. until the read model shows it. Then the held-back release: how soon
-// events held back by an open transaction that wrote no event are applied once it ends.
+// that applied it, i.e. until the read model shows it. Beside it, read your own writes: for a
+// sample of the live events, `waitFor` on bench_latency right after the append commits, from the
+// commit to the waiter woken. Then the held-back release: how soon events held back by an open
+// transaction that wrote no event are applied once it ends.
 
 import { copyFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { closeWaitFor, waitFor } from '../dist/index.js';
 import { benchConfig } from './config.js';
 import { connect } from './database.js';
 import { projectionsFolder, startApp, waitForCatchUp } from './contenders/projd.js';
@@ -34,6 +38,11 @@ const BLOCKER_OPEN_MS = 2_000;
 const BLOCKER_EVENTS = 20;
 
 const appendSql = /* sql */ `insert into projd.events (stream_id, stream_version, type, data) values ($1, $2, $3, $4)`;
+
+// Every 10th live event gets a waiter: 100 waits/s at the default rate, each one query when it
+// starts, so the waits load the server little beside the writes they measure.
+const WAIT_SAMPLE_EVERY = 10;
+const WAIT_TIMEOUT = '30s';
 
 /**
  * The latency-recording projection, a module in the projections folder like any other: for each
@@ -143,6 +152,29 @@ const breakdownSql = /* sql */ `
     from steps`;
 
 /**
+ * Read your own writes, per sampled event (commit timestamps only), p50 and p99 of: the event's
+ * commit → its waiter woken ($2, epoch ms, on this machine's clock, which the server shares);
+ * the commit → bench_latency's batch commit (the read model shows it); and that batch commit →
+ * the waiter woken, what waiting adds (the notice's delivery, the waiter's compare).
+ * $1: the sampled positions.
+ */
+const waitsSql = /* sql */ `
+  with woken as (select unnest($1::bigint[]) as position, unnest($2::float8[]) as woken_ms),
+  samples as (
+    select w.woken_ms,
+           extract(epoch from pg_xact_commit_timestamp(e.xmin)) * 1000 as committed_ms,
+           extract(epoch from pg_xact_commit_timestamp(l.xmin)) * 1000 as visible_ms
+      from woken w
+      join projd.events e on e.position = w.position
+      join ${LATENCY_TABLE} l on l.position = w.position
+  )
+  select count(*)::int as waits,
+         percentile_disc(array[0.5, 0.99]) within group (order by (woken_ms - committed_ms)::float8) as commit_to_woken,
+         percentile_disc(array[0.5, 0.99]) within group (order by (visible_ms - committed_ms)::float8) as commit_to_read_model,
+         percentile_disc(array[0.5, 0.99]) within group (order by (woken_ms - visible_ms)::float8) as read_model_to_woken
+    from samples`;
+
+/**
  * Every live event is in each read model: bench_latency has its row, balances shows each
  * account's last live position, deposits counts each account's credits. $1: the head before.
  */
@@ -178,16 +210,21 @@ export async function measureLiveLatency({ url, admin, batchSize, rate, duration
 
     progress(`live: writing ${rate} events/s for ${duration} s over ${writers} connection(s)`);
     const listening = await listenForNotifications(url);
+    const waiting = startWaiters(url);
     const streams = await lastVersions(admin);
     let written;
+    let waited;
     try {
-      written = await writeSteadily({ url, streams, rate, duration, writers });
+      written = await writeSteadily({ url, streams, rate, duration, writers, onCommitted: waiting.sample });
       await waitForApplied(admin, head, written.events);
+      waited = await waiting.settled();
     } finally {
       await listening.stop();
+      await waiting.stop();
     }
     const { rows: readModels } = await admin.query(latencySql(commitTimestamps), [head]);
     const breakdown = commitTimestamps ? (await admin.query(breakdownSql, [head, listening.heardAtMs])).rows[0] : undefined;
+    const waits = commitTimestamps ? (await admin.query(waitsSql, [waited.positions, waited.wokenAtMs])).rows[0] : undefined;
     const worstP99 = Math.max(...readModels.map((row) => row.p99));
     progress(`live: ${BLOCKER_ROUNDS} rounds of ${BLOCKER_EVENTS} events behind a transaction open ${BLOCKER_OPEN_MS / 1000} s`);
     const heldBackRelease = await measureHeldBackRelease({ url, admin, streams, commitTimestamps });
@@ -219,6 +256,14 @@ export async function measureLiveLatency({ url, admin, batchSize, rate, duration
         handlerToBatchCommit: pair(breakdown.to_visible),
         betweenBatchCommits: pair(breakdown.between_batches),
       },
+      waitFor: waits && {
+        sampleEvery: WAIT_SAMPLE_EVERY,
+        projection: LATENCY_TABLE,
+        waits: waits.waits,
+        commitToWokenMs: pair(waits.commit_to_woken),
+        commitToReadModelMs: pair(waits.commit_to_read_model),
+        readModelToWokenMs: pair(waits.read_model_to_woken),
+      },
       heldBackRelease,
     };
   } finally {
@@ -247,11 +292,45 @@ async function listenForNotifications(url) {
 }
 
 /**
+ * Waiters, as an application reading its own writes runs them: `waitFor` on a pool of their
+ * own, started as soon as a sampled append has committed; each records when it was woken.
+ */
+function startWaiters(url) {
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  pool.on('error', () => {});
+  const positions = [];
+  const wokenAtMs = [];
+  const pending = [];
+  let committed = 0;
+  return {
+    sample(position) {
+      committed += 1;
+      if (committed % WAIT_SAMPLE_EVERY !== 0) return;
+      pending.push(
+        waitFor(pool, { projections: [LATENCY_TABLE], position }, { timeout: WAIT_TIMEOUT }).then(() => {
+          wokenAtMs.push(performance.timeOrigin + performance.now());
+          positions.push(position);
+        }),
+      );
+    },
+    async settled() {
+      await Promise.all(pending);
+      return { positions, wokenAtMs };
+    },
+    async stop() {
+      await Promise.allSettled(pending);
+      await closeWaitFor(pool);
+      await pool.end();
+    },
+  };
+}
+
+/**
  * Appends `rate` events a second for `duration` seconds, each in its own transaction. Event i
  * is due at start + i / rate; a timer waits for it, so the rate holds even when a commit is slow.
  * A stream always goes to the same connection, so its versions commit in order.
  */
-async function writeSteadily({ url, streams, rate, duration, writers }) {
+async function writeSteadily({ url, streams, rate, duration, writers, onCommitted = () => {} }) {
   const clients = [];
   try {
     for (let i = 0; i < writers; i++) clients.push(await connect(url));
@@ -282,8 +361,9 @@ async function writeSteadily({ url, streams, rate, duration, writers }) {
       queues[writer] = queues[writer].then(async () => {
         if (failure) return;
         try {
-          await clients[writer].query(appendSql, values);
+          const { rows: [row] } = await clients[writer].query(`${appendSql} returning position::text as position`, values);
           committed += 1;
+          onCommitted(row.position);
           lastCommitAt = performance.now();
         } catch (error) {
           failure ??= error;

@@ -222,6 +222,15 @@ function renderLive(live) {
         `${count(live.notifications)} notifications heard`,
     );
   }
+  if (live.waitFor) {
+    const w = live.waitFor;
+    lines.push(
+      `  read your own writes (waitFor on ${w.projection}, every ${w.sampleEvery}th event, ${count(w.waits)} waits), p50 / p99: ` +
+        `commit to waiter woken ${ms(w.commitToWokenMs?.p50)} / ${ms(w.commitToWokenMs?.p99)}, ` +
+        `commit to read model ${ms(w.commitToReadModelMs?.p50)} / ${ms(w.commitToReadModelMs?.p99)}, ` +
+        `read model to waiter woken ${ms(w.readModelToWokenMs?.p50)} / ${ms(w.readModelToWokenMs?.p99)}`,
+    );
+  }
   if (live.heldBackRelease) {
     const { rounds, events, openMs, p50Ms, maxMs } = live.heldBackRelease;
     lines.push(

@@ -11,10 +11,12 @@ import { checkServer, connectionError, createPool } from './store/connect.js';
 import { createListener, type Listener } from './store/createListener.js';
 import { assertEraCurrent } from './store/era.js';
 import { migrate } from './store/migrate.js';
+import { EVENTS_CHANNEL, PROGRESS_CHANNEL } from './store/names.js';
 import { partsOfProjection } from './store/part.js';
 import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
 import { readStatusReport } from './status/readStatusReport.js';
+import { createProgressWaiters, type ProgressWaiters } from './wait/progressWaiters.js';
 
 export interface AppOptions {
   /** @defaultValue a logger that writes nothing */
@@ -48,6 +50,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   let pool: pg.Pool | undefined;
   let listener: Listener | undefined;
   let httpServer: HttpServer | undefined;
+  let waiters: ProgressWaiters | undefined;
   let runners: Runner[] = [];
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
@@ -89,13 +92,19 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       );
     });
     const wakeAll = () => runners.forEach((runner) => runner.wake());
+    // `GET /wait` waits on this daemon's listener: the batches' progress notices, of every daemon.
+    const progressWaiters = createProgressWaiters({ db: activePool, missingProjection: 'wait' });
+    waiters = progressWaiters;
     listener = createListener({
       url: config.database.listenUrl,
       timeout: config.database.connectTimeout,
       probeInterval: config.database.listenProbeInterval,
       logger,
-      onNotification: wakeAll,
-      onReconnected: wakeAll,
+      channels: { [EVENTS_CHANNEL]: wakeAll, [PROGRESS_CHANNEL]: (payload) => progressWaiters.notice(payload) },
+      onReconnected: () => {
+        wakeAll();
+        progressWaiters.recheck();
+      },
     });
     await listener.start().catch((error: unknown) => {
       throw connectionError(config.database.listenUrl, error);
@@ -107,6 +116,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
         port: config.metrics.port,
         metrics,
         snapshots: () => runners.map((runner) => runner.snapshot()),
+        wait: { projections: projections.map((projection) => projection.name), waiters: progressWaiters },
         stuckAfter: config.health.stuckAfter,
         pollInterval: config.projections.pollInterval,
         logger,
@@ -118,6 +128,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   }
 
   async function release(): Promise<void> {
+    waiters?.close(); // a long poll in progress answers at once rather than hold the server open
     await httpServer?.stop();
     await Promise.all(runners.map((runner) => runner.stop()));
     await listener?.stop();

@@ -35,3 +35,13 @@ export {
   type ExpectedVersion,
   type NewEvent,
 } from './store/appendEvents.js';
+export {
+  waitFor,
+  closeWaitFor,
+  isWaitTimeoutError,
+  WaitTimeoutError,
+  type WaitForOptions,
+  type WaitForResult,
+  type WaitForTarget,
+} from './operations/waitFor.js';
+export type { ProjectionBehind } from './wait/progressWaiters.js';

@@ -15,6 +15,7 @@ import { replayCommand, type ReplayCommandOptions } from './replay.js';
 import { runCommand } from './run.js';
 import { statusCommand, type StatusCommandOptions } from './status.js';
 import { verifyCommand, type VerifyCommandOptions } from './verify.js';
+import { parsePositionFlag, waitCommand, type WaitCommandOptions } from './wait.js';
 
 /** Exit codes, as the contract fixes them. */
 export const EXIT = { ok: 0, failed: 1, usage: 2, internal: 3 } as const;
@@ -108,6 +109,16 @@ export function buildProgram(): Command {
     .option('--json', 'print a JSON array, one object per row')
     .addOption(configOption())
     .action((sql: string, options: QueryCommandOptions) => queryCommand(sql, options));
+
+  program
+    .command('wait')
+    .description('wait until projections have applied (or passed) the event at a position: read your own writes')
+    .argument('<names...>', 'the projections')
+    .requiredOption('--position <position>', 'the event\'s position, as `append` prints it', parsePositionFlag)
+    .option('--timeout <duration>', 'how long to wait, e.g. 500ms or 5s (default: 5s)')
+    .option('--json', 'print one JSON object')
+    .addOption(configOption())
+    .action((names: string[], options: WaitCommandOptions) => waitCommand(names, options));
 
   const failed = program.command('failed').description('inspect and act on parked events');
   failed

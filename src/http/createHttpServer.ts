@@ -1,9 +1,12 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { UserError, errorMessage } from '../errors.js';
+import { DURATION_EXPECTED, settingDurationMs } from '../config/duration.js';
+import { UserError, errorMessage, isUserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RunnerSnapshot } from '../runner/createRunner.js';
 import type { Metrics } from './createMetrics.js';
+import { parsePosition } from '../wait/parsePosition.js';
+import type { ProgressWaiters } from '../wait/progressWaiters.js';
 import { findNotCaughtUp, findStuckLoops, findVersionBehind } from './health.js';
 
 export interface HttpServerOptions {
@@ -20,7 +23,12 @@ export interface HttpServerOptions {
   logger: Logger;
   /** @defaultValue `Date.now` */
   now?: () => number;
+  /** `/wait`: the daemon's projections, and the waiters its listener feeds. Absent: 404. */
+  wait?: { projections: readonly string[]; waiters: ProgressWaiters };
 }
+
+/** `/wait`'s timeout when the request names none. */
+const DEFAULT_WAIT_TIMEOUT_MS = 5_000;
 
 export interface HttpServer {
   /** Listens; resolves once bound. @throws UserError when the address cannot be bound. */
@@ -52,8 +60,11 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
       send(response, 405, 'method not allowed\n', { Allow: 'GET, HEAD' });
       return;
     }
-    const { pathname } = new URL(request.url ?? '/', 'http://localhost');
+    const { pathname, searchParams } = new URL(request.url ?? '/', 'http://localhost');
     switch (pathname) {
+      case '/wait':
+        await handleWait(searchParams, response);
+        return;
       case '/metrics': {
         const text = await options.metrics.render();
         send(response, 200, text, { 'Content-Type': options.metrics.contentType });
@@ -83,7 +94,75 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
         return;
       }
       default:
-        send(response, 404, 'not found: try /metrics, /healthz, /livez or /readyz\n');
+        send(response, 404, 'not found: try /metrics, /healthz, /livez, /readyz or /wait\n');
+    }
+  }
+
+  /**
+   * `GET /wait?projection=a&projection=b&position=P&timeout=5s`, a long poll: 200 once every
+   * projection has applied or passed the event, 504 naming those still behind at the timeout.
+   * A client that goes away ends its wait.
+   */
+  async function handleWait(params: URLSearchParams, response: http.ServerResponse): Promise<void> {
+    const { wait } = options;
+    if (!wait) {
+      sendJson(response, 404, { error: 'not found: /wait is served by projd run' });
+      return;
+    }
+    const projections = [...new Set(params.getAll('projection'))];
+    const timeoutText = params.get('timeout');
+    const timeoutMs = timeoutText === null ? DEFAULT_WAIT_TIMEOUT_MS : settingDurationMs(timeoutText);
+    let position: bigint;
+    try {
+      position = parsePosition(params.get('position') ?? undefined, 'position');
+    } catch (error) {
+      sendJson(response, 400, { error: errorMessage(error) });
+      return;
+    }
+    if (projections.length === 0) {
+      sendJson(response, 400, { error: 'projection is missing: name one or more, /wait?projection=balances&position=42' });
+      return;
+    }
+    if (timeoutMs === undefined) {
+      sendJson(response, 400, { error: `timeout must be ${DURATION_EXPECTED}, got ${JSON.stringify(timeoutText)}` });
+      return;
+    }
+    const unknown = projections.filter((name) => !wait.projections.includes(name));
+    if (unknown.length > 0) {
+      sendJson(response, 404, { error: `unknown projection: ${unknown.join(', ')}; this daemon runs ${wait.projections.join(', ')}` });
+      return;
+    }
+    const gone = new AbortController();
+    response.once('close', () => gone.abort());
+    let outcome;
+    try {
+      outcome = await wait.waiters.wait({ projections, position, timeoutMs, signal: gone.signal });
+    } catch (error) {
+      if (!isUserError(error)) throw error;
+      sendJson(response, 400, { error: errorMessage(error) });
+      return;
+    }
+    switch (outcome.kind) {
+      case 'applied':
+        sendJson(response, 200, { position: String(position), projections, waitedMs: outcome.waitedMs });
+        return;
+      case 'timed_out':
+        sendJson(response, 504, {
+          error: `timed out after ${timeoutMs} ms`,
+          position: String(position),
+          committed: outcome.visible,
+          behind: outcome.behind.map(({ projection, part, checkpoint }) => ({
+            projection,
+            part,
+            checkpoint: checkpoint && `${checkpoint.era}/${checkpoint.transactionId}/${checkpoint.position}`,
+          })),
+        });
+        return;
+      case 'closed':
+        sendJson(response, 503, { error: 'the daemon is stopping' });
+        return;
+      case 'aborted':
+        return; // the client has gone
     }
   }
 
@@ -118,6 +197,10 @@ export function createHttpServer(options: HttpServerOptions): HttpServer {
     },
     address: () => bound,
   };
+}
+
+function sendJson(response: http.ServerResponse, status: number, body: unknown): void {
+  send(response, status, `${JSON.stringify(body)}\n`, { 'Content-Type': 'application/json', 'Cache-Control': 'no-store' });
 }
 
 function send(response: http.ServerResponse, status: number, body: string, headers: http.OutgoingHttpHeaders = {}): void {

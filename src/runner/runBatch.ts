@@ -13,6 +13,7 @@ import { isStalePlan, sqlstateOf } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
 import { lockProjection, tryLockPart, tryLockProjection, type PartLock } from '../store/locks.js';
 import { WHOLE, type Part } from '../store/part.js';
+import { notifyProgress } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
@@ -101,7 +102,8 @@ type Outcome = { commit: boolean; result: BatchResult; move?: { from: Position; 
  * No savepoints: a failing event rolls the batch back and the runner isolates it.
  *
  * Round trips, on a pipelined connection: one to begin, lock and read the checkpoint, the
- * batch form's own (its read, its handlers), and one to move the checkpoint and commit.
+ * batch form's own (its read, its handlers), and one to move the checkpoint, notify
+ * `projd_progress` and commit.
  */
 export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   const { pool, timeoutMs } = options;
@@ -118,6 +120,12 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
     if (move) {
       const moved = await moveAndCommit(client, options, move);
       return moved ? result : { kind: 'conflict', expected: move.from };
+    }
+    if (commit && result.kind === 'done' && result.parked && result.to) {
+      // Parking moved the checkpoint past the event: waiters hear of it as of any other move.
+      const notified = notifyProgress(client, options.projection.name, options.part ?? WHOLE, result.to);
+      await inOrder(notified, client.query('commit'));
+      return result;
     }
     await client.query(commit ? 'commit' : 'rollback');
     return result;
@@ -259,8 +267,10 @@ async function openTransaction(
 }
 
 /**
- * Moves the checkpoint and commits, sent together: one round trip. When the checkpoint moved
- * under the batch, the move fails, so the commit rolls back, and this returns false.
+ * Moves the checkpoint, notifies `projd_progress` and commits, sent together: one round trip.
+ * The notice is delivered at the commit, never for a batch that rolls back. When the
+ * checkpoint moved under the batch, the move fails, so the commit rolls back, and this
+ * returns false.
  */
 async function moveAndCommit(
   client: pg.PoolClient,
@@ -269,12 +279,14 @@ async function moveAndCommit(
 ): Promise<boolean> {
   const { projection, part = WHOLE } = options;
   const moved = moveCheckpoint(client, projection.name, from, to, part.index);
+  const notified = notifyProgress(client, projection.name, part, to);
   const committed = client.query('commit');
-  const [move, commit] = await Promise.allSettled([moved, committed]);
+  const [move, notify, commit] = await Promise.allSettled([moved, notified, committed]);
   if (move.status === 'rejected') {
     if (sqlstateOf(move.reason) === CHECKPOINT_MOVED_SQLSTATE) return false;
     throw move.reason;
   }
+  if (notify.status === 'rejected') throw notify.reason;
   if (commit.status === 'rejected') throw commit.reason;
   return true;
 }

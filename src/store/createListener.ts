@@ -1,21 +1,27 @@
 import net from 'node:net';
+import type pg from 'pg';
 import pgListen, { type Subscriber } from 'pg-listen';
 import type { Logger } from '../log.js';
 import { jitteredBackoff } from '../backoff.js';
 import { errorMessage } from '../errors.js';
 import { connectionSettings, daemonApplicationName } from './connect.js';
-import { EVENTS_CHANNEL } from './names.js';
 
 export interface ListenerOptions {
-  /** A direct connection: LISTEN does not survive a transaction-mode pooler. */
-  url: string;
+  /**
+   * A direct connection: LISTEN does not survive a transaction-mode pooler. A URL, or the
+   * settings of an existing pool's connections (the library's waiters listen beside a pool).
+   */
+  url: string | pg.ClientConfig;
   /** Milliseconds a connect, the LISTEN or a probe may take before the connection counts as lost. */
   timeout: number;
   /** Milliseconds between probes of the connection with a trivial query. */
   probeInterval: number;
   logger: Logger;
-  /** A notification arrived: new events may have committed. Only a hint. */
-  onNotification(): void;
+  /**
+   * The channels to LISTEN on, each with what to do with a notification's payload (the events
+   * channel: new events may have committed, only a hint; the progress channel: a checkpoint moved).
+   */
+  channels: Readonly<Record<string, (payload: string) => void>>;
   /** LISTEN is in place again after a reconnect; notifications sent meanwhile were lost. */
   onReconnected(): void;
 }
@@ -59,7 +65,7 @@ interface Connection {
 }
 
 /**
- * LISTEN on the events channel over pg-listen, which reconnects and LISTENs again by itself,
+ * LISTEN on `channels` over pg-listen, which reconnects and LISTENs again by itself,
  * and probes the connection (`paranoidChecking`) with a query that times out, so a frozen
  * server or a half-open socket is found within `probeInterval + timeout`.
  *
@@ -73,12 +79,12 @@ interface Connection {
 export function createListener(options: ListenerOptions): Listener {
   const { logger } = options;
   const sockets = new Set<net.Socket>();
+  const settings =
+    typeof options.url === 'string'
+      ? connectionSettings({ url: options.url, connectTimeout: options.timeout, applicationName: daemonApplicationName('listener') })
+      : { ...options.url, connectionTimeoutMillis: options.timeout };
   const clientConfig = {
-    ...connectionSettings({
-      url: options.url,
-      connectTimeout: options.timeout,
-      applicationName: daemonApplicationName('listener'),
-    }),
+    ...settings,
     // The probe, and the LISTEN after a reconnect, fail instead of waiting on a frozen server.
     query_timeout: options.timeout,
     // Every socket this listener's clients open, so that stop() can destroy what will not close.
@@ -108,13 +114,13 @@ export function createListener(options: ListenerOptions): Listener {
         logger.warn({ attempt: failedBefore + 1, retryInMs }, 'listener.reconnecting');
         return retryInMs;
       },
-      // The payload is unused; anyone may NOTIFY the channel, so it is not parsed as JSON.
+      // Anyone may NOTIFY a channel: each channel's handler reads its payload as it sees fit.
       parse: (payload) => payload,
     });
     const connection: Connection = { subscriber, retired: false, listening: false, attempt: 0 };
 
-    subscriber.events.on('notification', ({ channel }) => {
-      if (channel === EVENTS_CHANNEL) options.onNotification();
+    subscriber.events.on('notification', ({ channel, payload }) => {
+      if (Object.hasOwn(options.channels, channel)) options.channels[channel]!(typeof payload === 'string' ? payload : '');
     });
     subscriber.events.on('reconnect', (attempt) => {
       // Thrown before the attempt makes a client; the loop ends and reports an 'error'.
@@ -147,7 +153,7 @@ export function createListener(options: ListenerOptions): Listener {
 
     try {
       await subscriber.connect();
-      await subscriber.listenTo(EVENTS_CHANNEL);
+      for (const channel of Object.keys(options.channels)) await subscriber.listenTo(channel);
       if (connection.retired) throw new SubscriberRetired();
     } catch (error) {
       void retire(connection);

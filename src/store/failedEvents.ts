@@ -1,4 +1,5 @@
 import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE } from './names.js';
+import { notifyProgressFromRowSql } from './progressNotice.js';
 import type { Position } from './position.js';
 import type { Queryable } from './queryable.js';
 
@@ -187,11 +188,16 @@ export async function blockProjection(
   await db.query(blockSql, [projection, failedEventId.toString(), message, part]);
 }
 
+// Waiters hear of the move at commit, as of a batch's.
 const unblockSql = /* sql */ `
-  update ${CHECKPOINTS_TABLE}
-     set blocked_by = null, last_error = null, last_error_at = null,
-         era = $3::integer, transaction_id = $4::xid8, position = $5::bigint, updated_at = now()
-   where projection = $1 and blocked_by = $2::bigint`;
+  with moved as (
+    update ${CHECKPOINTS_TABLE}
+       set blocked_by = null, last_error = null, last_error_at = null,
+           era = $3::integer, transaction_id = $4::xid8, position = $5::bigint, updated_at = now()
+     where projection = $1 and blocked_by = $2::bigint
+    returning projection, part, parts, era, transaction_id, position
+  )
+  select ${notifyProgressFromRowSql('moved')} from moved`;
 
 /**
  * The blocking event was retried or skipped: the checkpoint moves onto it (it is the next

@@ -10,6 +10,9 @@ export const FAILED_EVENTS_TABLE = `${SCHEMA}.failed_events`;
 /** The channel the events trigger notifies; the payload is always empty. */
 export const EVENTS_CHANNEL = 'projd_events';
 
+/** The channel a batch notifies as it commits a checkpoint move; the payload names the checkpoint. */
+export const PROGRESS_CHANNEL = 'projd_progress';
+
 /**
  * The 64-bit advisory-lock key of a name, as a decimal string for a `bigint` parameter.
  * Computed here rather than with `hashtext`, which is 32-bit and has changed between

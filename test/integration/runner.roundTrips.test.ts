@@ -1,12 +1,14 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defineProjection } from '../../src/projection/defineProjection.js';
 import { runBatch, type RunBatchOptions } from '../../src/runner/runBatch.js';
 import { appendEvents } from '../../src/store/appendEvents.js';
-import { CHECKPOINTS_TABLE } from '../../src/store/names.js';
+import { CHECKPOINTS_TABLE, PROGRESS_CHANNEL } from '../../src/store/names.js';
+import { parseProgressNotice, type ProgressNotice } from '../../src/store/progressNotice.js';
 import { createPool } from '../../src/store/connect.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { untilBelowGate } from '../helpers/snapshotGate.js';
+import { waitFor } from '../helpers/waitFor.js';
 
 const db = await createTestDatabase();
 
@@ -16,6 +18,9 @@ const db = await createTestDatabase();
  */
 let roundTrips = 0;
 let runnerPool: pg.Pool;
+/** Listens on the progress channel: what the batches announced, in commit order. */
+let progressListener: pg.Client;
+const notices: ProgressNotice[] = [];
 
 /** When set, runs inside the handler, before its own statement: a writer that ignores the lock. */
 let meddle: (() => Promise<void>) | undefined;
@@ -57,10 +62,17 @@ beforeAll(async () => {
     };
   });
   expect(await runBatch(options())).toMatchObject({ kind: 'done', setUp: 'created' });
+  progressListener = new pg.Client({ connectionString: db.url });
+  await progressListener.connect();
+  progressListener.on('notification', ({ channel, payload }) => {
+    if (channel === PROGRESS_CHANNEL) notices.push(parseProgressNotice(payload ?? '')!);
+  });
+  await progressListener.query(`listen ${PROGRESS_CHANNEL}`);
 });
 
 afterAll(async () => {
   await runnerPool?.end();
+  await progressListener?.end();
 });
 
 async function visitedPositions(): Promise<string[]> {
@@ -75,8 +87,23 @@ describe('a batch on a pipelined connection', () => {
     roundTrips = 0;
     const result = await runBatch(options());
     expect(result).toMatchObject({ kind: 'done', form: 'perEvent', applied: 1 });
-    // Begin + lock + checkpoint, the batch's read, the handler's statement, move + commit.
+    // Begin + lock + checkpoint, the batch's read, the handler's statement, move + notify + commit.
     expect(roundTrips).toBe(4);
+  });
+
+  it('announces its new checkpoint on projd_progress as it commits, once', async () => {
+    const [appended] = (await appendEvents(db.pool, 'page-3', [{ type: 'page.visited', data: {} }])).positions;
+    await untilBelowGate(db.pool);
+    const result = await runBatch(options());
+    expect(result).toMatchObject({ kind: 'done', applied: 1 });
+    const { rows } = await db.pool.query<{ era: number; transaction_id: string; position: string }>(
+      `select era, transaction_id::text, position::text from ${CHECKPOINTS_TABLE} where projection = 'visits'`,
+    );
+    const checkpoint = { era: rows[0]!.era, transactionId: BigInt(rows[0]!.transaction_id), position: BigInt(rows[0]!.position) };
+    expect(checkpoint.position).toBe(appended);
+    const announced = () => notices.filter((notice) => notice.checkpoint.position === appended);
+    await waitFor(() => announced().length > 0, { message: 'the batch to notify projd_progress' });
+    expect(announced()).toEqual([{ projection: 'visits', part: 0, parts: 1, checkpoint }]);
   });
 
   it('rolls back, and reports a conflict, when the checkpoint moved under the batch', async () => {
@@ -87,10 +114,15 @@ describe('a batch on a pipelined connection', () => {
       meddle = undefined;
       await db.pool.query(`update ${CHECKPOINTS_TABLE} set position = position + 1000000 where projection = 'visits'`);
     };
+    const from = notices.length;
     const result = await runBatch(options());
     expect(result).toMatchObject({ kind: 'conflict' });
     // The handler's insert was sent before the commit, in the same transaction: it rolled back.
     expect(await visitedPositions()).toEqual(before);
     expect(before).not.toContain(String(appended));
+    // So did its notice: a notification sent after it arrives alone.
+    await db.pool.query('select pg_notify($1, $2)', [PROGRESS_CHANNEL, JSON.stringify({ projection: 'marker', part: 0, parts: 1, era: 0, transactionId: '0', position: '0' })]);
+    await waitFor(() => notices.length > from, { message: 'the marker notice' });
+    expect(notices.slice(from).map((notice) => notice.projection)).toEqual(['marker']);
   });
 });
