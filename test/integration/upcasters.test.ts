@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../src/app.js';
 import { loadConfig } from '../../src/config/loadConfig.js';
 import { silentLogger } from '../../src/log.js';
-import { loadProjections } from '../../src/projection/loadProjections.js';
+import { loadProjectionFile, loadProjections } from '../../src/projection/loadProjections.js';
+import { retryFailedEvent } from '../../src/runner/resolveFailedEvents.js';
 import { liftedBatchEventsSql } from '../../src/projection/upcastSql.js';
 import { appendEvents } from '../../src/store/appendEvents.js';
 import { createTestDatabase } from '../helpers/database.js';
@@ -38,7 +39,7 @@ const YAML_UPCASTERS = `upcasters:
     2: jsonb_build_object('unit', 'each') || data
 `;
 
-function moduleSource(name: string, form: 'perEvent' | 'moduleBatch', onError = 'park'): string {
+function moduleSource(name: string, form: 'perEvent' | 'moduleBatch', upcasters = MODULE_UPCASTERS): string {
   const apply = `await db.query(${JSON.stringify(
     UPSERT(name, "values ($1, $2::integer, case when $3 = 'each' then $2::integer else 0 end, 1, $4::integer)"),
   )}, [event.data.sku, event.data.quantity, event.data.unit, event.schemaVersion]);`;
@@ -48,9 +49,9 @@ function moduleSource(name: string, form: 'perEvent' | 'moduleBatch', onError = 
       : `eventTypes: ['item.added'], handleBatch: async (events, db) => { for (const event of events) { ${apply} } },`;
   return `import { defineProjection } from 'projd';
 export default defineProjection({
-  name: '${name}', version: 1, onError: '${onError}', maxAttempts: 2,
+  name: '${name}', version: 1, onError: 'park', maxAttempts: 2,
   setup: ${JSON.stringify(READ_MODEL(name))},
-  upcasters: ${MODULE_UPCASTERS},
+  upcasters: ${upcasters},
   ${handler}
 });
 `;
@@ -68,7 +69,7 @@ ${upcasters}handlers:
 `;
 }
 
-function yamlBatchSource(name: string, onError: 'park' | 'stop'): string {
+function yamlBatchSource(name: string, onError: 'park' | 'stop', upcasters = YAML_UPCASTERS): string {
   // Unaliased, and aliased in a join: both read the lifted relation.
   const select = `select data->>'sku', sum((data->>'quantity')::integer),
            sum(case when data->>'unit' = 'each' then (data->>'quantity')::integer else 0 end), count(*), max(schema_version)
@@ -79,7 +80,7 @@ version: 1
 onError: ${onError}
 maxAttempts: 2
 setup: ${JSON.stringify(READ_MODEL(name))}
-${YAML_UPCASTERS}eventTypes: [item.added]
+${upcasters}eventTypes: [item.added]
 batch:
   - ${JSON.stringify(UPSERT(name, select))}
   - create temp table if not exists ${name}_seen (n bigint) on commit drop
@@ -181,6 +182,32 @@ describe('event schema versions', () => {
       }, { timeoutMs: 60_000, message: `${name} parked the event` });
       expect(parked).toMatchObject({ position: poisonPosition, status: 'parked' });
       expect(parked!.error_message.startsWith(message.replace('%s', name)), `${name}: ${parked!.error_message}`).toBe(true);
+    }
+  }, 90_000);
+
+  it('failed retry applies the parked event through the steps added for it, in every form', async () => {
+    // Version 4 becomes known, and a version 5 adds the unit it lacked: the retry lifts it.
+    const CURED_MODULE_UPCASTERS = MODULE_UPCASTERS.replace('2:', "3: (data) => data, 4: (data) => ({ unit: 'each', ...data }),\n    2:");
+    const CURED_YAML_UPCASTERS = `${YAML_UPCASTERS}    3: data\n    4: jsonb_build_object('unit', 'each') || data\n`;
+    const cured = await writeProject({
+      'projections/module_per_event.mjs': moduleSource('module_per_event', 'perEvent', CURED_MODULE_UPCASTERS),
+      'projections/module_batch.mjs': moduleSource('module_batch', 'moduleBatch', CURED_MODULE_UPCASTERS),
+      'projections/yaml_per_event.yaml': yamlPerEventSource('yaml_per_event', 'item.added', CURED_YAML_UPCASTERS),
+      'projections/yaml_batch.yaml': yamlBatchSource('yaml_batch', 'park', CURED_YAML_UPCASTERS),
+    });
+    try {
+      for (const name of FORMS) {
+        const projection = await loadProjectionFile(cured.path(`projections/${name}.${name.startsWith('module') ? 'mjs' : 'yaml'}`));
+        const [parked] = await waitFor(async () => {
+          const { rows } = await db.pool.query<{ id: string }>(`select id::text from projd.failed_events where projection = $1 and status = 'parked'`, [name]);
+          return rows.length > 0 && rows;
+        }, { timeoutMs: 60_000, message: `${name} parked the event` });
+        expect((await retryFailedEvent(db.pool, new Map([[name, projection]]), BigInt(parked!.id))).outcome, name).toBe('retried');
+        const { rows } = await db.pool.query(`select sku, quantity, each_quantity, events, max_version from ${name} where sku = 'sku-x'`);
+        expect(rows, name).toEqual([{ sku: 'sku-x', quantity: 1, each_quantity: 1, events: 1, max_version: 5 }]);
+      }
+    } finally {
+      await cured.cleanup();
     }
   }, 90_000);
 
