@@ -230,7 +230,7 @@ ${amount("-(:data ->> 'amount')::bigint")}
 export function upcastBatchYaml({ name, table }) {
   const t = pg.escapeIdentifier(table);
   const indent = (sql) => sql.trim().split('\n').map((line) => `  ${line.trim()}`).join('\n');
-  const step = `1: data || jsonb_build_object('currency', 'EUR')`;
+  const step = `\n    1: data || jsonb_build_object('currency', 'EUR')`;
   return `name: ${name}
 version: 1
 setup: |
@@ -238,9 +238,9 @@ ${indent(createTableSql(table))}
 reset: truncate ${t}
 eventTypes: [${OPENED}, ${CREDITED}, ${DEBITED}]
 upcasters:
-  ${OPENED}: { ${step} }
-  ${CREDITED}: { ${step} }
-  ${DEBITED}: { ${step} }
+  ${OPENED}:${step}
+  ${CREDITED}:${step}
+  ${DEBITED}:${step}
 batch: |
 ${indent(batchSql(table))}
 `;
