@@ -235,8 +235,6 @@ function compileHandler(
   }
   if (statements.length === 0) fail(keyOffset, 'has no SQL statement');
 
-  // Queues its statements and returns: nothing waits for their results, so the batch sends
-  // them in pipeline, and still attributes a failure to this event (see runner/handlerDb.ts).
   // An event of an older schema version runs each statement with `:data` lifted in SQL by the
   // upcasters, a text of its own per type and version (few, so each is prepared once).
   const liftedTexts = statements.map(() => new Map<string, string>());
@@ -251,6 +249,8 @@ function compileHandler(
     return lifted;
   };
 
+  // Queues its statements and returns: nothing waits for their results, so the batch sends
+  // them in pipeline, and still attributes a failure to this event (see runner/handlerDb.ts).
   return (event, db) => {
     const path = schemaVersions.projection ? schemaPath(schemaVersions.projection, event.type, event.schemaVersion) : undefined;
     if (path?.kind === 'none') throw new SchemaVersionError(path.message);
