@@ -142,7 +142,7 @@ function liftBatchEvents(
         return replaceBatchEventsCalls(sql, (aliased) => (aliased ? lifted : `${lifted} as batch_events`));
       } catch (error) {
         const path = typeof written === 'string' ? ['batch'] : ['batch', String(index)];
-        return fail(path, `batch SQL reads ${(error as Error).message}, which upcasters cannot lift; drop with ordinality (use row_number() over ())`);
+        return fail(path, `with upcasters, batch SQL ${(error as Error).message}`);
       }
     }),
   );

@@ -83,19 +83,23 @@ const NOT_AN_ALIAS = new Set([
  * `replacement(aliased)`: `aliased` says whether an alias follows (`… e`, `… as e`), so the
  * replacement can name itself `batch_events` when none does, as the function call would.
  *
- * @throws Error on `projd.batch_events() with ordinality`, which only a function call can have.
+ * @throws Error, its message what the SQL does that cannot be replaced: a call `with ordinality`,
+ *   which only a function call can have, or the function named by a quoted identifier.
  */
 export function replaceBatchEventsCalls(sql: string, replacement: (aliased: boolean) => string): string {
   const tokens = tokenizeSql(sql);
   let text = '';
   for (const [index, token] of tokens.entries()) {
+    if (token.kind === 'quoted' && token.text === '"batch_events"') {
+      throw new Error('names "batch_events" quoted; write projd.batch_events() unquoted');
+    }
     if (token.kind !== 'code') {
       text += token.text;
       continue;
     }
     text += token.text.replace(BATCH_EVENTS_CALL, (call: string, offset: number) => {
       const follows = nextWord(token.text.slice(offset + call.length), tokens.slice(index + 1));
-      if (follows === 'with') throw new Error('projd.batch_events() with ordinality');
+      if (follows === 'with') throw new Error('reads projd.batch_events() with ordinality; number the rows with row_number() over () instead');
       return replacement(follows !== null && (follows === '"' || !NOT_AN_ALIAS.has(follows)));
     });
   }

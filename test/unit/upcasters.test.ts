@@ -182,7 +182,10 @@ describe('YAML upcasters', () => {
     );
     const ordinality = `name: items\nversion: 1\neventTypes: [item.added]\nupcasters:\n  item.added:\n    1: data\nbatch: select * from projd.batch_events() with ordinality\n`;
     expect(errorOfYaml(ordinality)).toBe(
-      "projections/items.yaml:7:1: projection 'items': batch SQL reads projd.batch_events() with ordinality, which upcasters cannot lift; drop with ordinality (use row_number() over ())",
+      "projections/items.yaml:7:1: projection 'items': with upcasters, batch SQL reads projd.batch_events() with ordinality; number the rows with row_number() over () instead",
+    );
+    expect(errorOfYaml(ordinality.replace('projd.batch_events() with ordinality', 'projd."batch_events"()'))).toBe(
+      `projections/items.yaml:7:1: projection 'items': with upcasters, batch SQL names "batch_events" quoted; write projd.batch_events() unquoted`,
     );
   });
 });
