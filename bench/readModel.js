@@ -221,3 +221,27 @@ ${amount("(:data ->> 'amount')::bigint")}
 ${amount("-(:data ->> 'amount')::bigint")}
 `;
 }
+
+/**
+ * The SQL batch handler of `batchSql` as a YAML file with an upcaster per type, so that every
+ * event of the store (all at schema version 1) is lifted one step on its way to the batch SQL:
+ * what upcasting costs that form.
+ */
+export function upcastBatchYaml({ name, table }) {
+  const t = pg.escapeIdentifier(table);
+  const indent = (sql) => sql.trim().split('\n').map((line) => `  ${line.trim()}`).join('\n');
+  const step = `\n    1: data || jsonb_build_object('currency', 'EUR')`;
+  return `name: ${name}
+version: 1
+setup: |
+${indent(createTableSql(table))}
+reset: truncate ${t}
+eventTypes: [${OPENED}, ${CREDITED}, ${DEBITED}]
+upcasters:
+  ${OPENED}:${step}
+  ${CREDITED}:${step}
+  ${DEBITED}:${step}
+batch: |
+${indent(batchSql(table))}
+`;
+}

@@ -10,7 +10,7 @@ import batchedLoop from './contenders/batchedLoop.js';
 import naiveLoop from './contenders/naiveLoop.js';
 import plainLoop from './contenders/plainLoop.js';
 import projd from './contenders/projd.js';
-import { projdModuleBatch, projdPartitions, projdSqlBatch, projdYaml } from './contenders/projdForms.js';
+import { projdModuleBatch, projdPartitions, projdSqlBatch, projdSqlBatchUpcast, projdYaml } from './contenders/projdForms.js';
 import savepointLoop from './contenders/savepointLoop.js';
 import setBased from './contenders/setBased.js';
 import unnestLoop from './contenders/unnestLoop.js';
@@ -29,6 +29,7 @@ const CONTENDERS = [
   projdPartitions,
   projdYaml,
   projdSqlBatch,
+  projdSqlBatchUpcast,
   projdModuleBatch,
   unnestLoop,
   batchedLoop,

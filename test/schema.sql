@@ -1,7 +1,7 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
@@ -211,6 +211,17 @@ exception
     return false;
 end
 $function$;
+
+CREATE OR REPLACE FUNCTION projd.schema_version_unknown(projection text, type text, version integer, lowest integer, current integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+  begin
+    raise exception 'projection ''%'': ''%'' event has schema version %; it knows versions % to %',
+      projection, type, version, lowest, current
+      using errcode = 'data_exception';
+  end
+  $function$;
 
 CREATE OR REPLACE FUNCTION projd.stream_part(stream_id text, parts integer)
  RETURNS integer

@@ -2,7 +2,7 @@
 // the module batch handler, per-event YAML statements (sent in pipeline) and the awaited
 // per-event handlers split in 4 partitions.
 
-import { balancesYaml } from '../readModel.js';
+import { balancesYaml, upcastBatchYaml } from '../readModel.js';
 import { defineProjection } from '../../dist/index.js';
 import { balancesDefinition, projectionName, projectionsFolder, timeCatchUp } from './projd.js';
 
@@ -53,6 +53,18 @@ export const projdYaml = {
   async run({ round, url, admin, table, batchSize }) {
     const name = projectionName('projdYaml', round);
     const dir = await projectionsFolder({ [`${name}.yaml`]: balancesYaml({ name, table }) });
+    return timeCatchUp({ url, admin, table, batchSize, dir });
+  },
+};
+
+/** The SQL batch handler again, in YAML, with every event lifted by an upcaster on the way. */
+export const projdSqlBatchUpcast = {
+  key: 'projdSqlBatchUpcast',
+  label: 'projd SQL batch handler, every event upcast',
+  table: 'bench_balances_sql_batch_upcast',
+  async run({ round, url, admin, table, batchSize }) {
+    const name = projectionName('projdSqlBatchUpcast', round);
+    const dir = await projectionsFolder({ [`${name}.yaml`]: upcastBatchYaml({ name, table }) });
     return timeCatchUp({ url, admin, table, batchSize, dir });
   },
 };

@@ -3,7 +3,9 @@ import { UserError } from '../errors.js';
 import { describeValue, firstLine } from '../text.js';
 import { checkProjectionDefinition } from './defineProjection.js';
 import type { EventHandler, ProjdEvent, Projection } from './types.js';
-import { compileNamedParameters, splitSqlStatements, type NamedParameters } from './sqlLexer.js';
+import { compileNamedParameters, replaceBatchEventsCalls, splitSqlStatements, type NamedParameters } from './sqlLexer.js';
+import { liftedBatchEventsSql, liftedDataSql } from './upcastSql.js';
+import { schemaPath, SchemaVersionError, type TypeUpcasters } from './upcasters.js';
 
 /**
  * The placeholders a YAML handler may use, the type each is cast to, and how its value is
@@ -75,6 +77,8 @@ export function compileYamlProjection(text: string, file: string): Projection {
   }
 
   const definition: Record<string, unknown> = {};
+  // The checked upcasters, known once the whole definition is: handlers read them per event.
+  const schemaVersions: SchemaVersions = {};
   let handlerPairs: Array<{ eventType: string; key: Node; value: unknown }> | undefined;
   for (const pair of root.items) {
     const key = stringKey(pair.key, at);
@@ -98,16 +102,50 @@ export function compileYamlProjection(text: string, file: string): Projection {
       const fail = (offset: number, problem: string): never => {
         throw new UserError(`${at(offset)}: ${label}: handler for '${eventType}' ${problem}`);
       };
-      handlers[eventType] = compileHandler(doc, text, key, value, fail);
+      handlers[eventType] = compileHandler(doc, text, key, value, fail, schemaVersions);
     }
     definition.handlers = handlers;
   }
 
   checkYamlOnlyKeys(root, definition, at);
 
-  const check = checkProjectionDefinition(definition);
+  const check = checkProjectionDefinition(definition, { upcasters: 'sql' });
   if (!check.ok) throw new UserError(`${at(locate(root, check.path))}: ${check.message}`);
-  return Object.freeze({ ...check.projection, source: file });
+  const { projection } = check;
+  schemaVersions.projection = projection;
+  const batch = liftBatchEvents(projection, definition.batch, (path, problem) => {
+    throw new UserError(`${at(locate(root, path))}: projection '${projection.name}': ${problem}`);
+  });
+  return Object.freeze({ ...projection, ...(batch === undefined ? {} : { batch }), source: file });
+}
+
+/** Where a YAML handler finds its projection's upcasters, set once the definition is checked. */
+interface SchemaVersions {
+  projection?: Pick<Projection, 'name' | 'upcasters'>;
+}
+
+/**
+ * The batch SQL reading lifted events: each `projd.batch_events()` becomes a subquery whose
+ * `data` went through the upcasters. Unchanged without upcasters.
+ */
+function liftBatchEvents(
+  projection: Projection,
+  written: unknown,
+  fail: (path: readonly string[], problem: string) => never,
+): readonly string[] | undefined {
+  const { batch, upcasters } = projection;
+  if (batch === undefined || upcasters === undefined || upcasters.size === 0) return batch;
+  const lifted = liftedBatchEventsSql(projection.name, upcasters);
+  return Object.freeze(
+    batch.map((sql, index) => {
+      try {
+        return replaceBatchEventsCalls(sql, (aliased) => (aliased ? lifted : `${lifted} as batch_events`));
+      } catch (error) {
+        const path = typeof written === 'string' ? ['batch'] : ['batch', String(index)];
+        return fail(path, `with upcasters, batch SQL ${(error as Error).message}`);
+      }
+    }),
+  );
 }
 
 /**
@@ -150,6 +188,7 @@ function compileHandler(
   key: Node,
   value: unknown,
   fail: (offset: number, problem: string) => never,
+  schemaVersions: SchemaVersions,
 ): EventHandler {
   const keyOffset = key.range?.[0] ?? 0;
   const entries: Array<{ sql: string; node: Node }> = [];
@@ -168,7 +207,7 @@ function compileHandler(
     fail(keyOffset, `must be a SQL string or a list of SQL strings, got ${describeNode(doc, value)}`);
   }
 
-  const statements: Array<{ text: string; values: Array<(event: ProjdEvent) => unknown> }> = [];
+  const statements: Array<{ sql: string; text: string; values: Array<(event: ProjdEvent) => unknown> }> = [];
   for (const { sql, node } of entries) {
     const nodeOffset = node.range?.[0] ?? keyOffset;
     for (const statement of splitSqlStatements(sql)) {
@@ -191,18 +230,36 @@ function compileHandler(
         }
         return EVENT_PARAMETERS[name].value;
       });
-      statements.push({ text: compiled.text, values });
+      statements.push({ sql: statement, text: compiled.text, values });
     }
   }
   if (statements.length === 0) fail(keyOffset, 'has no SQL statement');
 
+  // An event of an older schema version runs each statement with `:data` lifted in SQL by the
+  // upcasters, a text of its own per type and version (few, so each is prepared once).
+  const liftedTexts = statements.map(() => new Map<string, string>());
+  const liftedText = (index: number, type: string, upcasters: TypeUpcasters, from: number): string => {
+    const key = `${type}\u0000${from}`;
+    let lifted = liftedTexts[index]!.get(key);
+    if (lifted === undefined) {
+      const render = { data: (parameter: string) => liftedDataSql(upcasters, from, parameter) };
+      lifted = compileNamedParameters(statements[index]!.sql, PARAMETER_TYPES, render).text;
+      liftedTexts[index]!.set(key, lifted);
+    }
+    return lifted;
+  };
+
   // Queues its statements and returns: nothing waits for their results, so the batch sends
   // them in pipeline, and still attributes a failure to this event (see runner/handlerDb.ts).
   return (event, db) => {
-    for (const statement of statements) {
+    const path = schemaVersions.projection ? schemaPath(schemaVersions.projection, event.type, event.schemaVersion) : undefined;
+    if (path?.kind === 'none') throw new SchemaVersionError(path.message);
+    const lift = path?.kind === 'lift' ? path : undefined;
+    const bound = lift === undefined ? event : { ...event, schemaVersion: lift.upcasters.current };
+    for (const [index, statement] of statements.entries()) {
       void db.query(
-        statement.text,
-        statement.values.map((value) => value(event)),
+        lift === undefined ? statement.text : liftedText(index, event.type, lift.upcasters, lift.from),
+        statement.values.map((value) => value(bound)),
       );
     }
   };
@@ -242,7 +299,7 @@ function locate(root: Node, path: readonly string[]): number {
   let node: unknown = root;
   for (const segment of path) {
     if (isMap(node)) {
-      const pair = node.items.find((item) => isScalar(item.key) && item.key.value === segment);
+      const pair = node.items.find((item) => isScalar(item.key) && String(item.key.value) === segment);
       if (pair === undefined) break;
       offset = (pair.key as Node).range?.[0] ?? offset;
       node = pair.value;

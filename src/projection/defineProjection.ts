@@ -2,6 +2,7 @@ import { UserError } from '../errors.js';
 import { ON_ERROR_POLICIES, type OnErrorPolicy } from '../onErrorPolicies.js';
 import { describeValue, didYouMean, editDistance } from '../text.js';
 import { eventTypeKeyProblem } from './handlerFor.js';
+import { checkUpcasters, type UpcasterKind } from './upcasters.js';
 import {
   PROJECTION_KIND,
   type BatchHandler,
@@ -25,6 +26,7 @@ const DEFINITION_KEYS: readonly string[] = [
   'handlers',
   'batch',
   'handleBatch',
+  'upcasters',
   'batchSize',
   'onError',
   'maxAttempts',
@@ -65,8 +67,13 @@ export function defineProjection<Events extends EventDataMap = {}>(
   return check.projection;
 }
 
+export interface CheckDefinitionOptions {
+  /** What an upcaster is: a function in a module, a SQL expression in a YAML file. @defaultValue 'function' */
+  upcasters?: UpcasterKind;
+}
+
 /** `defineProjection` without the throw: for callers that add their own context (file, line). */
-export function checkProjectionDefinition(value: unknown): DefinitionCheck {
+export function checkProjectionDefinition(value: unknown, options: CheckDefinitionOptions = {}): DefinitionCheck {
   if (!isPlainObject(value)) {
     return { ok: false, path: [], message: `projection: definition must be an object, got ${describeValue(value)}` };
   }
@@ -150,6 +157,15 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
   if (!checkedTypes.ok) return fail(checkedTypes.path, checkedTypes.problem);
   const { eventTypes } = checkedTypes;
 
+  const upcasterKind = options.upcasters ?? 'function';
+  const checkedUpcasters = checkUpcasters(value.upcasters, eventTypes, upcasterKind);
+  if (!checkedUpcasters.ok) return fail(checkedUpcasters.path, checkedUpcasters.problem);
+  const { upcasters } = checkedUpcasters;
+  if (upcasters.size > 0 && upcasterKind === 'function' && value.batch !== undefined) {
+    // batch SQL reads its events in place, where no function can reach them.
+    return fail(['upcasters'], 'upcasters are functions, which batch SQL cannot apply: lift the data in the batch SQL, or use handleBatch');
+  }
+
   const projection: Projection = Object.freeze({
     kind: PROJECTION_KIND,
     name,
@@ -160,6 +176,7 @@ export function checkProjectionDefinition(value: unknown): DefinitionCheck {
     eventTypes: Object.freeze(eventTypes),
     ...(statements.batch.length === 0 ? {} : { batch: Object.freeze([...statements.batch]) }),
     ...(handleBatch === undefined ? {} : { handleBatch: handleBatch as BatchHandler }),
+    ...(upcasters.size === 0 ? {} : { upcasters }),
     ...(batchSize === undefined ? {} : { batchSize: batchSize as number }),
     ...(onError === undefined ? {} : { onError: onError as OnErrorPolicy }),
     ...(maxAttempts === undefined ? {} : { maxAttempts: maxAttempts as number }),

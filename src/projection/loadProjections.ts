@@ -8,6 +8,7 @@ import { compileYamlProjection } from './compileYamlProjection.js';
 import { describeValue, firstLine } from '../text.js';
 import { checkProjectionDefinition, isProjection } from './defineProjection.js';
 import type { Projection } from './types.js';
+import { upcastersDefinition } from './upcasters.js';
 
 const MODULE_FILE = /\.(?:ts|mts|js|mjs)$/;
 const YAML_FILE = /\.ya?ml$/;
@@ -180,7 +181,7 @@ function projectionOf(exports: unknown, shown: string): Projection {
  * this copy's checks and comes out in this copy's shape.
  */
 function definitionOf(projection: Projection): unknown {
-  const { name, version, setup, reset, handlers, eventTypes, batch, handleBatch, batchSize, onError, maxAttempts, partitions } =
+  const { name, version, setup, reset, handlers, eventTypes, batch, handleBatch, upcasters, batchSize, onError, maxAttempts, partitions } =
     projection;
   if (!(handlers instanceof Map)) return projection;
   return {
@@ -192,6 +193,8 @@ function definitionOf(projection: Projection): unknown {
     ...(eventTypes === undefined ? {} : { eventTypes: [...eventTypes] }),
     ...(batch === undefined ? {} : { batch: [...batch] }),
     ...(handleBatch === undefined ? {} : { handleBatch }),
+    // A map in this copy's shape; absent from projections of copies that predate upcasters.
+    ...(upcasters instanceof Map ? { upcasters: upcastersDefinition(upcasters) } : {}),
     ...(batchSize === undefined ? {} : { batchSize }),
     ...(onError === undefined ? {} : { onError }),
     ...(maxAttempts === undefined ? {} : { maxAttempts }),

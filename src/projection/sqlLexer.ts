@@ -10,11 +10,16 @@ export interface NamedParameters {
 /**
  * Rewrites `:name` placeholders to `$1…$n` (a name used twice gets the same number), leaving
  * `::casts`, string literals (`'…'`, `E'…'`), quoted identifiers, dollar-quoted strings and
- * comments untouched. A name listed in `types` becomes `$n::type`.
+ * comments untouched. A name listed in `types` becomes `$n::type`; a name listed in `render`
+ * becomes the SQL it returns for that (`$n::type`), e.g. an expression over the parameter.
  *
  * @throws Error on a positional `$1`, which cannot be mixed with named placeholders.
  */
-export function compileNamedParameters(sql: string, types: Readonly<Record<string, string>> = {}): NamedParameters {
+export function compileNamedParameters(
+  sql: string,
+  types: Readonly<Record<string, string>> = {},
+  render: Readonly<Record<string, (parameter: string) => string>> = {},
+): NamedParameters {
   const names: string[] = [];
   let text = '';
   for (const token of tokenizeSql(sql)) {
@@ -28,7 +33,10 @@ export function compileNamedParameters(sql: string, types: Readonly<Record<strin
     let index = names.indexOf(token.name);
     if (index === -1) index = names.push(token.name) - 1;
     const type = Object.hasOwn(types, token.name) ? types[token.name] : undefined;
-    if (type === undefined) {
+    const rendered = Object.hasOwn(render, token.name) ? render[token.name] : undefined;
+    if (rendered !== undefined) {
+      text += rendered(type === undefined ? `$${index + 1}` : `$${index + 1}::${type}`);
+    } else if (type === undefined) {
       text += `$${index + 1}`;
     } else {
       // `$1::jsonb[0]` would read as a cast to an array type.
@@ -55,6 +63,61 @@ export function splitSqlStatements(sql: string): string[] {
   }
   if (significant) statements.push(sql.slice(start).trim());
   return statements;
+}
+
+/** `projd.batch_events()` as written in code (any case, spaces allowed around `.` and in `()`). */
+const BATCH_EVENTS_CALL = /(?<![\p{L}\p{N}_$."])projd\s*\.\s*batch_events\s*\(\s*\)/giu;
+const WORD = /^[A-Za-z_][A-Za-z0-9_$]*/;
+/**
+ * Words that may follow a FROM item and are not its alias: the rest of the FROM clause, the
+ * clauses after it, and what ends a subquery or set operation.
+ */
+const NOT_AN_ALIAS = new Set([
+  'where', 'join', 'inner', 'left', 'right', 'full', 'cross', 'natural', 'on', 'using', 'group', 'having',
+  'order', 'limit', 'offset', 'fetch', 'for', 'window', 'union', 'intersect', 'except', 'returning', 'then',
+  'else', 'end', 'and', 'or', 'when', 'into', 'select', 'values', 'do', 'set',
+]);
+
+/**
+ * Replaces each call `projd.batch_events()` in code (not in strings or comments) with
+ * `replacement(aliased)`: `aliased` says whether an alias follows (`… e`, `… as e`), so the
+ * replacement can name itself `batch_events` when none does, as the function call would.
+ *
+ * @throws Error, its message what the SQL does that cannot be replaced: a call `with ordinality`,
+ *   which only a function call can have, or the function named by a quoted identifier.
+ */
+export function replaceBatchEventsCalls(sql: string, replacement: (aliased: boolean) => string): string {
+  const tokens = tokenizeSql(sql);
+  let text = '';
+  for (const [index, token] of tokens.entries()) {
+    if (token.kind === 'quoted' && token.text === '"batch_events"') {
+      throw new Error('names "batch_events" quoted; write projd.batch_events() unquoted');
+    }
+    if (token.kind !== 'code') {
+      text += token.text;
+      continue;
+    }
+    text += token.text.replace(BATCH_EVENTS_CALL, (call: string, offset: number) => {
+      const follows = nextWord(token.text.slice(offset + call.length), tokens.slice(index + 1));
+      if (follows === 'with') throw new Error('reads projd.batch_events() with ordinality; number the rows with row_number() over () instead');
+      return replacement(follows !== null && (follows === '"' || !NOT_AN_ALIAS.has(follows)));
+    });
+  }
+  return text;
+}
+
+/**
+ * The first word of code after a call, lowercased (`'"'` for a quoted identifier), skipping
+ * spaces and comments; null when punctuation or the end comes first.
+ */
+function nextWord(rest: string, following: readonly SqlToken[]): string | null {
+  for (const { kind, text } of [{ kind: 'code' as const, text: rest }, ...following]) {
+    if (kind === 'comment' || text.trim() === '') continue;
+    if (kind === 'quoted') return text.startsWith('"') ? '"' : null;
+    if (kind !== 'code') return null;
+    return WORD.exec(text.trimStart())?.[0]?.toLowerCase() ?? null;
+  }
+  return null;
 }
 
 type SqlToken =

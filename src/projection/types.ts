@@ -4,6 +4,9 @@
  */
 
 import type { ProjdEvent } from '../event.js';
+import type { TypeUpcasters } from './upcasters.js';
+
+export type { TypeUpcasters };
 
 /** Defined in a leaf module, so the store reads events without importing `projection/`. */
 export type { ProjdEvent };
@@ -36,6 +39,12 @@ export type EventHandler<Data = unknown> = {
  * per event). Its writes commit with the checkpoint, as a per-event handler's do.
  */
 export type BatchHandler = (events: readonly ProjdEvent[], db: ProjectionDb) => Promise<void> | void;
+
+/**
+ * Lifts an event's `data` from the version it is keyed by to the next one. Given the data at
+ * that version and the event (with `schemaVersion` at that version); returns the next data.
+ */
+export type Upcaster = (data: any, event: ProjdEvent) => unknown;
 
 /** Event type → the type of its `data`, for `defineProjection<Events>`. */
 export type EventDataMap = Record<string, unknown>;
@@ -79,6 +88,15 @@ export interface ProjectionDefinition<Events extends EventDataMap = EventDataMap
   batch?: string | readonly string[];
   /** Module batch handler: one call per batch with its events (see `BatchHandler`). */
   handleBatch?: BatchHandler;
+  /**
+   * Event schema versions: per event type, one function per version it lifts `data` from,
+   * `{ 'account.opened': { 1: (data) => ({ ...data, currency: 'EUR' }) } }`. The type's current
+   * version is one past its highest key; handlers (per event and `handleBatch`) see `data`
+   * lifted to it and `schemaVersion` set to it. An event above the current version, or below
+   * the lowest key, fails like a handler's throw. Not with `batch` SQL, which reads events in
+   * place. Changing upcasters does not rebuild: bump `version` to apply old events anew.
+   */
+  upcasters?: Record<string, Record<number, Upcaster>>;
   /**
    * Events per batch for this projection, instead of `projections.batchSize` (or
    * `projections.sqlBatchSize` for a SQL batch handler): a batch form costs about the same per
@@ -125,6 +143,8 @@ export interface Projection {
   readonly batch?: readonly string[];
   /** The module batch handler. */
   readonly handleBatch?: BatchHandler;
+  /** By exact event type; absent or empty when every type's events are used as stored. */
+  readonly upcasters?: ReadonlyMap<string, TypeUpcasters>;
   /** Unset: the config's `projections.sqlBatchSize` (with `batch`) or `projections.batchSize` applies. */
   readonly batchSize?: number;
   /** Unset: the config's `projections.onError` applies. */

@@ -20,6 +20,8 @@ export interface GivenEvent<Data = unknown> {
   data?: Data;
   /** @defaultValue `{}` */
   metadata?: Record<string, unknown>;
+  /** The version of the data's schema, for a projection's upcasters. @defaultValue 1 */
+  schemaVersion?: number;
 }
 
 export interface TestProjectionOptions {
@@ -149,8 +151,8 @@ async function append(pool: pg.Pool, events: readonly GivenEvent[]): Promise<voi
   try {
     await client.query('begin');
     // One at a time, in the order given: that is their order in the store.
-    for (const { streamId, type, data = {}, metadata = {} } of events) {
-      await appendEvents(client, streamId, [{ type, data, metadata }]);
+    for (const { streamId, type, data = {}, metadata = {}, schemaVersion } of events) {
+      await appendEvents(client, streamId, [{ type, data, metadata, ...(schemaVersion === undefined ? {} : { schemaVersion }) }]);
     }
     await client.query('commit');
   } catch (error) {

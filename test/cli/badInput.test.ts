@@ -291,6 +291,38 @@ export default defineProjection({
       `);
     });
 
+    it('an upcaster version that is not a positive integer names the file, the type and the key', async () => {
+      const upcasters = `upcasters: { 'account.credited': { '1.5': (data) => data } },\n  handlers:`;
+      const transcript = await badInput(['run'], {
+        files: { 'projections/bad.ts': moduleProjection('bad').replace('handlers:', upcasters) },
+      });
+      expect(transcript).toMatchInlineSnapshot(`
+        "$ projd run
+        projd: projections/bad.ts: projection 'bad': upcasters for 'account.credited': version "1.5" must be a positive integer (the version it lifts from)
+        Exit code: 2"
+      `);
+    });
+
+    it('an empty SQL upcaster in a YAML projection names the file, line and key', async () => {
+      const transcript = await badInput(['run'], {
+        files: {
+          'projections/bad.yaml': `name: bad
+version: 1
+upcasters:
+  account.credited:
+    1: ""
+handlers:
+  account.credited: select 1
+`,
+        },
+      });
+      expect(transcript).toMatchInlineSnapshot(`
+        "$ projd run
+        projd: projections/bad.yaml:5:5: projection 'bad': upcaster for 'account.credited' from version 1 must be a SQL expression over data (a non-empty string), got ""
+        Exit code: 2"
+      `);
+    });
+
     it('two files with the same projection name name both files', async () => {
       const transcript = await badInput(['run'], {
         files: {

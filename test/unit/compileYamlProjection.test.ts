@@ -227,7 +227,7 @@ handlers:
     it('an unknown key, with the key it was likely meant to be', () => {
       expect(errorOf(DEPOSITS.replace('handlers:', 'handler:'))).toBe(
         `projections/deposits.yaml:6:1: projection 'deposits': unknown key 'handler' (did you mean 'handlers'?); ` +
-          'the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts, partitions',
+          'the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, upcasters, batchSize, onError, maxAttempts, partitions',
       );
     });
 

@@ -155,11 +155,11 @@ describe('defineProjection', () => {
   it('rejects unknown keys, suggesting the key a typo meant', () => {
     const { handlers, ...rest } = valid();
     expect(errorOf({ ...rest, handler: handlers })).toBe(
-      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts, partitions`,
+      `projection 'balances': unknown key 'handler' (did you mean 'handlers'?); the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, upcasters, batchSize, onError, maxAttempts, partitions`,
     );
     expect(errorOf(valid({ verison: 2 }))).toContain(`unknown key 'verison' (did you mean 'version'?)`);
     expect(errorOf(valid({ source: 'x.ts' }))).toBe(
-      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts, partitions`,
+      `projection 'balances': unknown key 'source'; the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, upcasters, batchSize, onError, maxAttempts, partitions`,
     );
   });
 

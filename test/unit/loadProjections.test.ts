@@ -224,7 +224,7 @@ describe('loadProjections', () => {
       await write({ 'balances.mjs': `export default { name: 'balances', version: 1, handler: {} };\n` });
       expect(await loadError()).toBe(
         `${path.join(dir, 'balances.mjs')}: projection 'balances': unknown key 'handler' (did you mean 'handlers'?); ` +
-          'the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, batchSize, onError, maxAttempts, partitions',
+          'the keys are name, version, setup, reset, eventTypes, handlers, batch, handleBatch, upcasters, batchSize, onError, maxAttempts, partitions',
       );
     });
 

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { handlerFor, readsEventType } from '../../projection/handlerFor.js';
 import type { ProjdEvent, Projection } from '../../projection/types.js';
+import { upcastEvent } from '../../projection/upcasters.js';
 import { setBatchEvents } from '../../store/batchEvents.js';
 import type { Position } from '../../store/position.js';
 import { createHandlerDb, type HandlerDb } from '../handlerDb.js';
@@ -14,7 +15,7 @@ export type OneEventApplier = (client: pg.ClientBase, stored: { event: ProjdEven
  */
 export function oneEventApplier(projection: Projection, type: string): OneEventApplier | undefined {
   const handler = handlerFor(projection, type);
-  if (handler) return async (client, { event }) => withHandlerDb(client, (db) => handler(event, db));
+  if (handler) return async (client, { event }) => withHandlerDb(client, (db) => handler(upcastEvent(projection, event), db));
   if (!readsEventType(projection.eventTypes, type)) return undefined;
   const { batch, handleBatch } = projection;
   if (batch) {
@@ -25,7 +26,7 @@ export function oneEventApplier(projection: Projection, type: string): OneEventA
       for (const sql of batch) await client.query(sql);
     };
   }
-  if (handleBatch) return async (client, { event }) => withHandlerDb(client, (db) => handleBatch([event], db));
+  if (handleBatch) return async (client, { event }) => withHandlerDb(client, (db) => handleBatch([upcastEvent(projection, event)], db));
   return undefined;
 }
 

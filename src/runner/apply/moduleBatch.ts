@@ -1,5 +1,7 @@
 import { readBatch } from '../../store/readBatch.js';
-import { BatchFailure } from '../batchErrors.js';
+import type { ProjdEvent, Projection } from '../../projection/types.js';
+import { upcastEvent } from '../../projection/upcasters.js';
+import { BatchFailure, EventFailure } from '../batchErrors.js';
 import type { Applied, ApplyContext } from './applyContext.js';
 
 /** Reads the batch's events and hands them to the module's `handleBatch` in one call. */
@@ -12,6 +14,7 @@ export async function applyModuleBatch(context: ApplyContext): Promise<Applied> 
   // overlaps this one's handler, on a connection of its own.
   if (prefetch && full && scannedTo) prefetch.prefetch.start(prefetch.pool, scannedTo, { ...read, timeoutMs: prefetch.timeoutMs });
   if (events.length > 0) {
+    const lifted = liftEvents(projection, events);
     const range = { count: events.length, firstPosition: events[0]!.position, lastPosition: events.at(-1)!.position };
     const handleBatch = projection.handleBatch!;
     // Statements it left unawaited are answered before the checkpoint moves: the first that
@@ -19,7 +22,7 @@ export async function applyModuleBatch(context: ApplyContext): Promise<Applied> 
     const run = async () => {
       let thrown: { error: unknown } | undefined;
       try {
-        await handleBatch(events, handlerDb.db);
+        await handleBatch(lifted, handlerDb.db);
       } catch (error) {
         thrown = { error };
       }
@@ -32,4 +35,19 @@ export async function applyModuleBatch(context: ApplyContext): Promise<Applied> 
     });
   }
   return { applied: events.length, scannedTo, full, heldBack };
+}
+
+/**
+ * The events at their current schema versions, lifted before the handler runs: an event with no
+ * path up is known by its index, so it is isolated at once rather than by halving the batch.
+ */
+function liftEvents(projection: Projection, events: readonly ProjdEvent[]): readonly ProjdEvent[] {
+  if (projection.upcasters === undefined) return events;
+  return events.map((event, index) => {
+    try {
+      return upcastEvent(projection, event);
+    } catch (error) {
+      throw new EventFailure(event, index, error, events.length);
+    }
+  });
 }

@@ -1,5 +1,6 @@
 import { handlerFor } from '../../projection/handlerFor.js';
 import type { ProjdEvent, Projection } from '../../projection/types.js';
+import { upcastEvent } from '../../projection/upcasters.js';
 import { readBatch } from '../../store/readBatch.js';
 import { BatchTimeoutError, EventFailure } from '../batchErrors.js';
 import type { HandlerDb } from '../handlerDb.js';
@@ -49,7 +50,8 @@ async function applyEvents(
     handlerDb.startEvent(index);
     try {
       // readBatch only returns types the projection reads, and this form only runs when each has a handler.
-      await handlerFor(projection, event.type)!(event, handlerDb.db);
+      // An event with no path up to its current schema version fails here, as its handler's throw would.
+      await handlerFor(projection, event.type)!(upcastEvent(projection, event), handlerDb.db);
     } catch (error) {
       throw await blame(handlerDb, events, index, error);
     }
