@@ -174,6 +174,8 @@ interface Leaf {
 
 /** The table itself, or the leaves of its partition tree: the tables that hold rows. */
 async function leavesOf(db: Queryable, table: InspectedTable): Promise<Leaf[]> {
+  // pg_partition_tree has no rows for a table that is not partitioned.
+  if (!table.partitioned) return [table];
   const { rows } = await db.query<Leaf & { relkind: string }>(
     `select c.oid::regclass::text as source, c.relname, c.relkind
        from pg_partition_tree($1::regclass) p join pg_class c on c.oid = p.relid

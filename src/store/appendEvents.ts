@@ -168,7 +168,9 @@ export async function appendEvents(
       if ((conflict || sqlstateOf(error) === '40001') && attempt < attempts) continue;
       if (conflict) throw new VersionConflictError(streamId, expected, null, { cause: error });
       // An adopted store: the application that owns the table appends, with its own checks.
-      if (sqlstateOf(error) === ADOPTED_STORE_SQLSTATE) throw new UserError((error as Error).message, { cause: error });
+      if (sqlstateOf(error) === ADOPTED_STORE_SQLSTATE) {
+        throw new UserError((error as Error).message.replace(/^projd: /, ''), { cause: error });
+      }
       throw error;
     }
     const appended = rows.filter((row) => row.position !== null);
