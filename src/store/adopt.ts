@@ -255,11 +255,13 @@ async function ensureNotifyTriggers(pool: pg.Pool, table: InspectedTable): Promi
   return done;
 }
 
-/** The functions whose row type is projd.events' (`batch_events()`, …), to recreate over the view. */
+/** The functions that return or take projd.events' row type (`batch_events()`, …), to recreate over the view. */
 const rowTypeFunctionsSql = /* sql */ `
+  with events as (select c.reltype from pg_class c where c.oid = '${EVENTS_TABLE}'::regclass)
   select p.oid::regprocedure::text as signature, pg_get_functiondef(p.oid) as definition
-    from pg_proc p
-   where p.prorettype = (select c.reltype from pg_class c where c.oid = '${EVENTS_TABLE}'::regclass)`;
+    from pg_proc p, events
+   where p.prorettype = events.reltype or events.reltype = any(p.proargtypes::oid[])
+   order by p.oid`;
 
 interface Replacement {
   sql: string;
@@ -296,6 +298,12 @@ async function replaceEventsRelation(pool: pg.Pool, replacement: Replacement): P
     await client.query('commit');
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
+    // dependent_objects_still_exist: a view or function of the user's own reads projd.events.
+    if (sqlstateOf(error) === '2BP01') {
+      throw new UserError(`${EVENTS_TABLE} cannot be replaced: ${errorMessage(error)}; drop what depends on it, adopt, then create it again`, {
+        cause: error,
+      });
+    }
     throw error;
   } finally {
     release();

@@ -60,7 +60,25 @@ health:
   stallAfter: 1ms
 ${events}`,
     'projections/applied.yaml': APPLIED_YAML,
+    'projections/per_type.yaml': PER_TYPE_YAML,
   });
+}
+
+// The SQL batch form reads projd.batch_events(), recreated over the view.
+const PER_TYPE_YAML = `name: per_type
+version: 1
+setup: create table if not exists per_type (type text primary key, events integer not null)
+reset: truncate per_type
+eventTypes: ['*']
+batch: |
+  insert into per_type (type, events)
+  select type, count(*) from projd.batch_events() group by type
+  on conflict (type) do update set events = per_type.events + excluded.events
+`;
+
+async function perType(store: Store): Promise<Record<string, number>> {
+  const { rows } = await store.pool.query<{ type: string; events: number }>('select type, events from per_type order by type');
+  return Object.fromEntries(rows.map((row) => [row.type, row.events]));
 }
 
 async function applied(store: Store): Promise<{ position: string; stream_id: string; type: string; amount: number }[]> {
@@ -215,6 +233,14 @@ describe('adopting a plain table (bigserial id, no stream version)', () => {
         { position: older, stream_id: 'late-a', type: 'order.paid', amount: 10 },
         { position: younger, stream_id: 'late-b', type: 'order.paid', amount: 20 },
       ]);
+      await waitFor(async () => (await perType(store))['order.paid'] === 2, { timeoutMs: 20_000, message: 'the batch form caught up' });
+      expect(await perType(store)).toEqual({ 'order.placed': 2, 'order.paid': 2 });
+
+      const status = await runCli(['status', '--json'], { cwd: project.dir });
+      expect(status.code).toBe(0);
+      expect(JSON.parse(status.stdout)).toEqual(
+        expect.arrayContaining([expect.objectContaining({ name: 'applied', headPosition: older, lagEvents: '0' })]),
+      );
     } finally {
       expect(await daemon.stop()).toBe(0);
     }
@@ -373,6 +399,8 @@ describe("adopting Emmett's emt_messages (partitioned, xid8 of its own)", () => 
         ['late-b', 20],
       ]);
       expect(rows.slice(3).map((row) => row.position)).toEqual([older, younger]);
+      await waitFor(async () => (await perType(store))['cart.paid'] === 3, { timeoutMs: 20_000, message: 'the batch form caught up' });
+      expect(await perType(store)).toEqual({ 'cart.opened': 1, 'cart.item_added': 1, 'cart.paid': 3 });
     } finally {
       expect(await daemon.stop()).toBe(0);
     }
