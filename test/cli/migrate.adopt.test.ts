@@ -472,6 +472,15 @@ describe('a bad events section', () => {
     await tableUntouched();
   });
 
+  it('a where that holds a second statement: exit 2, and the statement never runs', async () => {
+    const result = await adoptWith(
+      'events:\n  table: orders_events\n  columns:\n    position: id\n    type: kind\n    data: body\n  where: "true); drop table orders_events; select (1"\n',
+    );
+    expect(result.code).toBe(2);
+    expect(result.stderr).toBe('projd: events.where: cannot insert multiple commands into a prepared statement\n');
+    await tableUntouched();
+  });
+
   it('projd run on a store that has not adopted the configured table: exit 2', async () => {
     project = await writeProject({
       'projd.yaml': `database:\n  url: ${store.url}\nmetrics:\n  port: 0\nevents:\n  table: orders_events\n`,
