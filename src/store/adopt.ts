@@ -49,6 +49,7 @@ export async function adoptEventsTable(pool: pg.Pool, config: EventsTableConfig)
   const mapping = resolveColumnMapping(config, table.source, table.columns);
   if (config.where !== undefined) await checkWhere(pool, table.source, config.where);
   await assertProjdTableEmpty(pool);
+  await assertEventsReplaceable(pool);
 
   const done: string[] = [];
   done.push(...(await addOrderColumns(pool, table, mapping)));
@@ -99,10 +100,13 @@ async function readColumns(db: Queryable, oid: number): Promise<TableColumn[]> {
   return rows;
 }
 
-/** Plans the condition once, reading nothing, so a mistake in it stops the adoption before it starts. */
+/**
+ * Plans the condition once, reading nothing, so a mistake in it stops the adoption before it
+ * starts. The parameter sends it as one prepared statement: a `;` in it is refused, not run.
+ */
 async function checkWhere(db: Queryable, source: string, where: string): Promise<void> {
   try {
-    await db.query(`explain select from ${source} t where (${where})`);
+    await db.query(`explain select from ${source} t where (${where}) and $1::boolean`, [true]);
   } catch (error) {
     throw new UserError(`events.where: ${errorMessage(error)}`, { cause: error });
   }
@@ -270,19 +274,47 @@ interface Replacement {
   mapping: ColumnMapping;
 }
 
+/** Drops projd.events' row-type functions and projd.events itself, as the replacement does. */
+async function dropEventsRelation(client: Queryable): Promise<{ signature: string; definition: string }[]> {
+  const { rows } = await client.query<{ relkind: string }>(eventsRelationSql);
+  const isTable = rows[0]!.relkind === 'r';
+  if (isTable) await client.query(`lock table ${EVENTS_TABLE} in access exclusive mode`);
+  await assertProjdTableEmpty(client);
+  const { rows: functions } = await client.query<{ signature: string; definition: string }>(rowTypeFunctionsSql);
+  for (const fn of functions) await client.query(`drop function ${fn.signature}`);
+  await client.query(`drop ${isTable ? 'table' : 'view'} ${EVENTS_TABLE}`);
+  return functions;
+}
+
+/** dependent_objects_still_exist: a view, foreign key or function of the user's own needs projd.events. */
+function dependentsError(error: unknown): UserError | undefined {
+  if (sqlstateOf(error) !== '2BP01') return undefined;
+  return new UserError(`${EVENTS_TABLE} cannot be replaced: ${errorMessage(error)}; drop what depends on it, adopt, then create it again`, {
+    cause: error,
+  });
+}
+
+/** The replacement tried and rolled back before the table is touched, so that what depends on projd.events stops it first. */
+async function assertEventsReplaceable(pool: pg.Pool): Promise<void> {
+  const { client, release } = await checkOut(pool);
+  try {
+    await client.query('begin');
+    await dropEventsRelation(client);
+  } catch (error) {
+    throw dependentsError(error) ?? error;
+  } finally {
+    await client.query('rollback').catch(() => undefined);
+    release();
+  }
+}
+
 /** In one transaction, under the migration lock: projd.events becomes the view (again), and the record says so. */
 async function replaceEventsRelation(pool: pg.Pool, replacement: Replacement): Promise<void> {
   const { client, release } = await checkOut(pool);
   try {
     await client.query('begin');
     await client.query('select pg_advisory_xact_lock($1::bigint)', [advisoryLockKey('migrate', SCHEMA)]);
-    const { rows } = await client.query<{ relkind: string }>(eventsRelationSql);
-    const isTable = rows[0]!.relkind === 'r';
-    if (isTable) await client.query(`lock table ${EVENTS_TABLE} in access exclusive mode`);
-    await assertProjdTableEmpty(client);
-    const { rows: functions } = await client.query<{ signature: string; definition: string }>(rowTypeFunctionsSql);
-    for (const fn of functions) await client.query(`drop function ${fn.signature}`);
-    await client.query(`drop ${isTable ? 'table' : 'view'} ${EVENTS_TABLE}`);
+    const functions = await dropEventsRelation(client);
     await client.query(replacement.sql);
     await client.query(
       `create trigger events_refuse_append instead of insert or update or delete on ${EVENTS_TABLE}
@@ -298,13 +330,7 @@ async function replaceEventsRelation(pool: pg.Pool, replacement: Replacement): P
     await client.query('commit');
   } catch (error) {
     await client.query('rollback').catch(() => undefined);
-    // dependent_objects_still_exist: a view or function of the user's own reads projd.events.
-    if (sqlstateOf(error) === '2BP01') {
-      throw new UserError(`${EVENTS_TABLE} cannot be replaced: ${errorMessage(error)}; drop what depends on it, adopt, then create it again`, {
-        cause: error,
-      });
-    }
-    throw error;
+    throw dependentsError(error) ?? error;
   } finally {
     release();
   }
