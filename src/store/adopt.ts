@@ -289,9 +289,12 @@ async function dropEventsRelation(client: Queryable): Promise<{ signature: strin
 /** dependent_objects_still_exist: a view, foreign key or function of the user's own needs projd.events. */
 function dependentsError(error: unknown): UserError | undefined {
   if (sqlstateOf(error) !== '2BP01') return undefined;
-  return new UserError(`${EVENTS_TABLE} cannot be replaced: ${errorMessage(error)}; drop what depends on it, adopt, then create it again`, {
-    cause: error,
-  });
+  // The detail names the dependents, one a line.
+  const detail = String((error as { detail?: unknown }).detail ?? '').split('\n').join(', ');
+  return new UserError(
+    `${EVENTS_TABLE} cannot be replaced: ${detail || errorMessage(error)}; drop what depends on it, adopt, then create it again`,
+    { cause: error },
+  );
 }
 
 /** The replacement tried and rolled back before the table is touched, so that what depends on projd.events stops it first. */

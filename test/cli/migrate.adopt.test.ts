@@ -481,6 +481,18 @@ describe('a bad events section', () => {
     await tableUntouched();
   });
 
+  it("a view of the user's own over projd.events: exit 2 naming it, nothing changed", async () => {
+    await store.pool.query('create view recent_events as select position, type from projd.events');
+    try {
+      const result = await adoptWith('events:\n  table: orders_events\n  columns:\n    position: id\n    type: kind\n    data: body\n');
+      expect(result.code).toBe(2);
+      expect(result.stderr).toMatch(/^projd: projd\.events cannot be replaced: .*view recent_events depends on .*; drop what depends on it, adopt, then create it again\n$/);
+      await tableUntouched();
+    } finally {
+      await store.pool.query('drop view recent_events');
+    }
+  });
+
   it('projd run on a store that has not adopted the configured table: exit 2', async () => {
     project = await writeProject({
       'projd.yaml': `database:\n  url: ${store.url}\nmetrics:\n  port: 0\nevents:\n  table: orders_events\n`,
