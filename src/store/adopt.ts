@@ -22,7 +22,8 @@ export interface AdoptResult {
 }
 
 interface InspectedTable {
-  oid: number;
+  /** The table's oid, as text: oids run past 2^31. */
+  oid: string;
   /** As `regclass` prints it: quoted where needed, schema-qualified when off the search path. */
   source: string;
   relname: string;
@@ -71,17 +72,17 @@ export async function adoptEventsTable(pool: pg.Pool, config: EventsTableConfig)
 }
 
 const inspectTableSql = /* sql */ `
-  select c.oid::integer as oid, c.oid::regclass::text as source, c.relname, c.relkind
+  select c.oid::text as oid, c.oid::regclass::text as source, c.relname, c.relkind
     from pg_class c where c.oid = to_regclass($1)`;
 
 const readColumnsSql = /* sql */ `
   select a.attname as name, a.atttypid::regtype::text as type
     from pg_attribute a
-   where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped
+   where a.attrelid = $1::oid and a.attnum > 0 and not a.attisdropped
    order by a.attnum`;
 
 async function inspectTable(db: Queryable, name: string): Promise<InspectedTable> {
-  let rows: { oid: number; source: string; relname: string; relkind: string }[];
+  let rows: { oid: string; source: string; relname: string; relkind: string }[];
   try {
     ({ rows } = await db.query(inspectTableSql, [name]));
   } catch (error) {
@@ -95,7 +96,7 @@ async function inspectTable(db: Queryable, name: string): Promise<InspectedTable
   return { ...row, partitioned: row.relkind === 'p', columns: await readColumns(db, row.oid) };
 }
 
-async function readColumns(db: Queryable, oid: number): Promise<TableColumn[]> {
+async function readColumns(db: Queryable, oid: string): Promise<TableColumn[]> {
   const { rows } = await db.query<TableColumn>(readColumnsSql, [oid]);
   return rows;
 }
@@ -182,7 +183,7 @@ async function leavesOf(db: Queryable, table: InspectedTable): Promise<Leaf[]> {
   if (!table.partitioned) return [table];
   const { rows } = await db.query<Leaf & { relkind: string }>(
     `select c.oid::regclass::text as source, c.relname, c.relkind
-       from pg_partition_tree($1::regclass) p join pg_class c on c.oid = p.relid
+       from pg_partition_tree($1::oid::regclass) p join pg_class c on c.oid = p.relid
       where p.isleaf order by c.oid`,
     [table.oid],
   );
@@ -226,10 +227,10 @@ async function ensureIndex(pool: pg.Pool, table: InspectedTable, suffix: string,
   return done;
 }
 
-async function hasIndexLeadingWith(db: Queryable, oid: number, column: string): Promise<boolean> {
+async function hasIndexLeadingWith(db: Queryable, oid: string, column: string): Promise<boolean> {
   const { rows } = await db.query(
     `select from pg_index i join pg_attribute a on a.attrelid = i.indrelid and a.attnum = i.indkey[0]
-      where i.indrelid = $1 and a.attname = $2 and i.indisvalid and i.indpred is null`,
+      where i.indrelid = $1::oid and a.attname = $2 and i.indisvalid and i.indpred is null`,
     [oid, column],
   );
   return rows.length > 0;
