@@ -9,6 +9,7 @@ import { createRunner, type Runner, type RunnerState } from './runner/createRunn
 import { runnerSettings, statusOptions } from './settings.js';
 import { checkServer, connectionError, createPool } from './store/connect.js';
 import { createListener, type Listener } from './store/createListener.js';
+import { assertAdoptionMatches, lostGuarantees, readAdoption } from './store/adoption.js';
 import { assertEraCurrent } from './store/era.js';
 import { migrate } from './store/migrate.js';
 import { EVENTS_CHANNEL, PROGRESS_CHANNEL } from './store/names.js';
@@ -75,6 +76,11 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await checkServer(pool, config.database.url);
     const applied = await migrate(pool);
     if (applied.length > 0) logger.info({ applied }, 'store.migrated');
+    const adoption = await readAdoption(pool);
+    assertAdoptionMatches(config.events, adoption);
+    for (const { guarantee, message } of adoption ? lostGuarantees(adoption) : []) {
+      logger.warn({ guarantee, detail: message }, 'store.guarantee_lost');
+    }
     await assertEraCurrent(pool);
     // Before any runner: a projection whose handlers changed without a version bump would skip events.
     await checkSelections(pool, projections, logger);

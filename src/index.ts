@@ -2,7 +2,9 @@
 export { defineProjection } from './projection/defineProjection.js';
 export type * from './projection/types.js';
 export { createApp, type App, type AppOptions, type ProjectionSnapshot } from './app.js';
-export { migrateStore } from './operations/migrateStore.js';
+export { adoptStore, migrateStore } from './operations/migrateStore.js';
+export type { AdoptResult } from './store/adopt.js';
+export type { EventField, EventsTableConfig } from './store/adoptedView.js';
 export {
   replayProjections,
   type ReplayOptions,

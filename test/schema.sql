@@ -1,11 +1,19 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0010_adopted_table
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
 create sequence projd.failed_events_id_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
+
+create table projd.adopted_table (
+  singleton boolean default true not null,
+  source text not null,
+  config jsonb not null,
+  columns jsonb not null,
+  adopted_at timestamp with time zone default now() not null
+);
 
 create table projd.checkpoints (
   projection text not null,
@@ -57,6 +65,10 @@ create table projd.migrations (
   id text not null,
   applied_at timestamp with time zone default now() not null
 );
+
+alter table projd.adopted_table add constraint adopted_table_pkey PRIMARY KEY (singleton);
+
+alter table projd.adopted_table add constraint adopted_table_singleton CHECK (singleton);
 
 alter table projd.checkpoints add constraint checkpoints_blocked_by_fkey FOREIGN KEY (blocked_by) REFERENCES projd.failed_events(id);
 
@@ -195,6 +207,17 @@ begin
 end
 $function$;
 
+CREATE OR REPLACE FUNCTION projd.events_refuse_append()
+ RETURNS trigger
+ LANGUAGE plpgsql
+AS $function$
+begin
+  raise exception 'projd: this event store is adopted from %: append through the application that owns it',
+    (select a.source from projd.adopted_table a)
+    using errcode = 'PJ001';
+end
+$function$;
+
 CREATE OR REPLACE FUNCTION projd.events_version_taken(stream text, version integer)
  RETURNS boolean
  LANGUAGE plpgsql
@@ -211,17 +234,6 @@ exception
     return false;
 end
 $function$;
-
-CREATE OR REPLACE FUNCTION projd.schema_version_unknown(projection text, type text, version integer, lowest integer, current integer)
- RETURNS jsonb
- LANGUAGE plpgsql
-AS $function$
-  begin
-    raise exception 'projection ''%'': ''%'' event has schema version %; it knows versions % to %',
-      projection, type, version, lowest, current
-      using errcode = 'data_exception';
-  end
-  $function$;
 
 CREATE OR REPLACE FUNCTION projd.stream_part(stream_id text, parts integer)
  RETURNS integer

@@ -61,6 +61,7 @@ export function buildProgram(): Command {
     .description("create or upgrade projd's tables (idempotent)")
     .addOption(configOption())
     .option('--new-era', 'after restoring the store into another cluster: order what it holds before anything new')
+    .option('--adopt', "make projd read the application's own events table (the config's events section)")
     .action((options: MigrateOptions) => migrateCommand(options));
 
   program

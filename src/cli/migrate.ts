@@ -1,9 +1,10 @@
-import { migrateStore, startNewStoreEra } from '../operations/migrateStore.js';
+import { adoptStore, migrateStore, startNewStoreEra } from '../operations/migrateStore.js';
 import { loadConfig } from '../config/loadConfig.js';
 import type { CommonOptions } from './main.js';
 
 export interface MigrateOptions extends CommonOptions {
   newEra?: boolean;
+  adopt?: boolean;
 }
 
 /** `projd migrate`: prints what it applied, one migration per line, or that nothing was pending. */
@@ -12,6 +13,10 @@ export async function migrateCommand(options: MigrateOptions): Promise<void> {
   const applied = await migrateStore(config);
   if (applied.length === 0) process.stdout.write('projd: database is up to date\n');
   for (const id of applied) process.stdout.write(`applied ${id}\n`);
+  if (options.adopt) {
+    const adopted = await adoptStore(config);
+    for (const line of adopted.done) process.stdout.write(`${line}\n`);
+  }
   if (options.newEra) {
     const era = await startNewStoreEra(config);
     process.stdout.write(

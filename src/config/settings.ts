@@ -38,6 +38,11 @@ function text(options: Pick<Setting<string, string>, 'default' | 'emptyIsUnset' 
   return { ...nonEmptyText, ...options };
 }
 
+/** A string the loader leaves unset when absent: the key has no default. */
+function optionalText(): Setting<string, string | undefined> {
+  return { ...nonEmptyText, emptyIsUnset: true };
+}
+
 function integer(min: number, max: number, defaultValue: number): Setting<number, number> {
   return {
     expected: `an integer from ${min} to ${max}`,
@@ -154,6 +159,42 @@ export const CONFIG_SETTINGS = {
      * an ordinary commit in flight, it is `catching_up`. @defaultValue `5s`
      */
     stallAfter: duration('5s'),
+  },
+  /**
+   * An events table of the application's own, adopted by `projd migrate --adopt` instead of
+   * projd's `projd.events`. Unset: projd's own table. See docs/adopting.md.
+   */
+  events: {
+    /** The table, `schema.name` or a name on the search path. @defaultValue unset: projd's own `projd.events` */
+    table: optionalText(),
+    /**
+     * The table's column for each of projd's event fields. Unset, a field takes the column of
+     * projd's own name for it (`position`, `stream_id`, `stream_version`, `type`, `data`,
+     * `metadata`, `schema_version`, `created_at`, `transaction_id`) if the table has one.
+     * `position`, `type` and `data` are required; the others have stand-ins (see docs/adopting.md).
+     */
+    columns: {
+      /** The event's global position: a unique, increasing `bigint` or `integer`. */
+      position: optionalText(),
+      /** The stream id; any type, read as text. */
+      streamId: optionalText(),
+      /** The event's version in its stream: an integer type. */
+      streamVersion: optionalText(),
+      /** The event type: text. */
+      type: optionalText(),
+      /** The payload: `jsonb` or `json`. */
+      data: optionalText(),
+      /** `jsonb` or `json`. */
+      metadata: optionalText(),
+      /** An integer, or text holding one. */
+      schemaVersion: optionalText(),
+      /** `timestamptz` or `timestamp`. */
+      createdAt: optionalText(),
+      /** An `xid8` column the writer fills with `pg_current_xact_id()`; unset, `--adopt` adds one. */
+      transactionId: optionalText(),
+    },
+    /** A SQL condition on the table's columns: only the rows it holds for are events to projd. @defaultValue every row */
+    where: optionalText(),
   },
   /** How long shutdown waits for the batch in flight before giving up. @defaultValue `10s` */
   shutdownTimeout: duration('10s'),

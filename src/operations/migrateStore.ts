@@ -1,4 +1,5 @@
 import type { ResolvedConfig } from '../config/types.js';
+import { adoptEventsTable, type AdoptResult } from '../store/adopt.js';
 import { checkOut } from '../store/connect.js';
 import { startNewEra } from '../store/era.js';
 import { withPool } from './withPool.js';
@@ -21,4 +22,12 @@ export async function startNewStoreEra(config: ResolvedConfig): Promise<{ from: 
       release();
     }
   });
+}
+
+/**
+ * `projd migrate --adopt`: makes projd read the application's own events table, the config's
+ * `events` section, instead of `projd.events`. Idempotent; see docs/adopting.md.
+ */
+export async function adoptStore(config: ResolvedConfig): Promise<AdoptResult> {
+  return withPool(config, { migrate: true }, (pool) => adoptEventsTable(pool, config.events));
 }

@@ -1,3 +1,4 @@
+import { UserError } from '../errors.js';
 import { sqlstateOf } from './classifyError.js';
 import { EVENTS_TABLE } from './names.js';
 import type { Queryable } from './queryable.js';
@@ -123,6 +124,9 @@ interface AppendRow {
  */
 const POOL_ATTEMPTS = 5;
 
+/** Raised by the view of an adopted store on any write (migration 0010). */
+const ADOPTED_STORE_SQLSTATE = 'PJ001';
+
 /** `unique_violation` on (stream_id, stream_version): another writer took these versions. */
 const STREAM_VERSION_KEY = 'events_stream_version_key';
 
@@ -138,6 +142,8 @@ const STREAM_VERSION_KEY = 'events_stream_version_key';
  *
  * @throws VersionConflictError when the stream does not match `expectedVersion`, or another
  * writer appended the same versions first (on a pool: five times in a row).
+ * @throws UserError (code `PROJD_USER_ERROR`) when the store is adopted (`projd migrate --adopt`):
+ * the application that owns its table appends there.
  * @throws TypeError when `events` is empty, an event lacks a `type` or `data`, or
  * `expectedVersion` is none of the above.
  */
@@ -161,6 +167,10 @@ export async function appendEvents(
       const conflict = isStreamVersionTaken(error);
       if ((conflict || sqlstateOf(error) === '40001') && attempt < attempts) continue;
       if (conflict) throw new VersionConflictError(streamId, expected, null, { cause: error });
+      // An adopted store: the application that owns the table appends, with its own checks.
+      if (sqlstateOf(error) === ADOPTED_STORE_SQLSTATE) {
+        throw new UserError((error as Error).message.replace(/^projd: /, ''), { cause: error });
+      }
       throw error;
     }
     const appended = rows.filter((row) => row.position !== null);

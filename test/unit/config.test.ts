@@ -63,6 +63,8 @@ describe('loadConfig', () => {
       metrics: { host: '127.0.0.1', port: 9464 },
       log: { level: 'info' },
       health: { maxLag: 300_000, stuckAfter: 120_000, stallAfter: 5000 },
+      // Unset: projd's own projd.events.
+      events: { columns: {} },
       shutdownTimeout: 10_000,
     });
   });
@@ -100,6 +102,19 @@ describe('loadConfig', () => {
         '  maxLag: 30s',
         '  stuckAfter: 90s',
         '  stallAfter: 2s',
+        'events:',
+        '  table: app.events',
+        '  columns:',
+        '    position: id',
+        '    streamId: aggregate',
+        '    streamVersion: version',
+        '    type: kind',
+        '    data: body',
+        '    metadata: meta',
+        '    schemaVersion: schema',
+        '    createdAt: at',
+        '    transactionId: xid',
+        "  where: kind <> 'snapshot'",
         'shutdownTimeout: 2m',
       ].join('\n'),
       { env: {} },
@@ -126,6 +141,21 @@ describe('loadConfig', () => {
       metrics: { host: '0.0.0.0', port: 0 },
       log: { level: 'debug' },
       health: { maxLag: 30_000, stuckAfter: 90_000, stallAfter: 2000 },
+      events: {
+        table: 'app.events',
+        columns: {
+          position: 'id',
+          streamId: 'aggregate',
+          streamVersion: 'version',
+          type: 'kind',
+          data: 'body',
+          metadata: 'meta',
+          schemaVersion: 'schema',
+          createdAt: 'at',
+          transactionId: 'xid',
+        },
+        where: "kind <> 'snapshot'",
+      },
       shutdownTimeout: 120_000,
     });
   });

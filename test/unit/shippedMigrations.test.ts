@@ -18,6 +18,7 @@ const SHIPPED: Record<string, string> = {
   '0007_partitions': '50f5c108d9f8a2e581d507fa51821e9402735975388562133ad46d306e62a688',
   '0008_batch_events': '74a3d2c90365896a7f47ed34b16a4c01fab6440b2ccebf51e4e6325ffca88131',
   '0009_schema_versions': '90b43b5ac577b1b2cf33843087818856c51436ded4119400f0c8efefc33023f7',
+  '0010_adopted_table': 'dea1449286795a01b48f85e0db28ae9c3a42fcb6cae30d1361d51d25fdff177a',
 };
 
 async function sha256(id: string): Promise<string> {
