@@ -1,7 +1,7 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0013_batch_events_settings_once
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0013_batch_events_settings_once, 0014_batches_do_not_append
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
@@ -161,6 +161,11 @@ declare
 begin
   if current_setting('projd.era_checked_by', true) = own::text then
     return null;
+  end if;
+  if current_setting('application_name') like any ('{projd daemon %,projd replay %}'::text[]) then
+    raise exception 'projd: a projection cannot append events from its handlers, setup or batch SQL'
+      using errcode = '55000',
+            hint = 'projd reads past the transactions of its own batches; append from the application instead.';
   end if;
   -- The horizon is read inside each probe, from the snapshot that probe sees rows with: read
   -- in a statement of its own, a transaction that commits in between would look restored.
