@@ -1,7 +1,7 @@
 -- projd's own batches may not append events. The snapshot gate looks past the transactions of
--- the sessions that run batches (application_name `projd daemon …` or `projd replay …`), so
--- that one projection's batch does not hold back the events every other projection reads
--- until it commits. That is safe only if such a transaction can never commit an event: an
+-- the sessions that run batches (application_name `projd daemon …`, `projd replay …` or
+-- `projd verify …`), so that one projection's batch does not hold back the events every
+-- other projection reads until it commits. That is safe only if such a transaction can never commit an event: an
 -- event it wrote would sort below gates that readers have already passed, and be skipped.
 -- So the era check, which runs first for every appending statement, refuses them too.
 -- The rest of the function is as migration 0004 left it.
@@ -15,7 +15,7 @@ begin
   if current_setting('projd.era_checked_by', true) = own::text then
     return null;
   end if;
-  if current_setting('application_name') like any ('{projd daemon %,projd replay %}'::text[]) then
+  if current_setting('application_name') like any ('{projd daemon %,projd replay %,projd verify %}'::text[]) then
     raise exception 'projd: a projection cannot append events from its handlers, setup or batch SQL'
       using errcode = '55000',
             hint = 'projd reads past the transactions of its own batches; append from the application instead.';

@@ -162,7 +162,7 @@ begin
   if current_setting('projd.era_checked_by', true) = own::text then
     return null;
   end if;
-  if current_setting('application_name') like any ('{projd daemon %,projd replay %}'::text[]) then
+  if current_setting('application_name') like any ('{projd daemon %,projd replay %,projd verify %}'::text[]) then
     raise exception 'projd: a projection cannot append events from its handlers, setup or batch SQL'
       using errcode = '55000',
             hint = 'projd reads past the transactions of its own batches; append from the application instead.';

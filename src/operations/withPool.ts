@@ -13,11 +13,11 @@ export interface CommandPoolOptions {
   /** Told of idle connections lost and migrations applied. @defaultValue a logger that writes nothing */
   logger?: Logger;
   /**
-   * What its connections say they are in `pg_stat_activity`: `replay` for a pool that runs
-   * batches and appends nothing, which other projections' snapshot gates then look past.
+   * What its connections say they are in `pg_stat_activity`: `replay` or `verify` for a pool
+   * that runs batches and appends nothing, which other projections' snapshot gates then look past.
    * @defaultValue `cli`
    */
-  role?: 'cli' | 'replay';
+  role?: 'cli' | 'replay' | 'verify';
 }
 
 /** A small pool for one command: the server checked, optionally migrated, ended whatever happens. */

@@ -20,9 +20,9 @@ export interface PoolOptions extends ConnectionOptions {
 /**
  * How a daemon's connections name themselves in `pg_stat_activity`: `projd status` reads it
  * to tell which daemon holds a projection's lock. PostgreSQL keeps 63 bytes of it.
- * `daemon` and `replay` run batches, and only batches and reads: see `BATCH_SESSION_PATTERNS`.
+ * `daemon`, `replay` and `verify` run batches, and only batches and reads: see `BATCH_SESSION_PATTERNS`.
  */
-export function daemonApplicationName(role: 'daemon' | 'replay' | 'listener' | 'cli' = 'daemon'): string {
+export function daemonApplicationName(role: 'daemon' | 'replay' | 'verify' | 'listener' | 'cli' = 'daemon'): string {
   return `projd ${role} ${os.hostname()}:${process.pid}`.slice(0, 63);
 }
 
@@ -32,7 +32,7 @@ export function daemonApplicationName(role: 'daemon' | 'replay' | 'listener' | '
  * them (migration 0014). So the snapshot gate can look past them, and a batch does not hold
  * back the events other projections read. Keep in step with that migration.
  */
-export const BATCH_SESSION_PATTERNS = '{projd daemon %,projd replay %}';
+export const BATCH_SESSION_PATTERNS = '{projd daemon %,projd replay %,projd verify %}';
 
 // TCP keepalive probes start after this much silence. The system default (2 h on Linux) would
 // leave a connection to a vanished host open for hours.

@@ -42,7 +42,7 @@ async function appendOne(): Promise<bigint> {
 
 describe('the snapshot gate', () => {
   it("looks past the transactions of projd's batch sessions, which never append events", async () => {
-    for (const role of ['daemon', 'replay'] as const) {
+    for (const role of ['daemon', 'replay', 'verify'] as const) {
       const batch = await openTransaction(daemonApplicationName(role));
       try {
         const appended = await appendOne();
