@@ -28,9 +28,10 @@ export function daemonApplicationName(role: 'daemon' | 'replay' | 'verify' | 'li
 
 /**
  * The `application_name`s of the sessions that run projd's batches, as a `text[]` literal of
- * LIKE patterns. Their transactions never append events: the store's insert trigger refuses
- * them (migration 0014). So the snapshot gate can look past them, and a batch does not hold
- * back the events other projections read. Keep in step with that migration.
+ * LIKE patterns. Their transactions never append events: a statement trigger on the store
+ * refuses them (`projd.refuse_batch_append()`, migration 0014). So the snapshot gate can look
+ * past them, and a batch does not hold back the events other projections read. Keep in step
+ * with that migration.
  */
 export const BATCH_SESSION_PATTERNS = '{projd daemon %,projd replay %,projd verify %}';
 

@@ -18,7 +18,7 @@ const SHIPPED: Record<string, string> = {
   '0007_partitions': '50f5c108d9f8a2e581d507fa51821e9402735975388562133ad46d306e62a688',
   '0008_batch_events': '74a3d2c90365896a7f47ed34b16a4c01fab6440b2ccebf51e4e6325ffca88131',
   '0013_batch_events_settings_once': '42ecc3ed7f7ad65f71e945537fe91c0b3351162bc3a40a09ae2ee82bb6b5b85a',
-  '0014_batches_do_not_append': 'a191a5b41fc1782b3f5b1702318f0ebda5fcf3aa43651790043418af0d2af52f',
+  '0014_batches_do_not_append': '049621a48befede2eef004160741e7803d78c6a7f1cdfea476f57bf7260c149d',
 };
 
 async function sha256(id: string): Promise<string> {
