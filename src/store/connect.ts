@@ -29,7 +29,7 @@ export function daemonApplicationName(role: 'daemon' | 'replay' | 'verify' | 'li
 /**
  * The `application_name`s of the sessions that run projd's batches, as a `text[]` literal of
  * LIKE patterns. Their transactions never append events: a statement trigger on the store
- * refuses them (`projd.refuse_batch_append()`, migration 0014). So the snapshot gate can look
+ * refuses them (`projd.refuse_batch_append()`, migration 0012). So the snapshot gate can look
  * past them, and a batch does not hold back the events other projections read. Keep in step
  * with that migration.
  */

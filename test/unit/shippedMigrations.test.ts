@@ -17,8 +17,8 @@ const SHIPPED: Record<string, string> = {
   '0006_stream_part': 'e249fe0ac0cf3c62fb1170075e687d1caa2b793763cb6928f218ff2ed4cbdf33',
   '0007_partitions': '50f5c108d9f8a2e581d507fa51821e9402735975388562133ad46d306e62a688',
   '0008_batch_events': '74a3d2c90365896a7f47ed34b16a4c01fab6440b2ccebf51e4e6325ffca88131',
-  '0013_batch_events_settings_once': '42ecc3ed7f7ad65f71e945537fe91c0b3351162bc3a40a09ae2ee82bb6b5b85a',
-  '0014_batches_do_not_append': '049621a48befede2eef004160741e7803d78c6a7f1cdfea476f57bf7260c149d',
+  '0011_batch_events_settings_once': '42ecc3ed7f7ad65f71e945537fe91c0b3351162bc3a40a09ae2ee82bb6b5b85a',
+  '0012_batches_do_not_append': '049621a48befede2eef004160741e7803d78c6a7f1cdfea476f57bf7260c149d',
 };
 
 async function sha256(id: string): Promise<string> {
