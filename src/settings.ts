@@ -14,6 +14,7 @@ export function runnerSettings(config: ResolvedConfig, projection: Projection) {
     maxAttempts: projection.maxAttempts ?? config.projections.maxAttempts,
     maxTransientAttempts: config.projections.maxTransientAttempts,
     preparedStatements: config.database.preparedStatements,
+    synchronousCommit: config.projections.synchronousCommit,
     stallAfter: config.health.stallAfter,
   };
 }

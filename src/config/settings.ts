@@ -137,6 +137,15 @@ export const CONFIG_SETTINGS = {
      * restarts never count. @defaultValue 5
      */
     maxTransientAttempts: integer(1, 100, 5),
+    /**
+     * Whether a batch's commit waits until its WAL is on disk (PostgreSQL's
+     * `synchronous_commit`, for projd's batches only). Off by default: a batch then holds its
+     * locks, and the snapshot gate of every other projection, for a disk flush less, and a
+     * server crash loses at most the last fraction of a second of batches, each whole with its
+     * checkpoint, which projd applies again. Effects stay exactly-once; turn it on only if the
+     * read model must never step back after a crash. @defaultValue false
+     */
+    synchronousCommit: boolean(false),
   },
   metrics: {
     /** Address the HTTP server listens on. @defaultValue `127.0.0.1` */

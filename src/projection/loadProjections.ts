@@ -7,10 +7,13 @@ import { errorMessage, isUserError, UserError } from '../errors.js';
 import { compileYamlProjection } from './compileYamlProjection.js';
 import { describeValue, firstLine } from '../text.js';
 import { checkProjectionDefinition, isProjection } from './defineProjection.js';
+import { transpileAhead } from './transpileAhead.js';
 import type { Projection } from './types.js';
 import { upcastersDefinition } from './upcasters.js';
 
 const MODULE_FILE = /\.(?:ts|mts|js|mjs)$/;
+/** Inline source maps in transpiled modules; part of the transform cache's file names. */
+const SOURCE_MAPS = true;
 const YAML_FILE = /\.ya?ml$/;
 const DECLARATION_FILE = /\.d\.[cm]?ts$/;
 /** `balances.test.ts`, `balances.spec.mjs`: a projection's tests may sit next to it. */
@@ -37,6 +40,9 @@ export interface LoadProjectionsOptions {
  */
 export async function loadProjections(dir: string, options: LoadProjectionsOptions = {}): Promise<Projection[]> {
   const files = await listProjectionFiles(dir);
+  const cacheDir = transformCacheDir(dir);
+  const modules = files.filter((file) => !YAML_FILE.test(file));
+  if (cacheDir && modules.length > 0) await transpileAhead(modules, { fsCache: cacheDir, sourceMaps: SOURCE_MAPS });
   let jiti: Jiti | undefined;
   // One module cache per load: files share what they import (projd itself among them),
   // and the next load reads every file afresh.
@@ -51,7 +57,7 @@ export async function loadProjections(dir: string, options: LoadProjectionsOptio
       if (YAML_FILE.test(file)) {
         projection = await loadYamlFile(file, shown);
       } else {
-        jiti ??= createModuleLoader(dir);
+        jiti ??= createModuleLoader(cacheDir);
         projection = projectionOf(await importModule(jiti, file, shown, moduleCache), shown);
       }
 
@@ -138,13 +144,15 @@ async function listProjectionFiles(dir: string): Promise<string[]> {
  *   right line); the inline map lets a debugger (`node --inspect`) show the source as written.
  * - `fsCache`: transpiled output in `node_modules/.cache/projd` of the project, keyed by file
  *   path and checked against a hash of the source, so an edited file is transpiled again.
+ *   With a cache, the modules are transpiled into it beforehand on a worker thread
+ *   (`transpileAhead`), so the transpiler never loads into this process.
  */
-function createModuleLoader(dir: string): Jiti {
+function createModuleLoader(fsCache: string | false): Jiti {
   return createJiti(import.meta.url, {
     alias: { projd: projdEntry() },
     moduleCache: false,
-    fsCache: transformCacheDir(dir),
-    sourceMaps: true,
+    fsCache,
+    sourceMaps: SOURCE_MAPS,
     tryNative: false,
   });
 }

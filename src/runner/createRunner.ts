@@ -65,6 +65,8 @@ export interface RunnerOptions {
   maxTransientAttempts: number;
   /** Run handlers' parameterised statements as prepared statements. */
   preparedStatements: boolean;
+  /** Whether a batch's commit waits for its WAL to reach the disk (`projections.synchronousCommit`). */
+  synchronousCommit: boolean;
   /** Milliseconds events may wait behind an open transaction before the runner counts as `stalled`. */
   stallAfter: number;
   logger: Logger;

@@ -83,10 +83,11 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
     signal?.addEventListener('abort', cancel);
     let broken: Error | undefined;
     try {
-      const [, , opened] = (await client.query(
-        `begin; ${searchPathSql(schema)}; set local statement_timeout = ${timeoutMs}; select pg_backend_pid() as pid`,
+      const opened = (await client.query(
+        `begin; ${searchPathSql(schema)}; set local statement_timeout = ${timeoutMs}; set local synchronous_commit = off;
+         select pg_backend_pid() as pid`,
       )) as unknown as pg.QueryResult<{ pid: number }>[];
-      pid = opened?.rows[0]?.pid;
+      pid = opened.at(-1)?.rows[0]?.pid;
       const result = await work(client, deadline);
       throwIfAborted(signal);
       await client.query('commit');

@@ -49,7 +49,7 @@ export function batchScanCtes(
      order by e.era, e.transaction_id, e.position
      limit $6
   ),
-  scan_end as (
+  scan_end as materialized (
     select e.era, e.transaction_id, e.position
       from ${EVENTS_TABLE} e
      where (e.era, e.transaction_id, e.position) > ($1::integer, $2::xid8, $3::bigint)

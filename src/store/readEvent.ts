@@ -1,5 +1,5 @@
 import type { ProjdEvent } from '../event.js';
-import { EVENT_COLUMNS, toEvent, type EventRow } from './eventRow.js';
+import { EVENT_COLUMNS, toEvent } from './eventRow.js';
 import { EVENTS_TABLE } from './names.js';
 import type { Position } from './position.js';
 import type { Queryable } from './queryable.js';
@@ -8,6 +8,6 @@ const readEventSql = /* sql */ `select ${EVENT_COLUMNS} from ${EVENTS_TABLE} e w
 
 /** One event by its global position, with its place in the delivery order; null if absent. */
 export async function readEvent(db: Queryable, position: bigint): Promise<{ event: ProjdEvent; at: Position } | null> {
-  const { rows } = await db.query<EventRow>(readEventSql, [position.toString()]);
+  const { rows } = await db.query<unknown[]>({ text: readEventSql, values: [position.toString()], rowMode: 'array' as const });
   return rows[0] ? toEvent(rows[0]) : null;
 }

@@ -105,7 +105,8 @@ describe('projd.batch_events()', () => {
       'explain select stream_id, count(*) from projd.batch_events() group by stream_id',
     );
     const text = plan.map((row) => row['QUERY PLAN']).join('\n');
-    expect(text).toContain('Index Scan using events_delivery_order_idx on events');
+    // A plain or a bitmap index scan, whichever the planner estimates cheaper for the bounds.
+    expect(text).toMatch(/Index Scan (using|on) events_delivery_order_idx/);
     expect(text).not.toContain('Seq Scan');
     expect(text).not.toContain('Function Scan');
   });
