@@ -60,7 +60,7 @@ export async function adoptEventsTable(pool: pg.Pool, config: EventsTableConfig)
   if (!(await hasIndexLeadingWith(pool, table.oid, mapping.position!))) {
     done.push(...(await ensureIndex(pool, table, 'projd_position_idx', [mapping.position!])));
   }
-  done.push(...(await ensureNotifyTriggers(pool, table)));
+  done.push(...(await ensureStoreTriggers(pool, table)));
   await replaceEventsRelation(pool, {
     sql: adoptedViewSql({ source: table.source, mapping, columns, where: config.where }),
     source: table.source,
@@ -236,26 +236,35 @@ async function hasIndexLeadingWith(db: Queryable, oid: string, column: string): 
   return rows.length > 0;
 }
 
-const NOTIFY_TRIGGER = 'projd_events_notify';
+/** The statement triggers projd's own table has that an adopted table gets too, by name. */
+const STORE_TRIGGERS = [
+  // One wake-up per statement.
+  { name: 'projd_events_notify', timing: 'after', fn: `${SCHEMA}.events_notify()`, says: `channel ${EVENTS_CHANNEL}` },
+  // A projection's batch may not append: the snapshot gate looks past batch sessions.
+  { name: 'projd_refuse_batch_append', timing: 'before', fn: `${SCHEMA}.refuse_batch_append()`, says: 'appends from projd batches refused' },
+];
 
 /**
- * One wake-up per statement, as on projd's own table. On the table and each leaf: a statement
- * trigger fires only on the table the statement names, and a writer may insert into a partition.
+ * The store's statement triggers, as on projd's own table. On the table and each leaf: a
+ * statement trigger fires only on the table the statement names, and a writer may insert into
+ * a partition.
  */
-async function ensureNotifyTriggers(pool: pg.Pool, table: InspectedTable): Promise<string[]> {
+async function ensureStoreTriggers(pool: pg.Pool, table: InspectedTable): Promise<string[]> {
   const targets = table.partitioned ? [table, ...(await leavesOf(pool, table))] : [table];
   const done: string[] = [];
   for (const target of targets) {
-    const { rows } = await pool.query(`select from pg_trigger where tgrelid = $1::regclass and tgname = $2`, [
-      target.source,
-      NOTIFY_TRIGGER,
-    ]);
-    if (rows.length > 0) continue;
-    await pool.query(
-      `create trigger ${NOTIFY_TRIGGER} after insert on ${target.source}
-         for each statement execute function ${SCHEMA}.events_notify()`,
-    );
-    done.push(`created trigger ${NOTIFY_TRIGGER} on ${target.source} (channel ${EVENTS_CHANNEL})`);
+    for (const trigger of STORE_TRIGGERS) {
+      const { rows } = await pool.query(`select from pg_trigger where tgrelid = $1::regclass and tgname = $2`, [
+        target.source,
+        trigger.name,
+      ]);
+      if (rows.length > 0) continue;
+      await pool.query(
+        `create trigger ${trigger.name} ${trigger.timing} insert on ${target.source}
+           for each statement execute function ${trigger.fn}`,
+      );
+      done.push(`created trigger ${trigger.name} on ${target.source} (${trigger.says})`);
+    }
   }
   return done;
 }
