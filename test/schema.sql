@@ -1,7 +1,7 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0010_adopted_table
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions, 0010_adopted_table, 0011_batch_events_settings_once
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
@@ -99,22 +99,20 @@ CREATE OR REPLACE FUNCTION projd.batch_events()
  LANGUAGE sql
  STABLE
 AS $function$
-    with bounds as (
-      select nullif(current_setting('projd.batch_after', true), '') as after,
-             nullif(current_setting('projd.batch_through', true), '') as through,
-             coalesce(nullif(current_setting('projd.batch_types', true), ''), '{}')::text[] as types,
-             coalesce(nullif(current_setting('projd.batch_prefixes', true), ''), '{}')::text[] as prefixes,
-             coalesce(nullif(current_setting('projd.batch_part', true), ''), '0')::integer as part,
-             coalesce(nullif(current_setting('projd.batch_parts', true), ''), '1')::integer as parts
-    )
     select e.*
-      from projd.events e, bounds b
-     where (e.era, e.transaction_id, e.position)
-             > (split_part(b.after, '/', 1)::integer, split_part(b.after, '/', 2)::xid8, split_part(b.after, '/', 3)::bigint)
-       and (e.era, e.transaction_id, e.position)
-             <= (split_part(b.through, '/', 1)::integer, split_part(b.through, '/', 2)::xid8, split_part(b.through, '/', 3)::bigint)
-       and (e.type = any(b.types) or e.type like any(b.prefixes))
-       and (b.parts = 1 or projd.stream_part(e.stream_id, b.parts) = b.part)
+      from projd.events e
+     where (e.era, e.transaction_id, e.position) > (
+             select split_part(b, '/', 1)::integer, split_part(b, '/', 2)::xid8, split_part(b, '/', 3)::bigint
+               from (select nullif(current_setting('projd.batch_after', true), '') as b) setting)
+       and (e.era, e.transaction_id, e.position) <= (
+             select split_part(b, '/', 1)::integer, split_part(b, '/', 2)::xid8, split_part(b, '/', 3)::bigint
+               from (select nullif(current_setting('projd.batch_through', true), '') as b) setting)
+       -- coalesce() keeps each subquery a scalar: `any ((select …))` would compare with its rows.
+       and (e.type = any (coalesce((select nullif(current_setting('projd.batch_types', true), '')::text[]), '{}'))
+            or e.type like any (coalesce((select nullif(current_setting('projd.batch_prefixes', true), '')::text[]), '{}')))
+       and (coalesce((select nullif(current_setting('projd.batch_parts', true), '')::integer), 1) = 1
+            or projd.stream_part(e.stream_id, coalesce((select nullif(current_setting('projd.batch_parts', true), '')::integer), 1))
+               = coalesce((select nullif(current_setting('projd.batch_part', true), '')::integer), 0))
      order by e.era, e.transaction_id, e.position
   $function$;
 
@@ -234,6 +232,17 @@ exception
     return false;
 end
 $function$;
+
+CREATE OR REPLACE FUNCTION projd.schema_version_unknown(projection text, type text, version integer, lowest integer, current integer)
+ RETURNS jsonb
+ LANGUAGE plpgsql
+AS $function$
+  begin
+    raise exception 'projection ''%'': ''%'' event has schema version %; it knows versions % to %',
+      projection, type, version, lowest, current
+      using errcode = 'data_exception';
+  end
+  $function$;
 
 CREATE OR REPLACE FUNCTION projd.stream_part(stream_id text, parts integer)
  RETURNS integer

@@ -42,7 +42,7 @@ export async function replayProjections(
   // Three connections: the batch in flight, the progress counts beside it, and a batch timeout's
   // cancel; a split projection has a batch in flight per part.
   const parts = Math.max(...selected.map((projection) => projection.partitions ?? 1));
-  return withPool(config, { migrate: true, max: parts + 2, logger, role: 'replay' }, async (pool) => {
+  return withPool(config, { migrate: true, max: parts + 2, logger }, async (pool) => {
     await assertEraCurrent(pool); // a restored store would reset, then wait for ever behind the gate
     const results: ReplayResult[] = [];
     for (const projection of selected) {

@@ -99,7 +99,7 @@ export async function verifyProjection(config: ResolvedConfig, name: string, opt
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const [projection] = selectProjections(projections, [name], config.projections.dir);
   assertScratchBuildable(projection!);
-  return withPool(config, { migrate: false, max: 3, logger, role: 'verify' }, (pool) => verifyOn(pool, config, projection!, options, logger));
+  return withPool(config, { migrate: false, max: 3, logger }, (pool) => verifyOn(pool, config, projection!, options, logger));
 }
 
 async function verifyOn(

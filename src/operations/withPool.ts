@@ -12,25 +12,19 @@ export interface CommandPoolOptions {
   max?: number;
   /** Told of idle connections lost and migrations applied. @defaultValue a logger that writes nothing */
   logger?: Logger;
-  /**
-   * What its connections say they are in `pg_stat_activity`: `replay` or `verify` for a pool
-   * that runs batches and appends nothing, which other projections' snapshot gates then look past.
-   * @defaultValue `cli`
-   */
-  role?: 'cli' | 'replay' | 'verify';
 }
 
 /** A small pool for one command: the server checked, optionally migrated, ended whatever happens. */
 export async function withPool<T>(
   config: ResolvedConfig,
-  { migrate: migrateFirst, max = 2, logger = silentLogger(), role = 'cli' }: CommandPoolOptions,
+  { migrate: migrateFirst, max = 2, logger = silentLogger() }: CommandPoolOptions,
   work: (pool: pg.Pool, applied: string[]) => Promise<T>,
 ): Promise<T> {
   const pool = createPool({
     url: config.database.url,
     max,
     connectTimeout: config.database.connectTimeout,
-    applicationName: daemonApplicationName(role),
+    applicationName: daemonApplicationName('cli'),
   });
   // An idle connection lost meanwhile must not end the process: the next query on it fails by itself.
   pool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));

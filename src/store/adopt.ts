@@ -240,8 +240,6 @@ async function hasIndexLeadingWith(db: Queryable, oid: string, column: string): 
 const STORE_TRIGGERS = [
   // One wake-up per statement.
   { name: 'projd_events_notify', timing: 'after', fn: `${SCHEMA}.events_notify()`, says: `channel ${EVENTS_CHANNEL}` },
-  // A projection's batch may not append: the snapshot gate looks past batch sessions.
-  { name: 'projd_refuse_batch_append', timing: 'before', fn: `${SCHEMA}.refuse_batch_append()`, says: 'appends from projd batches refused' },
 ];
 
 /**

@@ -20,20 +20,10 @@ export interface PoolOptions extends ConnectionOptions {
 /**
  * How a daemon's connections name themselves in `pg_stat_activity`: `projd status` reads it
  * to tell which daemon holds a projection's lock. PostgreSQL keeps 63 bytes of it.
- * `daemon`, `replay` and `verify` run batches, and only batches and reads: see `BATCH_SESSION_PATTERNS`.
  */
-export function daemonApplicationName(role: 'daemon' | 'replay' | 'verify' | 'listener' | 'cli' = 'daemon'): string {
+export function daemonApplicationName(role: 'daemon' | 'listener' | 'cli' = 'daemon'): string {
   return `projd ${role} ${os.hostname()}:${process.pid}`.slice(0, 63);
 }
-
-/**
- * The `application_name`s of the sessions that run projd's batches, as a `text[]` literal of
- * LIKE patterns. Their transactions never append events: a statement trigger on the store
- * refuses them (`projd.refuse_batch_append()`, migration 0012). So the snapshot gate can look
- * past them, and a batch does not hold back the events other projections read. Keep in step
- * with that migration.
- */
-export const BATCH_SESSION_PATTERNS = '{projd daemon %,projd replay %,projd verify %}';
 
 // TCP keepalive probes start after this much silence. The system default (2 h on Linux) would
 // leave a connection to a vanished host open for hours.

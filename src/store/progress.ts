@@ -5,7 +5,6 @@ import { comparePositions, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { toSelection, type Selection } from './selection.js';
-import { BATCH_SESSION_PATTERNS } from './connect.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
 /** A projection as progress needs it: its name, its code's version and the types it handles. */
@@ -125,7 +124,7 @@ export function advisoryLockTag(key: string): { classid: number; objid: number }
  * The lag probe skips the events of other types after the checkpoint; a running daemon moves
  * its checkpoint past those, so the walk stays short.
  * `pg_stat_activity` and `pg_locks` are read once each. Only transactions with an id (and
- * prepared ones) hold the gate, projd's own batches excepted; the oldest of those is the one to name. This session is left
+ * prepared ones) hold the gate; the oldest of those is the one to name. This session is left
  * out: it only reads, and a caller's own transaction is not what it waits for.
  */
 export const readProgressSql = /* sql */ `
@@ -145,7 +144,6 @@ export const readProgressSql = /* sql */ `
              a.query_start, a.query, age(a.backend_xid) as xid_age
         from activity a
        where a.backend_xid is not null and a.pid <> pg_backend_pid()
-         and not coalesce(a.application_name like any ('${BATCH_SESSION_PATTERNS}'::text[]), false)
       union all
       select null, p.database::text, p.owner::text, null, 'prepared', p.prepared,
              null, 'prepared transaction ' || quote_literal(p.gid), age(p.transaction)

@@ -1,7 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readBatchSql } from '../../src/store/readBatch.js';
-import { daemonApplicationName } from '../../src/store/connect.js';
 import { runCli, startDaemon, type Daemon, type LogLine } from '../helpers/cli.js';
 import { startIsolatedPostgres, type IsolatedPostgres } from '../helpers/database.js';
 import { writeProject, type Project } from '../helpers/project.js';
@@ -171,7 +170,6 @@ describe('adopting a plain table (bigserial id, no stream version)', () => {
     expect(result.stdout).toContain('added column projd_transaction_id to orders_events\n');
     expect(result.stdout).toContain('created index orders_events_projd_order_idx on orders_events (projd_era, projd_transaction_id, id)\n');
     expect(result.stdout).toContain('created trigger projd_events_notify on orders_events (channel projd_events)\n');
-    expect(result.stdout).toContain('created trigger projd_refuse_batch_append on orders_events (appends from projd batches refused)\n');
     expect(result.stdout).toContain('projd.events reads orders_events\n');
     // The primary key already leads with the position.
     expect(result.stdout).not.toContain('projd_position_idx');
@@ -245,18 +243,6 @@ describe('adopting a plain table (bigserial id, no stream version)', () => {
       );
     } finally {
       expect(await daemon.stop()).toBe(0);
-    }
-  });
-
-  it("refuses an insert into the table from a projection's batch session, which the gate looks past", async () => {
-    const batchSession = new pg.Client({ connectionString: store.url, application_name: daemonApplicationName('daemon') });
-    await batchSession.connect();
-    try {
-      await expect(
-        batchSession.query(`insert into orders_events (aggregate_id, event_type, payload) values ('order-8', 'order.placed', '{}')`),
-      ).rejects.toMatchObject({ code: '55000', message: expect.stringContaining('cannot append events') });
-    } finally {
-      await batchSession.end();
     }
   });
 
