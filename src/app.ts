@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import type { ResolvedConfig } from './config/types.js';
 import type { Logger } from './log.js';
+import { errorMessage } from './errors.js';
 import { silentLogger } from './log.js';
 import { loadProjections } from './projection/loadProjections.js';
 import type { Projection } from './projection/types.js';
@@ -18,6 +19,8 @@ import { createHttpServer, type HttpServer } from './http/createHttpServer.js';
 import { createMetrics } from './http/createMetrics.js';
 import { readStatusReport } from './status/readStatusReport.js';
 import { createProgressWaiters, type ProgressWaiters } from './wait/progressWaiters.js';
+import { createProgressAnnouncer, type ProgressAnnouncer } from './runner/progressAnnouncer.js';
+import { progressPayload, type ProgressNotice } from './store/progressNotice.js';
 
 export interface AppOptions {
   /** @defaultValue a logger that writes nothing */
@@ -52,6 +55,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   let listener: Listener | undefined;
   let httpServer: HttpServer | undefined;
   let waiters: ProgressWaiters | undefined;
+  let progress: ProgressAnnouncer | undefined;
   let runners: Runner[] = [];
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
@@ -91,16 +95,25 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       readStatus: () => readStatusReport(activePool, projections, statusOptions(config)),
       logger,
     });
+    // `GET /wait` waits on this daemon's listener: the batches' progress notices, of every daemon,
+    // and this daemon's own batches at once, without the round trip through the server.
+    const progressWaiters = createProgressWaiters({ db: activePool, missingProjection: 'wait' });
+    waiters = progressWaiters;
+    const announcer = createProgressAnnouncer(activePool, (error) =>
+      logger.warn({ err: errorMessage(error) }, 'progress.notice_failed'),
+    );
+    progress = announcer;
+    const announce = (notice: ProgressNotice) => {
+      progressWaiters.notice(progressPayload(notice));
+      announcer.announce(notice);
+    };
     runners = projections.flatMap((projection) => {
       const settings = runnerSettings(config, projection);
       return partsOfProjection(projection).map((part) =>
-        createRunner({ pool: activePool, projection, part, ...settings, logger, observer: metrics.observer }),
+        createRunner({ pool: activePool, projection, part, ...settings, logger, observer: metrics.observer, announce }),
       );
     });
     const wakeAll = () => runners.forEach((runner) => runner.wake());
-    // `GET /wait` waits on this daemon's listener: the batches' progress notices, of every daemon.
-    const progressWaiters = createProgressWaiters({ db: activePool, missingProjection: 'wait' });
-    waiters = progressWaiters;
     listener = createListener({
       url: config.database.listenUrl,
       timeout: config.database.connectTimeout,
@@ -137,6 +150,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     waiters?.close(); // a long poll in progress answers at once rather than hold the server open
     await httpServer?.stop();
     await Promise.all(runners.map((runner) => runner.stop()));
+    await progress?.settled(); // the last batches' notices, before the pool goes
     await listener?.stop();
     await pool?.end();
     logger.info('daemon.stopped');

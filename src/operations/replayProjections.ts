@@ -11,6 +11,8 @@ import {
 } from '../runner/replayProjection.js';
 import { assertEraCurrent } from '../store/era.js';
 import { runnerSettings } from '../settings.js';
+import { createProgressAnnouncer } from '../runner/progressAnnouncer.js';
+import { errorMessage } from '../errors.js';
 import { withPool } from './withPool.js';
 
 export type { ReplayProgress, ReplayResult };
@@ -39,23 +41,30 @@ export async function replayProjections(
   const logger = options.logger ?? silentLogger();
   const projections = options.projections ?? (await loadProjections(config.projections.dir));
   const selected = selectProjections(projections, target, config.projections.dir);
-  // Three connections: the batch in flight, the progress counts beside it, and a batch timeout's
+  // Three connections: the batch in flight, the progress counts (or a progress notice) beside it, and a batch timeout's
   // cancel; a split projection has a batch in flight per part.
   const parts = Math.max(...selected.map((projection) => projection.partitions ?? 1));
   return withPool(config, { migrate: true, max: parts + 2, logger }, async (pool) => {
     await assertEraCurrent(pool); // a restored store would reset, then wait for ever behind the gate
+    // Waiters hear of a replay's progress as of a daemon's.
+    const announcer = createProgressAnnouncer(pool, (error) => logger.warn({ err: errorMessage(error) }, 'progress.notice_failed'));
     const results: ReplayResult[] = [];
-    for (const projection of selected) {
-      results.push(
-        await replayProjection({
-          pool,
-          projection,
-          ...runnerSettings(config, projection),
-          logger,
-          onProgress: options.onProgress,
-          progressInterval: options.progressInterval,
-        }),
-      );
+    try {
+      for (const projection of selected) {
+        results.push(
+          await replayProjection({
+            pool,
+            projection,
+            ...runnerSettings(config, projection),
+            logger,
+            announce: announcer.announce,
+            onProgress: options.onProgress,
+            progressInterval: options.progressInterval,
+          }),
+        );
+      }
+    } finally {
+      await announcer.settled();
     }
     return results;
   });

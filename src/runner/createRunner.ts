@@ -4,6 +4,7 @@ import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
 import { partLabel, WHOLE, type Part } from '../store/part.js';
+import type { ProgressNotice } from '../store/progressNotice.js';
 import { positionText, type Position } from '../store/position.js';
 import { handlerCause } from './batchErrors.js';
 import { createBuildProgress } from './buildProgress.js';
@@ -73,6 +74,8 @@ export interface RunnerOptions {
   observer?: RunnerObserver;
   /** Of a split projection (`partitions`), the one part this runner works on. @defaultValue the whole projection */
   part?: Part;
+  /** Told, after each commit that moves the checkpoint, where it now stands: for waiters. */
+  announce?: (notice: ProgressNotice) => void;
 }
 
 export interface Runner {

@@ -13,7 +13,7 @@ import { isStalePlan, sqlstateOf } from '../store/classifyError.js';
 import { checkOut } from '../store/connect.js';
 import { lockProjection, tryLockPart, tryLockProjection, type PartLock } from '../store/locks.js';
 import { WHOLE, type Part } from '../store/part.js';
-import { notifyProgress } from '../store/progressNotice.js';
+import type { ProgressNotice } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
@@ -54,6 +54,8 @@ export interface RunBatchOptions {
   perEvent?: boolean;
   /** The runner's read-ahead, for the forms that use it. */
   prefetch?: Prefetch;
+  /** Told, after the commit, where a batch moved the checkpoint: for waiters (`ProgressAnnouncer`). */
+  announce?: (notice: ProgressNotice) => void;
   /** Of a split projection (`partitions`), the part this pass works on. @defaultValue the whole projection */
   part?: Part;
 }
@@ -108,8 +110,8 @@ type Outcome = { commit: boolean; result: BatchResult; move?: { from: Position; 
  * No savepoints: a failing event rolls the batch back and the runner isolates it.
  *
  * Round trips, on a pipelined connection: one to begin, lock and read the checkpoint, the
- * batch form's own (its read, its handlers), and one to move the checkpoint, notify
- * `projd_progress` and commit.
+ * batch form's own (its read, its handlers), and one to move the checkpoint and commit. Then,
+ * outside the transaction, `announce` tells waiters.
  */
 export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   const { pool, timeoutMs } = options;
@@ -125,15 +127,13 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
     const { commit, result, move } = await runInTransaction(client, options, deadline, opened);
     if (move) {
       const moved = await moveAndCommit(client, options, move);
-      return moved ? result : { kind: 'conflict', expected: move.from };
-    }
-    if (commit && result.kind === 'done' && result.parked && result.to) {
-      // Parking moved the checkpoint past the event: waiters hear of it as of any other move.
-      const notified = notifyProgress(client, options.projection.name, options.part ?? WHOLE, result.to);
-      await inOrder(notified, client.query('commit'));
+      if (!moved) return { kind: 'conflict', expected: move.from };
+      announceMove(options, move.to);
       return result;
     }
     await client.query(commit ? 'commit' : 'rollback');
+    // Parking moved the checkpoint past the event: waiters hear of it as of any other move.
+    if (commit && result.kind === 'done' && result.parked && result.to) announceMove(options, result.to);
     return result;
   } catch (error) {
     if (deadline.expired) {
@@ -276,10 +276,8 @@ async function openTransaction(
 }
 
 /**
- * Moves the checkpoint, notifies `projd_progress` and commits, sent together: one round trip.
- * The notice is delivered at the commit, never for a batch that rolls back. When the
- * checkpoint moved under the batch, the move fails, so the commit rolls back, and this
- * returns false.
+ * Moves the checkpoint and commits, sent together: one round trip. When the checkpoint moved
+ * under the batch, the move fails, so the commit rolls back, and this returns false.
  */
 async function moveAndCommit(
   client: pg.PoolClient,
@@ -288,16 +286,20 @@ async function moveAndCommit(
 ): Promise<boolean> {
   const { projection, part = WHOLE } = options;
   const moved = moveCheckpoint(client, projection.name, from, to, part.index);
-  const notified = notifyProgress(client, projection.name, part, to);
   const committed = client.query('commit');
-  const [move, notify, commit] = await Promise.allSettled([moved, notified, committed]);
+  const [move, commit] = await Promise.allSettled([moved, committed]);
   if (move.status === 'rejected') {
     if (sqlstateOf(move.reason) === CHECKPOINT_MOVED_SQLSTATE) return false;
     throw move.reason;
   }
-  if (notify.status === 'rejected') throw notify.reason;
   if (commit.status === 'rejected') throw commit.reason;
   return true;
+}
+
+/** A committed batch moved the checkpoint to `to`: tell waiters, after the commit (see `ProgressAnnouncer`). */
+function announceMove(options: RunBatchOptions, to: Position): void {
+  const { projection, part = WHOLE } = options;
+  options.announce?.({ projection: projection.name, part: part.index, parts: part.count, checkpoint: to });
 }
 
 /**

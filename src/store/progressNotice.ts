@@ -1,12 +1,11 @@
 import { PROGRESS_CHANNEL } from './names.js';
-import type { Part } from './part.js';
 import type { Position } from './position.js';
 import type { Queryable } from './queryable.js';
 
 /**
- * What a batch says on `projd_progress` as it commits: this part of this projection now has
- * its checkpoint at `checkpoint`. Enough for a waiter to compare with its event's place
- * without a query.
+ * What a daemon says on `projd_progress` once a batch has committed: this part of this
+ * projection now has its checkpoint at `checkpoint`. Enough for a waiter to compare with its
+ * event's place without a query.
  */
 export interface ProgressNotice {
   projection: string;
@@ -25,27 +24,46 @@ interface ProgressPayload {
   position: string;
 }
 
-const notifyProgressSql = /* sql */ `select pg_notify($1, $2)`;
-
-/**
- * Queues the notice in the caller's transaction: PostgreSQL delivers it at commit, and never
- * for a transaction that rolls back. Send it in the pipeline before the `commit`.
- */
-export function notifyProgress(db: Queryable, projection: string, part: Part, checkpoint: Position): Promise<unknown> {
+/** The notice's text on `projd_progress`. */
+export function progressPayload({ projection, part, parts, checkpoint }: ProgressNotice): string {
   const payload: ProgressPayload = {
     projection,
-    part: part.index,
-    parts: part.count,
+    part,
+    parts,
     era: checkpoint.era,
     transactionId: checkpoint.transactionId.toString(),
     position: checkpoint.position.toString(),
   };
-  return db.query(notifyProgressSql, [PROGRESS_CHANNEL, JSON.stringify(payload)]);
+  return JSON.stringify(payload);
+}
+
+const sendProgressNoticesSql = /* sql */ `select pg_notify($1, payload) from unnest($2::text[]) payload`;
+
+/**
+ * Sends notices of checkpoints already committed, in a transaction of their own that does not
+ * wait for the disk (a lost notice only makes a waiter look again at its next notice or its
+ * timeout). Not in the batch's own transaction: PostgreSQL serializes the commits of every
+ * transaction that notifies, each holding a database-wide lock until its commit is flushed,
+ * so a batch that notified would queue behind every writer's flush, holding its locks and the
+ * read model back from its readers meanwhile.
+ */
+export async function sendProgressNotices(db: Queryable, notices: readonly ProgressNotice[]): Promise<void> {
+  const sent = [
+    db.query('begin; set local synchronous_commit = off'),
+    db.query(sendProgressNoticesSql, [PROGRESS_CHANNEL, notices.map(progressPayload)]),
+    db.query('commit'),
+  ];
+  const settled = await Promise.allSettled(sent);
+  const failed = settled.find((outcome) => outcome.status === 'rejected');
+  if (failed) {
+    await db.query('rollback').catch(() => undefined);
+    throw (failed as PromiseRejectedResult).reason;
+  }
 }
 
 /**
  * `pg_notify` of a notice built in SQL from a checkpoint row aliased `row`, for a statement
- * that moves the checkpoint itself (`update … returning`): the same payload as `notifyProgress`.
+ * that moves the checkpoint itself (`update … returning`): the same payload as `progressPayload`.
  */
 export function notifyProgressFromRowSql(row: string): string {
   return /* sql */ `pg_notify('${PROGRESS_CHANNEL}', json_build_object(
