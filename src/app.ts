@@ -56,6 +56,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   let httpServer: HttpServer | undefined;
   let waiters: ProgressWaiters | undefined;
   let progress: ProgressAnnouncer | undefined;
+  let announcePool: pg.Pool | undefined;
   let runners: Runner[] = [];
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
@@ -99,7 +100,11 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     // and this daemon's own batches at once, without the round trip through the server.
     const progressWaiters = createProgressWaiters({ db: activePool, missingProjection: 'wait' });
     waiters = progressWaiters;
-    const announcer = createProgressAnnouncer(activePool, (error) =>
+    // A connection of its own: a notice waits its turn behind every notifying writer's flush,
+    // and must not hold a connection the runners' batches count on meanwhile.
+    announcePool = createPool({ url: config.database.url, max: 1, connectTimeout: config.database.connectTimeout });
+    announcePool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
+    const announcer = createProgressAnnouncer(announcePool, (error) =>
       logger.warn({ err: errorMessage(error) }, 'progress.notice_failed'),
     );
     progress = announcer;
@@ -151,6 +156,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await httpServer?.stop();
     await Promise.all(runners.map((runner) => runner.stop()));
     await progress?.settled(); // the last batches' notices, before the pool goes
+    await announcePool?.end();
     await listener?.stop();
     await pool?.end();
     logger.info('daemon.stopped');
