@@ -26,9 +26,11 @@ export async function measureReplayMemory({ url, admin, config, events, streams,
   progress(`replay memory: generating ${events} events over ${streams} streams`);
   const store = await createStore(admin, config, { events, streams });
 
-  // As a project lays it out: projd.yaml next to its projections folder.
+  // As a project lays it out: projd.yaml next to its projections folder, and a node_modules
+  // folder, where projd keeps its transform cache (empty here: the first run transpiles).
   const dir = await projectionsFolder({});
   await mkdir(path.join(dir, 'projections'));
+  await mkdir(path.join(dir, 'node_modules'));
   await copyFile(BALANCES_FILE, path.join(dir, 'projections', 'balances.ts'));
   const configFile = path.join(dir, 'projd.yaml');
   await writeFile(configFile, `projections:\n  dir: ./projections\n  batchSize: ${batchSize}\nlog:\n  level: info\n`);
