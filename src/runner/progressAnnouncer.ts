@@ -23,23 +23,21 @@ export function createProgressAnnouncer(pool: pg.Pool, onError: (error: unknown)
     while (pending.size > 0) {
       const notices = [...pending.values()];
       pending.clear();
-      try {
-        const { client, release } = await checkOut(pool);
-        let broken: Error | undefined;
-        try {
-          await sendProgressNotices(client, notices);
-        } catch (error) {
-          broken = error as Error;
-          throw error;
-        } finally {
-          release(broken);
-        }
-      } catch (error) {
-        // A waiter that misses a notice looks again at the next one, or times out saying so.
-        onError(error);
-      }
+      // A waiter that misses a notice looks again at the next one, or times out saying so.
+      await sendOnce(notices).catch(onError);
     }
     sending = undefined;
+  }
+
+  async function sendOnce(notices: ProgressNotice[]): Promise<void> {
+    const { client, release } = await checkOut(pool);
+    try {
+      await sendProgressNotices(client, notices);
+      release();
+    } catch (error) {
+      release(error as Error); // it may be left inside the transaction: never reuse it
+      throw error;
+    }
   }
 
   return {
