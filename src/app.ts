@@ -6,6 +6,7 @@ import { silentLogger } from './log.js';
 import { loadProjections } from './projection/loadProjections.js';
 import type { Projection } from './projection/types.js';
 import { checkSelections } from './runner/checkSelections.js';
+import { createBlueGreen, type BlueGreen } from './runner/blueGreen.js';
 import { createRunner, type Runner, type RunnerState } from './runner/createRunner.js';
 import { runnerSettings, statusOptions } from './settings.js';
 import { checkServer, connectionError, createPool } from './store/connect.js';
@@ -58,6 +59,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   let progress: ProgressAnnouncer | undefined;
   let announcePool: pg.Pool | undefined;
   let runners: Runner[] = [];
+  const builds: BlueGreen[] = [];
   let starting: Promise<void> | undefined;
   let stopping: Promise<void> | undefined;
 
@@ -114,9 +116,26 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     };
     runners = projections.flatMap((projection) => {
       const settings = runnerSettings(config, projection);
-      return partsOfProjection(projection).map((part) =>
-        createRunner({ pool: activePool, projection, part, ...settings, logger, observer: metrics.observer, announce }),
+      const common = { pool: activePool, projection, ...settings, logger, observer: metrics.observer };
+      // A version bump builds the new version beside the old one, which serves until the swap.
+      const blueGreen = createBlueGreen({
+        runner: common,
+        mode: config.projections.rebuild,
+        keepOldTables: config.projections.keepOldTables,
+        announce,
+        onSwapped: () => live.forEach((runner) => runner.wake()),
+      });
+      builds.push(blueGreen);
+      const live = partsOfProjection(projection).map((part) =>
+        createRunner({
+          ...common,
+          part,
+          announce,
+          buildsBesideLive: blueGreen.besideLive,
+          onAwaitingBuild: blueGreen.awaiting,
+        }),
       );
+      return live;
     });
     const wakeAll = () => runners.forEach((runner) => runner.wake());
     listener = createListener({
@@ -139,7 +158,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
         host: config.metrics.host,
         port: config.metrics.port,
         metrics,
-        snapshots: () => runners.map((runner) => runner.snapshot()),
+        snapshots: () => [...runners.map((runner) => runner.snapshot()), ...builds.flatMap((build) => build.snapshots())],
         wait: { projections: projections.map((projection) => projection.name), waiters: progressWaiters },
         stuckAfter: config.health.stuckAfter,
         pollInterval: config.projections.pollInterval,
@@ -154,7 +173,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   async function release(): Promise<void> {
     waiters?.close(); // a long poll in progress answers at once rather than hold the server open
     await httpServer?.stop();
-    await Promise.all(runners.map((runner) => runner.stop()));
+    await Promise.all([...runners.map((runner) => runner.stop()), ...builds.map((build) => build.stop())]);
     await progress?.settled(); // the last batches' notices, before the pool goes
     await announcePool?.end();
     await listener?.stop();

@@ -35,6 +35,11 @@ export const PROJECTION_STATES = {
   standby: 'standby',
   /** The store has a newer version of this projection: left to the newer daemon. */
   versionAhead: 'version_ahead',
+  /**
+   * The store has an older version, which serves while a blue/green build makes this one beside
+   * it; this version takes over at the swap.
+   */
+  building: 'building',
   /** The last pass failed; retrying with backoff. */
   retrying: 'retrying',
 } as const;

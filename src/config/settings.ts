@@ -80,6 +80,9 @@ function oneOf<const T extends string>(choices: readonly T[], defaultValue: NoIn
   };
 }
 
+/** How a projection is rebuilt after a version change. */
+export const REBUILD_MODES = ['blue-green', 'in-place'] as const;
+
 /** pino's levels, plus `silent`. */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
@@ -146,6 +149,19 @@ export const CONFIG_SETTINGS = {
      * read model must never step back after a crash. @defaultValue false
      */
     synchronousCommit: boolean(false),
+    /**
+     * How a projection is rebuilt when its `version` (or `partitions`) changes: `blue-green`
+     * builds the new version in a schema of its own while the old one serves, then swaps the
+     * tables in one transaction; `in-place` empties the tables and rebuilds them where they
+     * are, as `projd replay` does. A projection whose SQL names a schema always rebuilds in
+     * place. See docs/rebuilds.md. @defaultValue `blue-green`
+     */
+    rebuild: oneOf(REBUILD_MODES, 'blue-green'),
+    /**
+     * Keep the tables a blue/green swap replaced, in a schema `projd_old_<projection>_v<N>_…`,
+     * rather than drop them. @defaultValue false
+     */
+    keepOldTables: boolean(false),
   },
   metrics: {
     /** Address the HTTP server listens on. @defaultValue `127.0.0.1` */

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { errorMessage } from '../errors.js';
+import { errorMessage, isUserError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
@@ -12,7 +12,7 @@ import { createErrorReport } from './errorReport.js';
 import { createHeldBack } from './heldBack.js';
 import { createIsolation, RETRY_BASE_MS, RETRY_CAP_MS } from './isolation.js';
 import { createPrefetch } from './prefetch.js';
-import { runBatch, type BatchResult } from './runBatch.js';
+import { runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
 
 export type { RunnerState };
@@ -76,6 +76,16 @@ export interface RunnerOptions {
   part?: Part;
   /** Told, after each commit that moves the checkpoint, where it now stands: for waiters. */
   announce?: (notice: ProgressNotice) => void;
+  /** See `RunBatchOptions.buildsBesideLive`: leave an older version serving while a build makes this one. */
+  buildsBesideLive?: () => boolean;
+  /** Told, each pass, that an older version serves and this one waits for its blue/green build. */
+  onAwaitingBuild?: () => void;
+  /**
+   * Of a blue/green build's runner: its schema, the live projection, and what to do when the
+   * build cannot go on in a schema of its own (a handler's statement names a schema). The loop
+   * ends at once, and when the live projection has been swapped to this version.
+   */
+  build?: NonNullable<RunBatchOptions['build']> & { onUnbuildable: (error: Error) => void; onSwapped: () => void };
 }
 
 export interface Runner {
@@ -120,6 +130,8 @@ export function createRunner(options: RunnerOptions): Runner {
   let inBatch = false;
   let lastError: string | null = null;
   let busyDelay = BUSY_FIRST_MS;
+  /** A build's loop ends once its build is swapped in, or cannot go on. */
+  let finished = false;
   let markCaughtUp!: () => void;
   const caughtUp = new Promise<void>((resolve) => (markCaughtUp = resolve));
 
@@ -145,6 +157,20 @@ export function createRunner(options: RunnerOptions): Runner {
       case 'locked_elsewhere':
         setState(PROJECTION_STATES.standby);
         return options.pollInterval;
+      case 'awaiting_build':
+        if (state !== PROJECTION_STATES.building) {
+          logger.info(
+            { version: projection.version, storedVersion: result.storedVersion },
+            `projection.building: version ${result.storedVersion} serves while version ${projection.version} is built beside it`,
+          );
+        }
+        setState(PROJECTION_STATES.building, { storedVersion: result.storedVersion, version: projection.version });
+        options.onAwaitingBuild?.();
+        return options.pollInterval;
+      case 'build_swapped':
+        finished = true; // the live projection runs this version now: its own runner takes over
+        options.build?.onSwapped();
+        return 0;
       case 'version_ahead':
         if (state !== PROJECTION_STATES.versionAhead) {
           logger.error(
@@ -218,7 +244,7 @@ export function createRunner(options: RunnerOptions): Runner {
   }
 
   async function run(): Promise<void> {
-    while (!stopping.signal.aborted) {
+    while (!stopping.signal.aborted && !finished) {
       wakeup.clear();
       lastPassAt = Date.now();
       let wait: number;
@@ -232,6 +258,11 @@ export function createRunner(options: RunnerOptions): Runner {
         if (result.kind === 'done' && !isolation.isolating) await errorReport.clear();
       } catch (error) {
         if (stopping.signal.aborted) break;
+        const unbuildable = options.build && isUserError(handlerCause(error));
+        if (unbuildable) {
+          options.build!.onUnbuildable(handlerCause(error) as Error);
+          break;
+        }
         const standingBy = state === PROJECTION_STATES.standby; // then the projection is another daemon's
         // A failing pass is not woken early by notifications: that would retry at the write rate.
         wait = afterFailure(error);

@@ -16,6 +16,7 @@ import { WHOLE, type Part } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
+import { searchPathSql } from '../store/scratchSchema.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
 import { applyBatch, pickForm, type ApplyForm } from './apply/pickForm.js';
 import { BatchFailure, BatchTimeoutError, EventFailure, handlerCause } from './batchErrors.js';
@@ -58,6 +59,17 @@ export interface RunBatchOptions {
   announce?: (notice: ProgressNotice) => void;
   /** Of a split projection (`partitions`), the part this pass works on. @defaultValue the whole projection */
   part?: Part;
+  /**
+   * Asked when the projection's checkpoint is of an older version (or another number of parts):
+   * true leaves the old version in place, serving, while a blue/green build makes the new one
+   * (`awaiting_build`); false rebuilds in place. @defaultValue in place
+   */
+  buildsBesideLive?: () => boolean;
+  /**
+   * Of a blue/green build: its schema, the live projection it will replace, and a check of each
+   * handler statement before it is sent (one that names a schema would reach the live tables).
+   */
+  build?: { schema: string; live: string; assertStatement?: (text: string) => void };
 }
 
 /** What one pass did. Expected outcomes are values; only faults are thrown. */
@@ -77,6 +89,10 @@ export type BatchResult =
   | { kind: 'set_up'; setUp: 'created' | 'rebuilt' }
   /** The store holds a newer version of this projection, written by a newer daemon. */
   | { kind: 'version_ahead'; storedVersion: number }
+  /** The live checkpoint is of an older version, left to serve while a blue/green build makes this one. */
+  | { kind: 'awaiting_build'; storedVersion: number }
+  /** Of a blue/green build: the live projection is at this version already; the build was swapped in. */
+  | { kind: 'build_swapped' }
   /** Halted (`onError: stop`) on this failed event until it is retried or skipped. */
   | { kind: 'blocked'; failedEventId: bigint }
   /** The checkpoint moved under us despite the lock: rolled back, nothing applied. */
@@ -164,6 +180,10 @@ async function runInTransaction(
   const split = part.count > 1;
   let opening = await openTransaction(client, options, split ? 'part' : 'projection');
   opened(opening);
+  if (options.build && isSetUp(opening.live, projection, part)) return { commit: false, result: { kind: 'build_swapped' } };
+  if (awaitsBuild(options, opening.checkpoint, part)) {
+    return { commit: false, result: { kind: 'awaiting_build', storedVersion: opening.checkpoint!.version } };
+  }
   // A part shares the projection's lock with the other parts, so it cannot set up or rebuild
   // under it: when its checkpoint says it must, it starts over and waits for the lock alone,
   // which excludes every part, and sets up in a transaction of its own. It does not take that
@@ -178,7 +198,7 @@ async function runInTransaction(
   } else if (opening.lock !== 'locked') {
     return { commit: false, result: { kind: 'locked_elsewhere' } };
   }
-  const ready = await readyCheckpoint(client, projection, part, opening.checkpoint, { mayRebuild: !split || setUpFirst });
+  const ready = await readyCheckpoint(client, options, part, opening.checkpoint, { mayRebuild: !split || setUpFirst });
   if (ready.kind !== 'ready') return { commit: false, result: ready };
   if (setUpFirst) {
     // This part's batch runs beside the others under the shared lock, not under this one,
@@ -213,6 +233,7 @@ async function runInTransaction(
 
   const handlerDb = createHandlerDb(client, {
     prepare: preparedStatements,
+    assertStatement: options.build?.assertStatement,
     assertUsable: () => {
       if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
     },
@@ -238,6 +259,8 @@ interface Opening {
   /** `taken`: another daemon runs the projection (or this part); `projection_taken`: a set-up, reset or retry holds the split projection's lock. */
   lock: PartLock | 'taken';
   checkpoint: Checkpoint | null;
+  /** Of a blue/green build, the live projection's checkpoint (its part 0). */
+  live: Checkpoint | null;
 }
 
 /**
@@ -258,10 +281,12 @@ async function openTransaction(
   options: RunBatchOptions,
   lock: 'projection' | 'part' | 'wait',
 ): Promise<Opening> {
-  const { projection, timeoutMs, part = WHOLE, synchronousCommit = true } = options;
+  const { projection, timeoutMs, part = WHOLE, synchronousCommit = true, build } = options;
   const asynchronous = synchronousCommit ? '' : ' set local synchronous_commit = off;';
+  // A build's unqualified names resolve in its schema only, for the whole transaction.
+  const searchPath = build ? ` ${searchPathSql(build.schema)};` : '';
   const begun = client.query(
-    `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};${asynchronous}
+    `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};${asynchronous}${searchPath}
      select pg_backend_pid() as pid`,
   ) as unknown as Promise<pg.QueryResult<{ pid: number }>[]>;
   const locked: Promise<Opening['lock']> =
@@ -271,8 +296,9 @@ async function openTransaction(
         ? tryLockPart(client, projection.name, part).then((got) => (got === 'part_taken' ? 'taken' : got))
         : tryLockProjection(client, projection.name).then((got) => (got ? 'locked' : 'taken'));
   const checkpoint = selectCheckpoint(client, projection.name, part.index);
-  const [started, gotLock, read] = await inOrder(begun, locked, checkpoint);
-  return { pid: started.at(-1)?.rows[0]?.pid, lock: gotLock, checkpoint: read };
+  const live = build ? selectCheckpoint(client, build.live, 0) : Promise.resolve(null);
+  const [started, gotLock, read, liveRead] = await inOrder(begun, locked, checkpoint, live);
+  return { pid: started.at(-1)?.rows[0]?.pid, lock: gotLock, checkpoint: read, live: liveRead };
 }
 
 /**
@@ -315,7 +341,7 @@ async function inOrder<T extends unknown[]>(...sent: { [K in keyof T]: Promise<T
 
 type ReadyCheckpoint =
   | { kind: 'ready'; checkpoint: Checkpoint; setUp?: 'created' | 'rebuilt' }
-  | Extract<BatchResult, { kind: 'version_ahead' | 'blocked' | 'locked_elsewhere' }>;
+  | Extract<BatchResult, { kind: 'version_ahead' | 'blocked' | 'locked_elsewhere' | 'awaiting_build' }>;
 
 /**
  * The checkpoint to go on from, after setting the projection up (first run) or rebuilding it
@@ -323,11 +349,12 @@ type ReadyCheckpoint =
  */
 async function readyCheckpoint(
   client: pg.PoolClient,
-  projection: Projection,
+  options: RunBatchOptions,
   part: Part,
   read: Checkpoint | null,
   { mayRebuild }: { mayRebuild: boolean },
 ): Promise<ReadyCheckpoint> {
+  const { projection } = options;
   let checkpoint = read;
   let setUp: 'created' | 'rebuilt' | undefined;
   if (checkpoint && checkpoint.version > projection.version) {
@@ -340,6 +367,8 @@ async function readyCheckpoint(
     // A rebuild tears down (reset) before building up (setup), so a reset that drops a
     // table and a setup that creates it again both work. Part 0 has a row whenever any part has.
     const existing = checkpoint ?? (part.count > 1 ? await selectCheckpoint(client, projection.name, 0) : null);
+    // A part added by a new number of parts finds part 0's row: the old version, which serves on.
+    if (existing && awaitsBuild(options, existing, part)) return { kind: 'awaiting_build', storedVersion: existing.version };
     if (existing) for (const sql of projection.reset) await client.query(sql);
     for (const sql of projection.setup) await client.query(sql);
     await resetCheckpoint(client, projection.name, projection.version, selection, part.count);
@@ -352,6 +381,12 @@ async function readyCheckpoint(
   if (selectionChange) throw new UserError(selectionMovedMessage(projection.name, selectionChange));
   if (checkpoint.blockedBy !== null) return { kind: 'blocked', failedEventId: checkpoint.blockedBy };
   return { kind: 'ready', checkpoint, setUp };
+}
+
+/** An older version (or another number of parts) serves, and the new one is built beside it rather than in place. */
+function awaitsBuild(options: RunBatchOptions, checkpoint: Checkpoint | null, part: Part): boolean {
+  if (!checkpoint || checkpoint.version > options.projection.version) return false;
+  return !isSetUp(checkpoint, options.projection, part) && (options.buildsBesideLive?.() ?? false);
 }
 
 /**

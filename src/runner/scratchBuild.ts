@@ -63,13 +63,7 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
   const parts = partsOfProjection(projection);
   const reached: Position[] = parts.map(() => START);
   let applied = 0;
-  // Handlers send the same few statements for every event: each text is read once.
-  const checked = new Set<string>();
-  const assertStatement = (text: string) => {
-    if (checked.has(text)) return;
-    assertNoSchemaNamed(projection, text, 'a handler');
-    if (checked.size < MAX_CHECKED_STATEMENTS) checked.add(text);
-  };
+  const assertStatement = createStatementCheck(projection);
 
   /** One transaction on the scratch schema; a failure rolls it back and discards the connection. */
   async function inScratch<T>(work: (client: pg.PoolClient, deadline: Deadline) => Promise<T>): Promise<T> {
@@ -149,6 +143,20 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
     async drop() {
       await dropScratchSchema(pool, schema);
     },
+  };
+}
+
+/**
+ * A check of each handler statement before it is sent: one that names a schema would reach
+ * the live tables. Handlers send the same few statements for every event: each text is read once.
+ * @throws UserError naming the projection and the name.
+ */
+export function createStatementCheck(projection: Projection): (text: string) => void {
+  const checked = new Set<string>();
+  return (text) => {
+    if (checked.has(text)) return;
+    assertNoSchemaNamed(projection, text, 'a handler');
+    if (checked.size < MAX_CHECKED_STATEMENTS) checked.add(text);
   };
 }
 

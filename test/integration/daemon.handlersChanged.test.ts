@@ -174,13 +174,16 @@ describe('a projection whose version changed', () => {
 
     const rebuilt = startDaemon(['run'], { cwd: project.dir, env: env() });
     try {
-      await rebuilt.waitForLog((line) => line.msg === 'projection.setup' && line.setUp === 'rebuilt', 30_000);
+      // Version 2 is built beside version 1, then swapped in.
+      await rebuilt.waitForLog((line) => String(line.msg).startsWith('build.swapped'), 30_000);
       await waitFor(async () => (await balance()) === 15, { timeoutMs: 30_000, message: 'balances rebuilt' });
-      // The rebuild replayed the store, and says how many events it applied and how fast.
+      // The build replayed the store, and says how many events it applied and how fast.
       const { rows } = await db.pool.query<{ count: string }>(
         `select count(*) from projd.events where type in ('account.opened', 'account.credited')`,
       );
-      const done = await rebuilt.waitForLog((line) => String(line.msg).startsWith('build.done') && line.setUp === 'rebuilt');
+      const done = await rebuilt.waitForLog(
+        (line) => String(line.msg).startsWith('build.done') && line.projection === 'balances:build',
+      );
       expect(done).toMatchObject({ events: Number(rows[0]!.count), rate: expect.any(Number) });
       expect(done.rate).toBeGreaterThan(0);
     } finally {

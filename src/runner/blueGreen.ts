@@ -1,0 +1,251 @@
+import type pg from 'pg';
+import { jitteredBackoff } from '../backoff.js';
+import { errorMessage, isUserError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Projection } from '../projection/types.js';
+import { PROJECTION_STATES } from '../projectionStates.js';
+import { buildKey, buildSchemaName, dropSchema } from '../store/buildSchema.js';
+import { checkOut } from '../store/connect.js';
+import { lockProjection } from '../store/locks.js';
+import { CHECKPOINTS_TABLE, FAILED_EVENTS_TABLE } from '../store/names.js';
+import { partsOfProjection } from '../store/part.js';
+import type { ProgressNotice } from '../store/progressNotice.js';
+import { createRunner, type Runner, type RunnerOptions, type RunnerSnapshot } from './createRunner.js';
+import { assertScratchBuildable, createStatementCheck } from './scratchBuild.js';
+import { buildProjectionOf, swapBuild, type SwapResult } from './swapBuild.js';
+import { createWakeup } from './wakeup.js';
+
+/** How a version bump (or a new number of parts) rebuilds a projection. */
+export type RebuildMode = 'blue-green' | 'in-place';
+
+export interface BlueGreenOptions {
+  /** The runners' options, as the live projection's runners get them (without their part). */
+  runner: Omit<RunnerOptions, 'part' | 'build' | 'buildsBesideLive' | 'onAwaitingBuild' | 'announce'>;
+  /** `projections.rebuild`: `in-place` rebuilds every projection in place, as `projd replay` does. */
+  mode: RebuildMode;
+  keepOldTables: boolean;
+  /** Told where the live projection stands after the swap: for waiters. */
+  announce?: (notice: ProgressNotice) => void;
+  /** Called after the swap: the live projection's runners take over at once. */
+  onSwapped: () => void;
+}
+
+/**
+ * The blue/green rebuild of one projection. When its live checkpoint is of an older version,
+ * the live runners leave it serving (the older daemons keep it live) and call `awaiting()`;
+ * this then runs the new version in build runners, one per part, into a schema of its own
+ * under a checkpoint of its own (see `buildProjectionOf`), and once every part has caught up,
+ * swaps it in (see `swapBuild`). A crash resumes the build from its checkpoint; a newer version
+ * starts its own build over this one's.
+ *
+ * A projection whose SQL names a schema cannot build beside the live tables: it rebuilds in
+ * place, with a warning, as it does with `mode: in-place`.
+ */
+export interface BlueGreen {
+  /** Whether a version change builds beside the live version now (false: rebuild in place). */
+  besideLive(): boolean;
+  /** A live runner found the older version serving: start the build if it is not running. */
+  awaiting(): void;
+  /** The build's runners while they run, for `/healthz`. */
+  snapshots(): RunnerSnapshot[];
+  /** Stops the build's runners and waits for a swap in flight. */
+  stop(): Promise<void>;
+}
+
+export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
+  const { runner: runnerOptions } = options;
+  const { projection, pool } = runnerOptions;
+  const logger = runnerOptions.logger.child({ projection: projection.name });
+  const schema = buildSchemaName(projection.name);
+  const assertStatement = createStatementCheck(projection);
+  let inPlaceBecause: string | null = options.mode === 'in-place' ? 'in-place' : buildableProblem(projection);
+  let warned = false;
+  let runners: Runner[] = [];
+  let building: Promise<void> | undefined;
+  const stopping = new AbortController();
+  const wakeup = createWakeup();
+  // A build runner found the live projection at this version: another daemon swapped it in.
+  const swappedElsewhere = settleOnce();
+
+  function besideLive(): boolean {
+    if (inPlaceBecause === null) return true;
+    if (!warned && inPlaceBecause !== 'in-place') {
+      warned = true;
+      logger.warn({ reason: inPlaceBecause }, `projection.rebuild_in_place: ${inPlaceBecause}; it rebuilds in place`);
+    }
+    return false;
+  }
+
+  function awaiting(): void {
+    if (building || stopping.signal.aborted || inPlaceBecause !== null) return;
+    building = build().catch((error: unknown) => {
+      logger.error({ err: errorMessage(error) }, 'build.failed');
+    });
+  }
+
+  /** Runs the build's runners until each has caught up once, then swaps, retrying until it is done. */
+  async function build(): Promise<void> {
+    const buildProjection = buildProjectionOf(projection);
+    runners = partsOfProjection(projection).map((part) =>
+      createRunner({
+        ...runnerOptions,
+        projection: buildProjection,
+        part,
+        build: {
+          schema,
+          live: projection.name,
+          assertStatement,
+          onUnbuildable: (error) => void unbuildable(error),
+          onSwapped: () => swappedElsewhere.resolve(),
+        },
+      }),
+    );
+    for (const runner of runners) runner.start();
+    logger.info({ schema }, `build.started: version ${projection.version} builds in schema ${schema}`);
+    let attempt = 0;
+    while (!stopping.signal.aborted && inPlaceBecause === null) {
+      await Promise.race([Promise.all(runners.map((runner) => runner.caughtUp)), aborted(), swappedElsewhere.promise]);
+      if (stopping.signal.aborted || inPlaceBecause !== null) break;
+      if (swappedElsewhere.settled) {
+        swapped({ kind: 'already_swapped' });
+        break;
+      }
+      if (runners.some((runner) => runner.state === PROJECTION_STATES.versionAhead)) {
+        logger.info('build.superseded: a newer version builds in its place');
+        break;
+      }
+      try {
+        const result = await swapBuild({
+          pool,
+          projection,
+          batchSize: runnerOptions.batchSize,
+          timeoutMs: runnerOptions.batchTimeout,
+          keepOldTables: options.keepOldTables,
+          assertStatement,
+        });
+        if (result.kind !== 'not_ready') {
+          swapped(result);
+          break;
+        }
+        logger.info({ reason: result.reason }, 'build.not_ready');
+      } catch (error) {
+        if (isUserError(error)) return void (await unbuildable(error as Error));
+        logger.warn({ err: errorMessage(error) }, 'build.swap_failed');
+      }
+      attempt += 1;
+      await wakeup.wait(Math.round(jitteredBackoff(attempt, 100, runnerOptions.pollInterval)));
+    }
+    await stopRunners();
+  }
+
+  function swapped(result: Exclude<SwapResult, { kind: 'not_ready' }>): void {
+    if (result.kind === 'already_swapped') {
+      logger.info('build.swapped_elsewhere: another daemon swapped the build in');
+    } else {
+      const { oldTables, moves } = result;
+      logger.info(
+        {
+          fromVersion: result.fromVersion,
+          version: projection.version,
+          moved: moves.moved,
+          replaced: moves.replaced,
+          caughtUp: result.caughtUp,
+          ...(oldTables.kept ? { keptIn: oldTables.schema } : {}),
+        },
+        `build.swapped: version ${projection.version} replaced version ${result.fromVersion ?? 'none'}`,
+      );
+      if (oldTables.dependents.length > 0) {
+        logger.warn(
+          { schema: oldTables.schema, dependents: oldTables.dependents },
+          `build.old_tables_kept: ${oldTables.dependents.join(', ')} depend on the replaced tables, kept in schema ${oldTables.schema}`,
+        );
+      }
+      result.checkpoints.forEach((checkpoint, index) =>
+        options.announce?.({ projection: projection.name, part: index, parts: result.checkpoints.length, checkpoint }),
+      );
+    }
+    options.onSwapped();
+  }
+
+  /** A handler's statement names a schema: the build is dropped, and the projection rebuilds in place. */
+  async function unbuildable(error: Error): Promise<void> {
+    if (inPlaceBecause !== null) return;
+    inPlaceBecause = errorMessage(error);
+    wakeup.wake();
+    await stopRunners();
+    await dropBuild(pool, projection).catch((dropError: unknown) =>
+      logger.warn({ err: errorMessage(dropError) }, 'build.drop_failed'),
+    );
+    besideLive(); // warns
+    options.onSwapped(); // the live runners rebuild in place at once
+  }
+
+  async function stopRunners(): Promise<void> {
+    const stopped = runners;
+    runners = [];
+    await Promise.all(stopped.map((runner) => runner.stop()));
+  }
+
+  function aborted(): Promise<void> {
+    return new Promise((resolve) => stopping.signal.addEventListener('abort', () => resolve(), { once: true }));
+  }
+
+  return {
+    besideLive,
+    awaiting,
+    snapshots: () => runners.map((runner) => runner.snapshot()),
+    async stop() {
+      stopping.abort();
+      wakeup.wake();
+      await stopRunners();
+      await building;
+    },
+  };
+}
+
+function settleOnce(): { promise: Promise<void>; resolve: () => void; readonly settled: boolean } {
+  let resolve!: () => void;
+  let settled = false;
+  const promise = new Promise<void>((done) => (resolve = done));
+  return {
+    promise,
+    resolve: () => {
+      settled = true;
+      resolve();
+    },
+    get settled() {
+      return settled;
+    },
+  };
+}
+
+/** Why the projection cannot build in a schema of its own, or null when it can. */
+function buildableProblem(projection: Projection): string | null {
+  try {
+    assertScratchBuildable(projection);
+    return null;
+  } catch (error) {
+    return errorMessage(error);
+  }
+}
+
+/** Drops a build: its checkpoint rows, its parked events and its schema, under its lock. */
+export async function dropBuild(pool: pg.Pool, projection: Projection): Promise<void> {
+  const key = buildKey(projection.name);
+  const { client, release } = await checkOut(pool);
+  let broken: Error | undefined;
+  try {
+    await client.query('begin');
+    await lockProjection(client, key);
+    await client.query(`delete from ${CHECKPOINTS_TABLE} where projection = $1`, [key]);
+    await client.query(`delete from ${FAILED_EVENTS_TABLE} where projection = $1`, [key]);
+    await dropSchema(client, buildSchemaName(projection.name));
+    await client.query('commit');
+  } catch (error) {
+    broken = error as Error;
+    await client.query('rollback').catch(() => undefined);
+    throw error;
+  } finally {
+    release(broken);
+  }
+}
