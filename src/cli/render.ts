@@ -1,5 +1,5 @@
 import type { ReadOnlyQueryResult } from '../operations/queryReadOnly.js';
-import type { BlockingTransaction, PartStatus, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
+import type { BlockingTransaction, BuildStatus, PartStatus, ProjectionOwner, ProjectionStatus } from '../status/readStatusReport.js';
 
 const COLUMNS: readonly TableColumn<ProjectionStatus>[] = [
   { title: 'NAME', align: 'left', cell: (status) => status.name },
@@ -31,21 +31,41 @@ const PART_COLUMNS: Readonly<Record<string, (part: PartStatus, status: Projectio
   },
 };
 
-type StatusRow = { status: ProjectionStatus; part?: PartStatus };
+/** The row of a blue/green build, under its projection's. */
+const BUILD_COLUMNS: Readonly<Record<string, (build: BuildStatus) => string>> = {
+  NAME: () => '  build',
+  VERSION: (build) => String(build.version),
+  STATE: (build) => build.state,
+  POSITION: (build) => build.position,
+  HEAD: () => '',
+  LAG: (build) => build.lagEvents,
+  'LAG TIME': (build) => formatSeconds(build.lagSeconds),
+  PARKED: (build) => String(build.failedEvents),
+  OWNER: (build) => formatOwner(build.owner),
+  NOTE: (build) => {
+    if (build.state === 'failed') return `stopped at failed event ${build.blockedBy ?? '?'}`;
+    if (build.lastError) return `last error: ${oneLine(build.lastError)}`;
+    return `building in schema ${build.schema}; swapped in once caught up`;
+  },
+};
+
+type StatusRow = { status: ProjectionStatus; part?: PartStatus; build?: BuildStatus };
 
 const ROW_COLUMNS: readonly TableColumn<StatusRow>[] = COLUMNS.map((column) => ({
   ...column,
-  cell: ({ status, part }) => (part ? PART_COLUMNS[column.title]!(part, status) : column.cell(status)),
+  cell: ({ status, part, build }) =>
+    build ? BUILD_COLUMNS[column.title]!(build) : part ? PART_COLUMNS[column.title]!(part, status) : column.cell(status),
 }));
 
 /**
  * `projd status` as plain text: a header and one aligned row per projection, followed by a
- * row per part for a projection split into parts.
+ * row per part for a projection split into parts, and one for a blue/green build under way.
  */
 export function renderStatusTable(statuses: readonly ProjectionStatus[]): string {
   const rows = statuses.flatMap((status): StatusRow[] => [
     { status },
     ...(status.parts ?? []).map((part) => ({ status, part })),
+    ...(status.build ? [{ status, build: status.build }] : []),
   ]);
   return renderTable(ROW_COLUMNS, rows);
 }
@@ -65,6 +85,7 @@ export function formatOwner(owner: ProjectionOwner | null): string {
 
 function formatNote(status: ProjectionStatus): string {
   if (status.problem !== null) return status.problem;
+  if (status.build) return `version ${status.storedVersion ?? '?'} serves while version ${status.build.version} builds beside it`;
   if (status.rebuildPending && status.storedVersion === status.version) {
     return 'rebuild pending: another number of partitions loaded than the store was set up with; a daemon restart rebuilds it';
   }

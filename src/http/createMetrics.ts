@@ -108,6 +108,32 @@ export function createMetrics(options: MetricsOptions): Metrics {
     labelNames: ['projection', 'part'] as const,
     registers,
   });
+  // Both versions while a blue/green build runs beside the live one: the live one above and in
+  // `projd_projection_version`, the one being built here.
+  const storedVersion = new Gauge({
+    name: 'projd_projection_version',
+    help: 'Version of the projection that serves (its checkpoint); 0 before a daemon set it up.',
+    labelNames,
+    registers,
+  });
+  const buildVersion = new Gauge({
+    name: 'projd_build_version',
+    help: 'Version of the projection being built beside the live one (blue/green rebuild); 0 when none is.',
+    labelNames,
+    registers,
+  });
+  const buildPosition = new Gauge({
+    name: 'projd_build_position',
+    help: 'Global position of the last event the build checkpoint passed; 0 when no build runs.',
+    labelNames,
+    registers,
+  });
+  const buildLagEvents = new Gauge({
+    name: 'projd_build_lag_events',
+    help: 'Committed events of the projection types the build has not applied yet; 0 when no build runs.',
+    labelNames,
+    registers,
+  });
   const head = new Gauge({
     name: 'projd_events_head_position',
     help: 'Highest position in projd.events.',
@@ -122,7 +148,9 @@ export function createMetrics(options: MetricsOptions): Metrics {
   const known = new Set(options.projections);
   for (const projection of known) {
     const labels = { projection };
-    for (const gauge of [position, lagEvents, lagSeconds, parked]) gauge.set(labels, 0);
+    for (const gauge of [position, lagEvents, lagSeconds, parked, storedVersion, buildVersion, buildPosition, buildLagEvents]) {
+      gauge.set(labels, 0);
+    }
     for (const name of PROJECTION_STATE_LIST) state.set({ projection, state: name }, 0);
     applied.inc(labels, 0);
     failed.inc(labels, 0);
@@ -141,6 +169,10 @@ export function createMetrics(options: MetricsOptions): Metrics {
       lagEvents.set(labels, Number(status.lagEvents));
       lagSeconds.set(labels, status.lagSeconds);
       parked.set(labels, status.failedEvents);
+      storedVersion.set(labels, status.storedVersion ?? 0);
+      buildVersion.set(labels, status.build?.version ?? 0);
+      buildPosition.set(labels, Number(status.build?.position ?? 0));
+      buildLagEvents.set(labels, Number(status.build?.lagEvents ?? 0));
       for (const name of PROJECTION_STATE_LIST) {
         state.set({ projection: status.name, state: name }, name === status.state ? 1 : 0);
       }

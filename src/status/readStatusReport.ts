@@ -10,6 +10,7 @@ import type { Queryable } from '../store/queryable.js';
 import { compareSelections, describeSelectionChange, selectionOf } from '../store/selection.js';
 import { PROJECTION_STATES, type ProjectionState } from '../projectionStates.js';
 import { deriveState } from './deriveState.js';
+import { buildKey, buildSchemaName, buildsUnderWay, isBuildKey, liveNameOf } from '../store/buildSchema.js';
 
 /** The session holding a projection's lock at the moment `status` looked. */
 export interface ProjectionOwner {
@@ -80,6 +81,13 @@ export interface ProjectionStatus {
   /** The transaction holding it back, when `stalled` and visible to this database role. */
   stalledBy: BlockingTransaction | null;
   /**
+   * The blue/green build of a newer version, while it runs beside this one (see
+   * docs/rebuilds.md); null when there is none. Its fields are a projection's, for the version
+   * being built; `state` is `catching_up` while it builds and `live` once it has caught up,
+   * before the swap.
+   */
+  build: BuildStatus | null;
+  /**
    * Only for a projection split into parts (`partitions` above 1): each part, in order. The
    * fields above are then the parts' together: `position` that of the part furthest behind,
    * `lagEvents` and `lagSeconds` those of the part most behind, `state` the parts' states
@@ -87,6 +95,26 @@ export interface ProjectionStatus {
    */
   parts?: PartStatus[];
 }
+
+/** A blue/green build in `projd status --json`: the version being built beside the live one. */
+export type BuildStatus = Pick<
+  ProjectionStatus,
+  | 'version'
+  | 'state'
+  | 'position'
+  | 'lagEvents'
+  | 'lagSeconds'
+  | 'failedEvents'
+  | 'updatedAt'
+  | 'owner'
+  | 'blockedBy'
+  | 'lastError'
+  | 'lastErrorAt'
+  | 'parts'
+> & {
+  /** The schema it builds in. */
+  schema: string;
+};
 
 /** One part of a split projection in `projd status --json`, its fields as a projection's. */
 export interface PartStatus {
@@ -129,8 +157,13 @@ export async function readStatusReport(
   projections: readonly Projection[],
   options: StatusOptions,
 ): Promise<StatusReport> {
-  const progress = await readProgress(db, projections);
-  return toStatusReport(progress, projections, options);
+  // A build's checkpoint is read as a projection's own, under its key.
+  const building = await buildsUnderWay(db, projections.map((projection) => projection.name));
+  const builds = projections
+    .filter((projection) => building.has(projection.name))
+    .map((projection) => ({ ...projection, name: buildKey(projection.name) }));
+  const progress = await readProgress(db, [...projections, ...builds]);
+  return toStatusReport(progress, [...projections, ...builds], options);
 }
 
 /** The report for `progress`: a pure function of it, the loaded projections and the options. */
@@ -142,74 +175,109 @@ export function toStatusReport(
   const readAt = progress.readAt.getTime();
   const heldBackBy = progress.heldBackBy && blockingTransaction(progress.heldBackBy, readAt);
   const headPosition = progress.headPosition.toString();
+  // Of a projection with a build under way, the live checkpoint is the older version serving.
+  const serving = new Set(projections.filter((projection) => isBuildKey(projection.name)).map((build) => liveNameOf(build.name)));
+  const all = progress.projections.map((found, i) => {
+    const projection = projections[i]!;
+    const partitions = projection.partitions ?? 1;
+    /** Whether a checkpoint is thrown away by the next pass: an older version, or another number of parts. */
+    const pending = (checkpoint: CheckpointState | null) =>
+      checkpoint !== null &&
+      (checkpoint.version < projection.version ||
+        (checkpoint.version === projection.version && checkpoint.parts !== partitions));
+    const stateOf = (evidence: Pick<PartProgress, 'checkpoint' | 'oldestUnapplied' | 'lagEvents' | 'lagSeconds' | 'owner'>) => {
+      const { checkpoint, oldestUnapplied } = evidence;
+      const heldBack = oldestUnapplied?.heldBack ?? false;
+      return deriveState({
+        hasCheckpoint: checkpoint !== null,
+        rebuildPending: pending(checkpoint) && !serving.has(projection.name),
+        blocked: (checkpoint?.blockedBy ?? null) !== null,
+        heldBack,
+        heldBackMs: heldBack ? heldBackMs(evidence.lagSeconds, heldBackBy) : 0,
+        stallAfterMs: options.stallAfter,
+        lagEvents: evidence.lagEvents,
+        owned: evidence.owner !== null,
+        sinceUpdateMs: checkpoint ? readAt - checkpoint.updatedAt.getTime() : null,
+        activeWithinMs: 2 * options.pollInterval,
+        sinceErrorMs: checkpoint?.lastErrorAt ? readAt - checkpoint.lastErrorAt.getTime() : null,
+      });
+    };
+    const { checkpoint } = found;
+    const rebuildPending = pending(checkpoint);
+    const state = stateOf(found);
+    const status: ProjectionStatus = {
+      name: found.name,
+      version: projection.version,
+      storedVersion: checkpoint?.version ?? null,
+      rebuildPending,
+      problem: checkpoint && findProblem(projection, checkpoint),
+      state,
+      position: (checkpoint?.position ?? 0n).toString(),
+      headPosition,
+      lagEvents: found.lagEvents.toString(),
+      lagSeconds: found.lagSeconds,
+      failedEvents: found.parkedEvents,
+      updatedAt: checkpoint?.updatedAt.toISOString() ?? null,
+      owner: found.owner,
+      blockedBy: checkpoint?.blockedBy?.toString() ?? null,
+      lastError: checkpoint?.lastError ?? null,
+      lastErrorAt: checkpoint?.lastErrorAt?.toISOString() ?? null,
+      stalledBy: state === PROJECTION_STATES.stalled ? heldBackBy : null,
+      build: null,
+    };
+    if (partitions === 1) return status;
+    const parts = found.parts.map(
+      (part): PartStatus => ({
+        part: part.part,
+        state: stateOf(part),
+        position: (part.checkpoint?.position ?? 0n).toString(),
+        lagEvents: part.lagEvents.toString(),
+        lagSeconds: part.lagSeconds,
+        updatedAt: part.checkpoint?.updatedAt.toISOString() ?? null,
+        owner: part.owner,
+        blockedBy: part.checkpoint?.blockedBy?.toString() ?? null,
+        lastError: part.checkpoint?.lastError ?? null,
+        lastErrorAt: part.checkpoint?.lastErrorAt?.toISOString() ?? null,
+      }),
+    );
+    return { ...status, parts };
+  });
+  // The builds come after the projections, under their keys: each goes to its projection.
+  const builds = new Map(all.filter((status) => isBuildKey(status.name)).map((status) => [status.name, status]));
   return {
     readAt: progress.readAt.toISOString(),
     headPosition,
     heldBackBy,
-    projections: progress.projections.map((found, i) => {
-      const projection = projections[i]!;
-      const partitions = projection.partitions ?? 1;
-      /** Whether a checkpoint is thrown away by the next pass: an older version, or another number of parts. */
-      const pending = (checkpoint: CheckpointState | null) =>
-        checkpoint !== null &&
-        (checkpoint.version < projection.version ||
-          (checkpoint.version === projection.version && checkpoint.parts !== partitions));
-      const stateOf = (evidence: Pick<PartProgress, 'checkpoint' | 'oldestUnapplied' | 'lagEvents' | 'lagSeconds' | 'owner'>) => {
-        const { checkpoint, oldestUnapplied } = evidence;
-        const heldBack = oldestUnapplied?.heldBack ?? false;
-        return deriveState({
-          hasCheckpoint: checkpoint !== null,
-          rebuildPending: pending(checkpoint),
-          blocked: (checkpoint?.blockedBy ?? null) !== null,
-          heldBack,
-          heldBackMs: heldBack ? heldBackMs(evidence.lagSeconds, heldBackBy) : 0,
-          stallAfterMs: options.stallAfter,
-          lagEvents: evidence.lagEvents,
-          owned: evidence.owner !== null,
-          sinceUpdateMs: checkpoint ? readAt - checkpoint.updatedAt.getTime() : null,
-          activeWithinMs: 2 * options.pollInterval,
-          sinceErrorMs: checkpoint?.lastErrorAt ? readAt - checkpoint.lastErrorAt.getTime() : null,
-        });
-      };
-      const { checkpoint } = found;
-      const rebuildPending = pending(checkpoint);
-      const state = stateOf(found);
-      const status: ProjectionStatus = {
-        name: found.name,
-        version: projection.version,
-        storedVersion: checkpoint?.version ?? null,
-        rebuildPending,
-        problem: checkpoint && findProblem(projection, checkpoint),
-        state,
-        position: (checkpoint?.position ?? 0n).toString(),
-        headPosition,
-        lagEvents: found.lagEvents.toString(),
-        lagSeconds: found.lagSeconds,
-        failedEvents: found.parkedEvents,
-        updatedAt: checkpoint?.updatedAt.toISOString() ?? null,
-        owner: found.owner,
-        blockedBy: checkpoint?.blockedBy?.toString() ?? null,
-        lastError: checkpoint?.lastError ?? null,
-        lastErrorAt: checkpoint?.lastErrorAt?.toISOString() ?? null,
-        stalledBy: state === PROJECTION_STATES.stalled ? heldBackBy : null,
-      };
-      if (partitions === 1) return status;
-      const parts = found.parts.map(
-        (part): PartStatus => ({
-          part: part.part,
-          state: stateOf(part),
-          position: (part.checkpoint?.position ?? 0n).toString(),
-          lagEvents: part.lagEvents.toString(),
-          lagSeconds: part.lagSeconds,
-          updatedAt: part.checkpoint?.updatedAt.toISOString() ?? null,
-          owner: part.owner,
-          blockedBy: part.checkpoint?.blockedBy?.toString() ?? null,
-          lastError: part.checkpoint?.lastError ?? null,
-          lastErrorAt: part.checkpoint?.lastErrorAt?.toISOString() ?? null,
-        }),
-      );
-      return { ...status, parts };
-    }),
+    projections: all
+      .filter((status) => !isBuildKey(status.name))
+      .map((status) => withBuild(status, builds.get(buildKey(status.name)))),
+  };
+}
+
+/**
+ * While a build runs, the live projection is the older version, serving: its state is what
+ * the tables say of it, not `stopped` for a rebuild pending.
+ */
+function withBuild(status: ProjectionStatus, build: ProjectionStatus | undefined): ProjectionStatus {
+  if (!build) return status;
+  const { version, state, position, lagEvents, lagSeconds, failedEvents, updatedAt, owner, blockedBy, lastError, lastErrorAt, parts } = build;
+  return {
+    ...status,
+    build: {
+      version,
+      state,
+      position,
+      lagEvents,
+      lagSeconds,
+      failedEvents,
+      updatedAt,
+      owner,
+      blockedBy,
+      lastError,
+      lastErrorAt,
+      ...(parts ? { parts } : {}),
+      schema: buildSchemaName(status.name),
+    },
   };
 }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { CHECKPOINTS_TABLE } from './names.js';
 import type { Queryable } from './queryable.js';
 
 /**
@@ -18,6 +19,24 @@ export function buildKey(projection: string): string {
 }
 
 export const BUILD_KEY_SUFFIX = ':build';
+
+export function isBuildKey(key: string): boolean {
+  return key.endsWith(BUILD_KEY_SUFFIX);
+}
+
+/** The projection a build key is of. */
+export function liveNameOf(key: string): string {
+  return key.slice(0, -BUILD_KEY_SUFFIX.length);
+}
+
+const buildsUnderWaySql = /* sql */ `
+  select projection from ${CHECKPOINTS_TABLE} where projection = any($1::text[]) and part = 0`;
+
+/** Of these projections, those with a blue/green build under way. */
+export async function buildsUnderWay(db: Queryable, projections: readonly string[]): Promise<Set<string>> {
+  const { rows } = await db.query<{ projection: string }>(buildsUnderWaySql, [projections.map(buildKey)]);
+  return new Set(rows.map((row) => liveNameOf(row.projection)));
+}
 
 /** Every build schema's name starts so. */
 export const BUILD_SCHEMA_PREFIX = 'projd_build_';

@@ -36,6 +36,7 @@ export function projectionStatus(overrides: Partial<ProjectionStatus> = {}): Pro
     lastError: null,
     lastErrorAt: null,
     stalledBy: null,
+    build: null,
     ...overrides,
   };
 }
