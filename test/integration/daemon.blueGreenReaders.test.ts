@@ -62,7 +62,7 @@ const checksumSql = (table: string) =>
 
 beforeAll(async () => {
   project = await writeProject({
-    'projd.yaml': 'projections:\n  rebuild: in-place\n  sqlBatchSize: 20000\n  batchSize: 2000\nmetrics:\n  port: 0\n',
+    'projd.yaml': 'projections:\n  sqlBatchSize: 20000\n  batchSize: 2000\nmetrics:\n  port: 0\n',
     'projections/balances.ts': VERSION_1,
   });
   await db.pool.query(
