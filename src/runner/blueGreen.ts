@@ -13,7 +13,10 @@ import type { ProgressNotice } from '../store/progressNotice.js';
 import { createRunner, type Runner, type RunnerOptions, type RunnerSnapshot } from './createRunner.js';
 import { assertScratchBuildable, createStatementCheck } from './scratchBuild.js';
 import { buildProjectionOf, swapBuild, type SwapResult } from './swapBuild.js';
-import { createWakeup } from './wakeup.js';
+import { createWakeup, delay } from './wakeup.js';
+
+/** How often a daemon that shares a build with others looks whether its parts have caught up. */
+const SWAP_CHECK_MS = 250;
 
 /** How a version bump (or a new number of parts) rebuilds a projection. */
 export type RebuildMode = 'blue-green' | 'in-place';
@@ -104,7 +107,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
     logger.info({ schema }, `build.started: version ${projection.version} builds in schema ${schema}`);
     let attempt = 0;
     while (!stopping.signal.aborted && inPlaceBecause === null) {
-      await Promise.race([Promise.all(runners.map((runner) => runner.caughtUp)), aborted(), swappedElsewhere.promise]);
+      await Promise.race([readyToSwap(), aborted(), swappedElsewhere.promise]);
       if (stopping.signal.aborted || inPlaceBecause !== null) break;
       if (swappedElsewhere.settled) {
         swapped({ kind: 'already_swapped' });
@@ -136,6 +139,21 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
       await wakeup.wait(Math.round(jitteredBackoff(attempt, 100, runnerOptions.pollInterval)));
     }
     await stopRunners();
+  }
+
+  /**
+   * Resolves once each part this daemon builds has caught up once, and it builds at least one:
+   * the parts another daemon builds are caught up inside the swap, or the swap waits (see
+   * `swapBuild`). A daemon that builds no part leaves the swap to those that do.
+   */
+  async function readyToSwap(): Promise<void> {
+    const ready = () => {
+      const active = runners.filter((runner) => runner.state !== PROJECTION_STATES.standby);
+      return active.length > 0 && active.every((runner) => runner.snapshot().caughtUpOnce);
+    };
+    while (!ready() && !stopping.signal.aborted && !swappedElsewhere.settled) {
+      await Promise.race([Promise.all(runners.map((runner) => runner.caughtUp)), delay(SWAP_CHECK_MS, stopping.signal)]);
+    }
   }
 
   function swapped(result: Exclude<SwapResult, { kind: 'not_ready' }>): void {

@@ -136,9 +136,10 @@ async function swapInTransaction(
   let caughtUp = 0;
   const checkpoints: Position[] = [];
   for (const part of parts) {
-    const { applied, to } = await catchUp(client, options, build, part, built[part.index]!, deadline);
-    caughtUp += applied;
-    checkpoints.push(to);
+    const caught = await catchUp(client, options, build, part, built[part.index]!, deadline);
+    if (!caught) return { kind: 'not_ready', reason: `part ${part.index} of the build is still catching up` };
+    caughtUp += caught.applied;
+    checkpoints.push(caught.to);
   }
   await client.query('set local search_path to default');
 
@@ -175,7 +176,17 @@ function notReadyReason(checkpoint: Checkpoint | null, projection: Projection, p
   return null;
 }
 
-/** Applies a build part's events up to the gate, inside the swap's transaction, and moves its checkpoint. */
+/**
+ * Full batches the swap applies to a part at most: a build that is further behind (a part
+ * another daemon builds, a burst of writes) is not swapped yet, so that the swap holds the
+ * projection's lock, and the old version's batches with it, for a few batches at most.
+ */
+const SWAP_CATCH_UP_BATCHES = 4;
+
+/**
+ * Applies a build part's events up to the gate, inside the swap's transaction, and moves its
+ * checkpoint; null when that takes more than {@link SWAP_CATCH_UP_BATCHES} batches.
+ */
 async function catchUp(
   client: pg.PoolClient,
   { batchSize, assertStatement }: SwapOptions,
@@ -183,11 +194,12 @@ async function catchUp(
   part: Part,
   from: Position,
   deadline: Deadline,
-): Promise<{ applied: number; to: Position }> {
+): Promise<{ applied: number; to: Position } | null> {
   const form = pickForm(build);
   let at = from;
   let applied = 0;
-  for (;;) {
+  for (let batches = 1; ; batches += 1) {
+    if (batches > SWAP_CATCH_UP_BATCHES) return null;
     const handlerDb = createHandlerDb(client, {
       prepare: false,
       assertStatement,
