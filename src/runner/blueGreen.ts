@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { jitteredBackoff } from '../backoff.js';
-import { errorMessage, isUserError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES } from '../projectionStates.js';
@@ -11,7 +11,8 @@ import { CHECKPOINTS_TABLE, FAILED_EVENTS_TABLE } from '../store/names.js';
 import { partsOfProjection } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import { createRunner, type Runner, type RunnerOptions, type RunnerSnapshot } from './createRunner.js';
-import { assertScratchBuildable, createStatementCheck } from './scratchBuild.js';
+import { handlerCause } from './batchErrors.js';
+import { assertScratchBuildable, createStatementCheck, SchemaNamedError } from './scratchBuild.js';
 import { buildProjectionOf, swapBuild, type SwapResult } from './swapBuild.js';
 import { createWakeup, delay } from './wakeup.js';
 
@@ -110,6 +111,11 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
       await Promise.race([readyToSwap(), aborted(), swappedElsewhere.promise]);
       if (stopping.signal.aborted || inPlaceBecause !== null) break;
       if (swappedElsewhere.settled) {
+        // Swapped by another daemon, or put at this version some other way (`projd replay`):
+        // then the build is left over, and goes.
+        await dropBuild(pool, projection).catch((error: unknown) =>
+          logger.warn({ err: errorMessage(error) }, 'build.drop_failed'),
+        );
         swapped({ kind: 'already_swapped' });
         break;
       }
@@ -126,13 +132,15 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
           keepOldTables: options.keepOldTables,
           assertStatement,
         });
+        if (result.kind === 'already_swapped') await dropBuild(pool, projection); // left over, if anything is
         if (result.kind !== 'not_ready') {
           swapped(result);
           break;
         }
         logger.info({ reason: result.reason }, 'build.not_ready');
       } catch (error) {
-        if (isUserError(error)) return void (await unbuildable(error as Error));
+        const cause = handlerCause(error);
+        if (cause instanceof SchemaNamedError) return void (await unbuildable(cause));
         logger.warn({ err: errorMessage(error) }, 'build.swap_failed');
       }
       attempt += 1;
@@ -247,7 +255,11 @@ function buildableProblem(projection: Projection): string | null {
   }
 }
 
-/** Drops a build: its checkpoint rows, its parked events and its schema, under its lock. */
+/**
+ * Drops the build of this projection's version, if there is one: its checkpoint rows, its
+ * parked events and its schema, under its lock. A build of another version (a newer daemon's)
+ * is left alone.
+ */
 export async function dropBuild(pool: pg.Pool, projection: Projection): Promise<void> {
   const key = buildKey(projection.name);
   const { client, release } = await checkOut(pool);
@@ -255,9 +267,15 @@ export async function dropBuild(pool: pg.Pool, projection: Projection): Promise<
   try {
     await client.query('begin');
     await lockProjection(client, key);
-    await client.query(`delete from ${CHECKPOINTS_TABLE} where projection = $1`, [key]);
-    await client.query(`delete from ${FAILED_EVENTS_TABLE} where projection = $1`, [key]);
-    await dropSchema(client, buildSchemaName(projection.name));
+    const { rows } = await client.query<{ others: boolean }>(
+      `select exists (select 1 from ${CHECKPOINTS_TABLE} where projection = $1 and version <> $2) as others`,
+      [key, projection.version],
+    );
+    if (!rows[0]!.others) {
+      await client.query(`delete from ${CHECKPOINTS_TABLE} where projection = $1`, [key]);
+      await client.query(`delete from ${FAILED_EVENTS_TABLE} where projection = $1`, [key]);
+      await dropSchema(client, buildSchemaName(projection.name));
+    }
     await client.query('commit');
   } catch (error) {
     broken = error as Error;

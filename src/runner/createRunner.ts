@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { errorMessage, isUserError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
@@ -12,6 +12,7 @@ import { createErrorReport } from './errorReport.js';
 import { createHeldBack } from './heldBack.js';
 import { createIsolation, RETRY_BASE_MS, RETRY_CAP_MS } from './isolation.js';
 import { createPrefetch } from './prefetch.js';
+import { SchemaNamedError } from './scratchBuild.js';
 import { runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
 import { createWakeup, delay } from './wakeup.js';
 
@@ -258,7 +259,7 @@ export function createRunner(options: RunnerOptions): Runner {
         if (result.kind === 'done' && !isolation.isolating) await errorReport.clear();
       } catch (error) {
         if (stopping.signal.aborted) break;
-        const unbuildable = options.build && isUserError(handlerCause(error));
+        const unbuildable = options.build && handlerCause(error) instanceof SchemaNamedError;
         if (unbuildable) {
           options.build!.onUnbuildable(handlerCause(error) as Error);
           break;

@@ -188,7 +188,7 @@ async function runInTransaction(
   // under it: when its checkpoint says it must, it starts over and waits for the lock alone,
   // which excludes every part, and sets up in a transaction of its own. It does not take that
   // lock while holding the shared one: two parts doing so would deadlock.
-  const setUpFirst = split && !isSetUp(opening.checkpoint, projection, part);
+  const setUpFirst = split && !isCurrent(options, opening.checkpoint, part);
   if (setUpFirst) {
     await client.query('rollback');
     opening = await openTransaction(client, options, 'wait');
@@ -361,7 +361,7 @@ async function readyCheckpoint(
     return { kind: 'version_ahead', storedVersion: checkpoint.version };
   }
   const selection = selectionOf(projection);
-  if (!isSetUp(checkpoint, projection, part)) {
+  if (!isCurrent(options, checkpoint, part)) {
     // Set up by another daemon with another number of parts since the unlocked look: next pass.
     if (!mayRebuild) return { kind: 'locked_elsewhere' };
     // A rebuild tears down (reset) before building up (setup), so a reset that drops a
@@ -387,6 +387,17 @@ async function readyCheckpoint(
 function awaitsBuild(options: RunBatchOptions, checkpoint: Checkpoint | null, part: Part): boolean {
   if (!checkpoint || checkpoint.version > options.projection.version) return false;
   return !isSetUp(checkpoint, options.projection, part) && (options.buildsBesideLive?.() ?? false);
+}
+
+/**
+ * Whether the part goes on from its checkpoint, or sets up first. A build also starts over
+ * when its handlers read other types than it was started with (code changed at the same
+ * version): it serves no one yet, so it is rebuilt rather than refused.
+ */
+function isCurrent(options: RunBatchOptions, checkpoint: Checkpoint | null, part: Part): checkpoint is Checkpoint {
+  if (!isSetUp(checkpoint, options.projection, part)) return false;
+  if (!options.build || checkpoint.version !== options.projection.version) return true;
+  return compareSelections(checkpoint.selection, selectionOf(options.projection)) === null;
 }
 
 /**

@@ -174,10 +174,18 @@ function assertNoSchemaNamed(projection: Projection, sql: string, where: string)
   const named = schemaQualifiedNames(sql).find((name) => !SCHEMAS_ALLOWED.has(name.schema));
   if (!named) return;
   const source = projection.source ? ` (${projection.source})` : '';
-  throw new UserError(
+  throw new SchemaNamedError(
     `projection '${projection.name}'${source}: ${where} names schema '${named.schema}' (${named.text}); ` +
       'a scratch build needs unqualified table names, so that they resolve to its own schema',
   );
+}
+
+/** A projection's SQL names a schema: it cannot be built in a schema of its own. */
+export class SchemaNamedError extends UserError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SchemaNamedError';
+  }
 }
 
 /** A handler's failure as one line naming the event (or the batch) and, when split, the part. */
