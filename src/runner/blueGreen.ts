@@ -124,6 +124,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
         break;
       }
       try {
+        const swapStarted = performance.now();
         const result = await swapBuild({
           pool,
           projection,
@@ -134,7 +135,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
         });
         if (result.kind === 'already_swapped') await dropBuild(pool, projection); // left over, if anything is
         if (result.kind !== 'not_ready') {
-          swapped(result);
+          swapped(result, Math.round(performance.now() - swapStarted));
           break;
         }
         logger.info({ reason: result.reason }, 'build.not_ready');
@@ -164,7 +165,8 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
     }
   }
 
-  function swapped(result: Exclude<SwapResult, { kind: 'not_ready' }>): void {
+  /** `ms`: how long the swap's transaction took, its locks included: what readers may have waited. */
+  function swapped(result: Exclude<SwapResult, { kind: 'not_ready' }>, ms?: number): void {
     if (result.kind === 'already_swapped') {
       logger.info('build.swapped_elsewhere: another daemon swapped the build in');
     } else {
@@ -176,6 +178,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
           moved: moves.moved,
           replaced: moves.replaced,
           caughtUp: result.caughtUp,
+          ms,
           ...(oldTables.kept ? { keptIn: oldTables.schema } : {}),
         },
         `build.swapped: version ${projection.version} replaced version ${result.fromVersion ?? 'none'}`,
