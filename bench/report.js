@@ -110,6 +110,7 @@ export function renderJson({ machine, options, store, results, live, writePath, 
         atMarks: replayMemory.atMarks.map((mark) => ({ ...mark, rssMiB: round(mark.rssMiB, 1) })),
       },
       writePath: writePath && {
+        concurrent: writePath.concurrent,
         cases: writePath.cases.map(({ key, label, rows, store: withTriggers, plain, ratio, cpuRatio }) => ({
           key,
           label,
@@ -256,7 +257,7 @@ function renderReplayMemory(replay) {
 }
 
 /** One line per case: microseconds per row into projd.events and into the plain table, and their ratio. */
-function renderWritePath({ cases }, machine) {
+function renderWritePath({ cases, concurrent }, machine) {
   const micros = (seconds, rows) => count(Math.round((seconds * 1e6) / rows));
   const cpu = cases.every((result) => result.cpuRatio !== null);
   const header = ['case', 'rows', 'projd.events µs/row', 'plain µs/row', 'ratio'];
@@ -288,6 +289,15 @@ function renderWritePath({ cases }, machine) {
     lines.push(
       `${result.label}, µs/row by quarter: projd.events ${quarters(result.store)}; plain ${quarters(result.plain)}`,
     );
+  }
+  if (concurrent) {
+    const plain = concurrent.sides.find((side) => side.key === 'plain').commitsPerSecond;
+    lines.push(`${concurrent.writers} writers at once, ${count(concurrent.transactions)} single-row transactions each:`);
+    for (const side of concurrent.sides) {
+      lines.push(
+        `  ${side.label.padEnd(58)} ${count(Math.round(side.commitsPerSecond)).padStart(7)} commits/s  ${(side.commitsPerSecond / plain).toFixed(2)} of plain`,
+      );
+    }
   }
   return lines;
 }

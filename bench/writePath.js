@@ -62,7 +62,84 @@ export async function measureWritePath({ url, rows, repeat = 1, progress }) {
     const cpuRatio = store.serverCpuSeconds === null ? null : store.serverCpuSeconds / plain.serverCpuSeconds;
     results.push({ key: entry.key, label: entry.label, rows: entry.rows, store, plain, ratio: store.seconds / plain.seconds, cpuRatio });
   }
-  return { cases: results };
+  const concurrent = await measureConcurrentWriters({ writeUrl, transactions: Math.max(200, Math.round(rows / 10)), repeat, progress });
+  return { cases: results, concurrent };
+}
+
+const WRITERS = 16;
+const NOTIFY_TABLE = 'bench_notify_events';
+const ARM_EVERY_MS = 5;
+
+/**
+ * Many writers at once, each a single-row INSERT per transaction: what a notifying trigger costs
+ * when commits overlap. A transaction that has sent NOTIFY holds a database-wide lock from its
+ * commit until its commit record is flushed, so notifying writers commit one at a time. Four
+ * tables: plain; plain with a trigger that notifies at every statement (projd's trigger before
+ * migration 0012); projd.events with no daemon waiting (its writers stay silent once one has
+ * notified); and projd.events while a daemon arms the wake-up every 5 ms, as an idle daemon
+ * would after each of its passes, the most it does.
+ */
+async function measureConcurrentWriters({ writeUrl, transactions, repeat, progress }) {
+  await withClient(writeUrl, async (client) => {
+    await client.query(`create table ${NOTIFY_TABLE} (like ${STORE_TABLE} including all)`);
+    await client.query(`create function bench_notify() returns trigger language plpgsql as $$
+                          begin perform pg_notify('bench_events', ''); return null; end $$`);
+    await client.query(`create trigger bench_notify after insert on ${NOTIFY_TABLE} for each statement execute function bench_notify()`);
+  });
+  const sides = [
+    { key: 'plain', label: 'plain table', table: PLAIN_TABLE },
+    { key: 'notifyEach', label: 'plain table, NOTIFY at every insert (projd before 0012)', table: NOTIFY_TABLE },
+    { key: 'store', label: 'projd.events, no daemon waiting', table: STORE_TABLE },
+    { key: 'storeArmed', label: `projd.events, a daemon arming every ${ARM_EVERY_MS} ms`, table: STORE_TABLE, arm: true },
+  ];
+  const clients = [];
+  for (let i = 0; i < WRITERS; i++) {
+    const client = await connect(writeUrl);
+    onCleanup(() => client.end());
+    clients.push(client);
+  }
+  const runs = Object.fromEntries(sides.map((side) => [side.key, []]));
+  for (let round = 1; round <= repeat; round++) {
+    for (const side of sides) {
+      progress(`write path: ${WRITERS} concurrent writers, ${transactions} transactions each, ${side.label}`);
+      runs[side.key].push(await runConcurrent(writeUrl, clients, side, transactions, `concurrent.${side.key}.${round}`));
+    }
+  }
+  return {
+    writers: WRITERS,
+    transactions,
+    sides: sides.map((side) => {
+      const seconds = [...runs[side.key]].sort((a, b) => a - b)[Math.floor((runs[side.key].length - 1) / 2)];
+      return { key: side.key, label: side.label, commitsPerSecond: (WRITERS * transactions) / seconds };
+    }),
+  };
+}
+
+async function runConcurrent(writeUrl, clients, { table, arm }, transactions, streams) {
+  let arming = true;
+  const armer = arm
+    ? (async () => {
+        const client = await connect(writeUrl);
+        try {
+          while (arming) {
+            await client.query('select projd.arm_wakeup()');
+            await new Promise((resolve) => setTimeout(resolve, ARM_EVERY_MS));
+          }
+        } finally {
+          await client.end();
+        }
+      })()
+    : Promise.resolve();
+  const started = performance.now();
+  await Promise.all(
+    clients.map(async (client, writer) => {
+      for (let i = 0; i < transactions; i++) await client.query(insertSql(table, 1), row(`${streams}.${writer}`, i));
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  arming = false;
+  await armer;
+  return seconds;
 }
 
 /** Both tables, statement by statement in turns: the time each spent in its own statements. */

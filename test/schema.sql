@@ -1,11 +1,19 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions, 0010_adopted_table, 0011_batch_events_settings_once
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions, 0010_adopted_table, 0011_batch_events_settings_once, 0012_wake_on_demand
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
 create sequence projd.failed_events_id_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
+
+create sequence projd.wake_armed as bigint increment 1 minvalue 0 maxvalue 9223372036854775807 start 0 cache 1;
+
+create sequence projd.wake_fired as bigint increment 1 minvalue 0 maxvalue 9223372036854775807 start 0 cache 1;
+
+create sequence projd.wake_fired_at as bigint increment 1 minvalue 0 maxvalue 9223372036854775807 start 0 cache 1;
+
+create sequence projd.wake_firer as bigint increment 1 minvalue 0 maxvalue 9223372036854775807 start 0 cache 1;
 
 create table projd.adopted_table (
   singleton boolean default true not null,
@@ -93,6 +101,24 @@ alter table projd.migrations add constraint migrations_pkey PRIMARY KEY (id);
 CREATE INDEX events_delivery_order_idx ON projd.events USING btree (era, transaction_id, "position");
 
 CREATE INDEX failed_events_parked_idx ON projd.failed_events USING btree (projection) WHERE (status = 'parked'::text);
+
+CREATE OR REPLACE FUNCTION projd.arm_wakeup()
+ RETURNS boolean
+ LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  perform nextval('projd.wake_armed');
+  -- Taken only when no writer holds it shared, and given back at once: never waited for, so a
+  -- daemon never holds writers back behind a long transaction.
+  if pg_try_advisory_lock(237395994369227796) then
+    perform pg_advisory_unlock(237395994369227796);
+    return true;
+  end if;
+  return false;
+end
+$function$;
 
 CREATE OR REPLACE FUNCTION projd.batch_events()
  RETURNS SETOF projd.events
@@ -198,9 +224,21 @@ $function$;
 CREATE OR REPLACE FUNCTION projd.events_notify()
  RETURNS trigger
  LANGUAGE plpgsql
+ SECURITY DEFINER
+ SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
+declare
+  armed bigint;
 begin
-  perform pg_notify('projd_events', '');
+  -- First the lock, then the look: a daemon arming after this look finds the lock held.
+  perform pg_advisory_xact_lock_shared(237395994369227796);
+  armed := (select last_value from projd.wake_armed);
+  if armed > (select last_value from projd.wake_fired) or projd.wake_owed() then
+    perform setval('projd.wake_fired', armed);
+    perform setval('projd.wake_firer', pg_current_xact_id()::text::bigint);
+    perform setval('projd.wake_fired_at', floor(extract(epoch from clock_timestamp()) * 1000)::bigint);
+    perform pg_notify('projd_events', '');
+  end if;
   return null;
 end
 $function$;
@@ -249,6 +287,20 @@ CREATE OR REPLACE FUNCTION projd.stream_part(stream_id text, parts integer)
  LANGUAGE sql
  IMMUTABLE PARALLEL SAFE STRICT
 AS $function$ select (('x' || left(md5(stream_id), 8))::bit(32)::bigint % parts)::integer $function$;
+
+CREATE OR REPLACE FUNCTION projd.wake_owed()
+ RETURNS boolean
+ LANGUAGE sql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+  select firer <> 0
+     and floor(extract(epoch from clock_timestamp()) * 1000) - fired_at > 50
+     and coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
+     and firer <> coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0)
+    from (select last_value as firer from projd.wake_firer) f,
+         (select last_value as fired_at from projd.wake_fired_at) t
+$function$;
 
 CREATE TRIGGER events_before_insert BEFORE INSERT ON projd.events FOR EACH ROW EXECUTE FUNCTION projd.events_before_insert();
 

@@ -25,6 +25,11 @@ export { RETRY_CAP_MS };
 const BUSY_FIRST_MS = 20;
 const BUSY_CAP_MS = 100;
 
+// A writer that inserted before the runner armed the wake-up will not notify it: while one is in
+// flight, look again after 5 ms, doubling up to 100 ms, rather than sleep until `pollInterval`.
+const SILENT_WRITER_FIRST_MS = 5;
+const SILENT_WRITER_CAP_MS = 100;
+
 /** Told what the runner does, for metrics. Called synchronously; must not throw. */
 export interface RunnerObserver {
   batchCommitted?(batch: { projection: string; applied: number; durationSeconds: number; to: Position | null }): void;
@@ -131,6 +136,9 @@ export function createRunner(options: RunnerOptions): Runner {
   let inBatch = false;
   let lastError: string | null = null;
   let busyDelay = BUSY_FIRST_MS;
+  let silentWriterDelay = SILENT_WRITER_FIRST_MS;
+  /** Arm the writers' wake-up with the next pass: the last one was not full, so this one may end in a sleep. */
+  let armNext = true;
   /** A build's loop ends once its build is swapped in, or cannot go on. */
   let finished = false;
   let markCaughtUp!: () => void;
@@ -196,6 +204,7 @@ export function createRunner(options: RunnerOptions): Runner {
   /** A committed batch: report it, then go on at once, wait for held-back events, or idle live. */
   function afterCommit(result: Extract<BatchResult, { kind: 'done' }>, started: number): number {
     if (result.setUp) logger.info({ version: projection.version, setUp: result.setUp }, 'projection.setup');
+    armNext = !result.full;
     position = { ...result.checkpoint };
     heldBack.track(result);
     build.committed(result);
@@ -218,7 +227,22 @@ export function createRunner(options: RunnerOptions): Runner {
     build.caughtUp();
     caughtUpOnce = true;
     markCaughtUp();
-    return options.pollInterval;
+    return idleWait(result.quiet);
+  }
+
+  /**
+   * How long a runner with nothing more to read waits: until notified (at most `pollInterval`)
+   * only after a pass that armed the writers' wake-up with no silent writer in flight.
+   */
+  function idleWait(quiet: boolean | undefined): number {
+    if (quiet === undefined) return 0; // not armed: one more pass, armed, before sleeping
+    if (quiet) {
+      silentWriterDelay = SILENT_WRITER_FIRST_MS;
+      return options.pollInterval;
+    }
+    const wait = Math.min(silentWriterDelay, options.pollInterval);
+    silentWriterDelay = Math.min(silentWriterDelay * 2, SILENT_WRITER_CAP_MS);
+    return wait;
   }
 
   function reportBatch(result: Extract<BatchResult, { kind: 'done' }>, started: number): void {
@@ -252,7 +276,7 @@ export function createRunner(options: RunnerOptions): Runner {
       const started = performance.now();
       inBatch = true;
       try {
-        const result = await runBatch({ ...options, ...isolation.nextPass(), timeoutMs: options.batchTimeout, prefetch });
+        const result = await runBatch({ ...options, ...isolation.nextPass(), timeoutMs: options.batchTimeout, prefetch, arm: armNext });
         isolation.passed();
         lastError = null;
         wait = afterPass(result, started);

@@ -17,6 +17,7 @@ import type { ProgressNotice } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { searchPathSql } from '../store/scratchSchema.js';
+import { armWakeup } from '../store/wakeup.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
 import { applyBatch, pickForm, type ApplyForm } from './apply/pickForm.js';
 import { BatchFailure, BatchTimeoutError, EventFailure, handlerCause } from './batchErrors.js';
@@ -59,6 +60,11 @@ export interface RunBatchOptions {
   announce?: (notice: ProgressNotice) => void;
   /** Of a split projection (`partitions`), the part this pass works on. @defaultValue the whole projection */
   part?: Part;
+  /**
+   * Arm the writers' wake-up before reading (`projd.arm_wakeup()`), for a pass after which the
+   * runner may go idle: the result's `quiet` then says whether it may sleep until notified.
+   */
+  arm?: boolean;
   /**
    * Asked when the projection's checkpoint is of an older version (or another number of parts):
    * true leaves the old version in place, serving, while a blue/green build makes the new one
@@ -113,6 +119,12 @@ export type BatchResult =
       setUp?: 'created' | 'rebuilt';
       /** Set when this pass parked an event, or halted the projection on it. */
       parked?: { id: bigint; position: bigint; policy: 'park' | 'stop' };
+      /**
+       * Of a pass that armed the wake-up: true when no writer was in flight that will not
+       * notify, so a runner with nothing more to read may sleep until a notification; false
+       * when one was, and it should look again soon. Absent when the pass did not arm.
+       */
+      quiet?: boolean;
     };
 
 type DoneResult = Extract<BatchResult, { kind: 'done' }>;
@@ -209,7 +221,7 @@ async function runInTransaction(
   }
   const { checkpoint, setUp } = ready;
   const form = pickForm(projection, { perEvent: options.perEvent });
-  const done = { kind: 'done' as const, form, setUp };
+  const done = { kind: 'done' as const, form, setUp, ...(opening.quiet === undefined ? {} : { quiet: opening.quiet }) };
 
   if (park) {
     const parked = await parkFirstEvent(client, projection, checkpoint, park, part);
@@ -261,6 +273,8 @@ interface Opening {
   checkpoint: Checkpoint | null;
   /** Of a blue/green build, the live projection's checkpoint (its part 0). */
   live: Checkpoint | null;
+  /** Of a pass that armed the wake-up: no silent writer was in flight (see `RunBatchOptions.arm`). */
+  quiet?: boolean;
 }
 
 /**
@@ -297,8 +311,10 @@ async function openTransaction(
         : tryLockProjection(client, projection.name).then((got) => (got ? 'locked' : 'taken'));
   const checkpoint = selectCheckpoint(client, projection.name, part.index);
   const live = build ? selectCheckpoint(client, build.live, 0) : Promise.resolve(null);
-  const [started, gotLock, read, liveRead] = await inOrder(begun, locked, checkpoint, live);
-  return { pid: started.at(-1)?.rows[0]?.pid, lock: gotLock, checkpoint: read, live: liveRead };
+  // Before every read of this batch: each statement reads a snapshot of its own, taken later.
+  const armed = options.arm ? armWakeup(client) : Promise.resolve(undefined);
+  const [started, gotLock, read, liveRead, quiet] = await inOrder(begun, locked, checkpoint, live, armed);
+  return { pid: started.at(-1)?.rows[0]?.pid, lock: gotLock, checkpoint: read, live: liveRead, quiet };
 }
 
 /**

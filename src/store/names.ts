@@ -18,10 +18,17 @@ export const PROGRESS_CHANNEL = 'projd_progress';
  * Computed here rather than with `hashtext`, which is 32-bit and has changed between
  * PostgreSQL versions: every daemon, whatever its server, must agree on the key.
  */
-export function advisoryLockKey(scope: 'projection' | 'part' | 'migrate', name: string): string {
+export function advisoryLockKey(scope: 'projection' | 'part' | 'migrate' | 'wake', name: string): string {
   const digest = createHash('sha256').update(`projd:${scope}:${name}`).digest();
   return digest.readBigInt64BE(0).toString();
 }
+
+/**
+ * The lock every writer of events holds shared until it ends, so that a daemon about to sleep
+ * sees a writer in flight that will not notify it (migration 0012, `projd.arm_wakeup()`).
+ * Written into the migration as a literal; a test checks the two agree.
+ */
+export const WAKE_LOCK_KEY = advisoryLockKey('wake', 'events');
 
 /**
  * The lock key of one part of a split projection. Its parts' keys do not depend on how many

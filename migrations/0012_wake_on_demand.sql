@@ -1,0 +1,79 @@
+-- Writers notify only when a daemon waits for them, instead of at every insert. A transaction
+-- that has sent NOTIFY takes a database-wide lock as it commits and holds it until its commit
+-- record is flushed: every notifying writer commits after the one before, one WAL flush at a
+-- time, however many run at once. Now a daemon going idle *arms* the wake-up, the first writer
+-- after that notifies, and the others, whose events the woken daemon reads anyway, commit side
+-- by side.
+--
+-- A writer that inserted before the arming, and so stays silent, may commit after the daemon
+-- looked: the daemon would sleep through its event. So every writer holds an advisory lock,
+-- shared, from its insert to its end, and a daemon arms *then* checks that lock: held, a silent
+-- writer is in flight, and the daemon looks again soon instead of sleeping (projd.arm_wakeup).
+
+-- Armed while wake_armed is ahead of wake_fired. wake_firer is the transaction that notified
+-- last, wake_fired_at when (milliseconds since the epoch). Sequences: not transactional, so what
+-- one session sets every other sees at once, and no one ever waits for a row lock.
+create sequence projd.wake_armed minvalue 0 start with 0;
+create sequence projd.wake_fired minvalue 0 start with 0;
+create sequence projd.wake_firer minvalue 0 start with 0;
+create sequence projd.wake_fired_at minvalue 0 start with 0;
+-- Armed from the start: a daemon waits before anything is written.
+select setval('projd.wake_armed', 1);
+
+-- One writer notifies per arming: the first after it. Its notification reaches the daemons at
+-- its commit; should it still be open 50 ms later, or have rolled back (its notification with
+-- it), the next writer notifies too, so a daemon never sleeps through another writer's events
+-- for longer than that.
+create function projd.wake_owed() returns boolean
+language sql stable
+set search_path = pg_catalog, pg_temp
+as $$
+  select firer <> 0
+     and floor(extract(epoch from clock_timestamp()) * 1000) - fired_at > 50
+     and coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
+     and firer <> coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0)
+    from (select last_value as firer from projd.wake_firer) f,
+         (select last_value as fired_at from projd.wake_fired_at) t
+$$;
+
+-- The lock key is advisoryLockKey('wake', 'events') of src/store/names.ts.
+create or replace function projd.events_notify() returns trigger
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+declare
+  armed bigint;
+begin
+  -- First the lock, then the look: a daemon arming after this look finds the lock held.
+  perform pg_advisory_xact_lock_shared(237395994369227796);
+  armed := (select last_value from projd.wake_armed);
+  if armed > (select last_value from projd.wake_fired) or projd.wake_owed() then
+    perform setval('projd.wake_fired', armed);
+    perform setval('projd.wake_firer', pg_current_xact_id()::text::bigint);
+    perform setval('projd.wake_fired_at', floor(extract(epoch from clock_timestamp()) * 1000)::bigint);
+    perform pg_notify('projd_events', '');
+  end if;
+  return null;
+end
+$$;
+
+-- Arms the wake-up, then says whether no silent writer is in flight: true, a daemon that reads
+-- the store after this (in a later statement, so a later snapshot) may sleep until notified;
+-- false, a writer that inserted before the arming has not ended, and will not notify.
+create function projd.arm_wakeup() returns boolean
+language plpgsql
+security definer
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  perform nextval('projd.wake_armed');
+  -- Taken only when no writer holds it shared, and given back at once: never waited for, so a
+  -- daemon never holds writers back behind a long transaction.
+  if pg_try_advisory_lock(237395994369227796) then
+    perform pg_advisory_unlock(237395994369227796);
+    return true;
+  end if;
+  return false;
+end
+$$;
