@@ -162,7 +162,9 @@ export async function readStatusReport(
   const builds = projections
     .filter((projection) => building.has(projection.name))
     .map((projection) => ({ ...projection, name: buildKey(projection.name) }));
-  const progress = await readProgress(db, [...projections, ...builds]);
+  // The live checkpoint of a projection being built is the older version, serving: its lag counts from there.
+  const live = projections.map((projection) => ({ ...projection, serving: building.has(projection.name) }));
+  const progress = await readProgress(db, [...live, ...builds]);
   return toStatusReport(progress, [...projections, ...builds], options);
 }
 

@@ -14,6 +14,11 @@ export interface ProgressProjection {
   eventTypes: readonly string[];
   /** @defaultValue 1 */
   partitions?: number;
+  /**
+   * Its checkpoint serves while a blue/green build makes the loaded version beside it: the lag
+   * counts from that checkpoint, whatever version it is of, rather than from the start.
+   */
+  serving?: boolean;
 }
 
 /** A projection's row in `projd.checkpoints` (of a split one, see `ProjectionProgress.parts`). */
@@ -172,9 +177,9 @@ export const readProgressSql = /* sql */ `
            case when c.rebuild_pending is not false then 0 else c.position end as from_position
       from jsonb_to_recordset($1::jsonb)
            as p(name text, version integer, part integer, parts integer, types text[], type_prefixes text[],
-                lock_classid bigint, lock_objid bigint)
+                lock_classid bigint, lock_objid bigint, serving boolean)
       left join lateral (
-        select c.*, c.version < p.version or (c.version = p.version and c.parts <> p.parts) as rebuild_pending
+        select c.*, not p.serving and (c.version < p.version or (c.version = p.version and c.parts <> p.parts)) as rebuild_pending
           from ${CHECKPOINTS_TABLE} c
          where c.projection = p.name and c.part = p.part
       ) c on true
@@ -290,6 +295,7 @@ export async function readProgress(db: Queryable, projections: readonly Progress
         type_prefixes: types.prefixes,
         lock_classid: lock.classid,
         lock_objid: lock.objid,
+        serving: projection.serving ?? false,
       };
     });
   });
