@@ -262,11 +262,12 @@ export function toStatusReport(
  */
 function withBuild(status: ProjectionStatus, build: ProjectionStatus | undefined): ProjectionStatus {
   if (!build) return status;
-  const { version, state, position, lagEvents, lagSeconds, failedEvents, updatedAt, owner, blockedBy, lastError, lastErrorAt, parts } = build;
+  const { state, position, lagEvents, lagSeconds, failedEvents, updatedAt, owner, blockedBy, lastError, lastErrorAt, parts } = build;
   return {
     ...status,
     build: {
-      version,
+      // The version its checkpoint is of: a daemon of another version may be building it.
+      version: build.storedVersion ?? build.version,
       state,
       position,
       lagEvents,
