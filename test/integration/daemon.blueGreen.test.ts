@@ -242,8 +242,6 @@ describe('a version bump with blue/green rebuilds', () => {
           { timeoutMs: 30_000, message: 'the build version in /metrics' },
         );
         expect(metrics).toContain(`projd_projection_version{projection="${name}"} 1`);
-        const notReady = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
-        expect(notReady.status).toBe(503);
 
         // Appended during the build: version 1 applies them to its tables, which stay the live ones.
         await append(name, 100);
@@ -290,10 +288,6 @@ describe('a version bump with blue/green rebuilds', () => {
         });
         const after = await statusOf(v2, name);
         expect(after).toMatchObject({ version: 2, storedVersion: 2, rebuildPending: false, build: null, problem: null });
-        await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200, {
-          timeoutMs: 30_000,
-          message: '/readyz of the new version after the swap',
-        });
 
         // Version 2 serves on.
         await append(name, 50);
@@ -323,7 +317,7 @@ describe('a version bump with blue/green rebuilds', () => {
       const crashed = startDaemon(['run'], { cwd: v2.dir, env });
       daemons.push(crashed);
       await waitFor(async () => (await waitingFor(hold)) === 1, { timeoutMs: 30_000, message: 'the build to wait at the held event' });
-      const reached = (await buildPosition(name))!;
+      const reached = BigInt((await statusOf(v2, name)).build!.position);
       expect(reached).toBeGreaterThan(0n);
       expect(setUpLines(crashed, `${name}:build`)).toMatchObject([{ setUp: 'created', version: 2 }]);
       await crashed.kill9();
@@ -408,5 +402,42 @@ describe('a version bump with blue/green rebuilds', () => {
       await stopAll(daemons, holds);
     }
     await expectExact(name, 3);
+  });
+
+  it('keeps the daemon building the new version out of /readyz until the swap', { timeout: 120_000 }, async () => {
+    const name = 'tally_ready';
+    const hold = 7401;
+    await append(name, 500);
+    const metricsPort = await freePort();
+    const v1 = await projectOf(name, 1);
+    const v2 = await projectOf(name, 2, { metricsPort });
+    const daemons: Daemon[] = [];
+    const holds: { release(): Promise<void> }[] = [];
+    try {
+      const a = startDaemon(['run'], { cwd: v1.dir, env });
+      daemons.push(a);
+      await a.waitForLog(liveLine(name));
+      const held = await holdLock(hold);
+      holds.push(held);
+      await append(name, 1, { hold, holdVersion: 2 });
+
+      const b = startDaemon(['run'], { cwd: v2.dir, env });
+      daemons.push(b);
+      await b.waitForLog('http.listening');
+      await waitFor(async () => (await waitingFor(hold)) === 1, { timeoutMs: 30_000, message: 'the build to wait at the held event' });
+      const building = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
+      expect(building.status).toBe(503);
+      expect(await building.text()).toBe(`not caught up yet: ${name}, ${name}:build\n`);
+
+      await held.release();
+      await b.waitForLog(startsWith('build.swapped'));
+      await waitFor(async () => (await fetch(`http://127.0.0.1:${metricsPort}/readyz`)).status === 200, {
+        timeoutMs: 30_000,
+        message: '/readyz of the new version after the swap',
+      });
+      await expectExact(name, 2);
+    } finally {
+      await stopAll(daemons, holds);
+    }
   });
 });
