@@ -326,8 +326,9 @@ describe('a version bump with blue/green rebuilds', () => {
 
       const restarted = startDaemon(['run'], { cwd: v2.dir, env });
       daemons.push(restarted);
-      await restarted.waitForLog(startsWith('build.started'));
-      // The killed daemon's batch ends (its session finds its client gone) once the event is let go.
+      await restarted.waitForLog('daemon.started');
+      // The killed daemon's session holds the build's lock, waiting at the held event: once
+      // the event is let go, it finds its client gone and rolls back.
       await held.release();
       const positions: bigint[] = [];
       await waitFor(
