@@ -1,8 +1,8 @@
-import { UserError } from '../errors.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryLockKey, partLockKey } from './names.js';
 import { partsOfProjection, streamPartMatchesSql } from './part.js';
 import { comparePositions, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
+import { schemaMissingError } from './schemaMissing.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { toSelection, type Selection } from './selection.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
@@ -267,14 +267,6 @@ interface ProgressRow {
   owner_application_name: string | null;
 }
 
-/** SQLSTATEs that mean projd's tables are missing or older than this code. */
-const SCHEMA_MISSING_CODES = new Set([
-  '3F000', // invalid_schema_name
-  '42P01', // undefined_table
-  '42703', // undefined_column
-  '42883', // undefined_function
-]);
-
 /**
  * How far each projection has come, read from the tables alone: no daemon needs to run.
  * @throws UserError when projd's tables are missing or out of date.
@@ -303,13 +295,7 @@ export async function readProgress(db: Queryable, projections: readonly Progress
   try {
     ({ rows } = await db.query<ProgressRow>(readProgressSql, [JSON.stringify(parameter)]));
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code !== undefined && SCHEMA_MISSING_CODES.has(code)) {
-      throw new UserError("projd's tables are missing or out of date in this database: run `projd migrate`", {
-        cause: error,
-      });
-    }
-    throw error;
+    throw schemaMissingError(error);
   }
   const first = rows[0]!; // the gate always yields one row, projections or not
   const byName = new Map<string, { row: ProgressRow; parts: PartProgress[] }>();
