@@ -231,6 +231,16 @@ describe('a version bump with blue/green rebuilds', () => {
         });
         expect(during.state).toBe('live'); // version 1 serves, and has applied every event
         expect(Number(during.build!.position)).toBeGreaterThan(0);
+        // What version 2 has built so far is in its own schema, and only there.
+        const { rows: built } = await db.pool.query<{ built: number; events: number; versions: number[] }>(
+          `select count(*)::int as built, array_agg(distinct version) as versions,
+                  (select count(*)::int from projd.events where type = $1 and position <= $2) as events
+             from projd_build_${name}.${name}_applied`,
+          [`${name}.added`, during.build!.position],
+        );
+        expect(built[0]).toEqual({ built: built[0]!.events, events: expect.any(Number), versions: [2] });
+        expect(built[0]!.events).toBeGreaterThan(0);
+        expect((await tally(name, 1)).wrong).toBe(0);
         const table = await runCli(['status'], { cwd: v2.dir, env });
         expect(table.stdout).toMatch(new RegExp(`^${name} +2 \\(stored 1\\) .*version 1 serves while version 2 builds beside it$`, 'm'));
         expect(table.stdout).toMatch(new RegExp(`^  build +2 +\\S+ +${during.build!.position} .*building in schema projd_build_${name}`, 'm'));
@@ -402,7 +412,9 @@ describe('a version bump with blue/green rebuilds', () => {
     } finally {
       await stopAll(daemons, holds);
     }
+    // Nothing any daemon did after the swap brought a build back.
     await expectExact(name, 3);
+    expect(await leftoverSchemas()).toEqual([]);
   });
 
   it('keeps the daemon building the new version out of /readyz until the swap', { timeout: 120_000 }, async () => {
