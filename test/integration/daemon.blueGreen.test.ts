@@ -149,6 +149,11 @@ async function waitingFor(key: number | string): Promise<number> {
   return rows[0]!.n;
 }
 
+/** Until `count` sessions wait for the advisory lock `key`. */
+async function untilWaiting(key: number | string, count: number, message: string): Promise<void> {
+  await waitFor(async () => (await waitingFor(key)) === count, { timeoutMs: 60_000, message });
+}
+
 const projectionLock = (name: string) => advisoryLockKey('projection', name);
 const buildLock = (name: string) => advisoryLockKey('projection', `${name}:build`);
 
@@ -219,7 +224,7 @@ describe('a version bump with blue/green rebuilds', () => {
           projection: name,
           msg: `build.started: version 2 builds in schema projd_build_${name}`,
         });
-        await waitFor(async () => (await waitingFor(newHold)) === 1, { timeoutMs: 30_000, message: 'the build to wait at the held event' });
+        await untilWaiting(newHold, 1, 'the build to wait at the held event');
         expect(b.logs().find(startsWith('projection.building'))).toMatchObject({ projection: name, version: 2, storedVersion: 1 });
 
         const during = await statusOf(v2, name);
@@ -243,7 +248,8 @@ describe('a version bump with blue/green rebuilds', () => {
         expect((await tally(name, 1)).wrong).toBe(0);
         const table = await runCli(['status'], { cwd: v2.dir, env });
         expect(table.stdout).toMatch(new RegExp(`^${name} +2 \\(stored 1\\) .*version 1 serves while version 2 builds beside it$`, 'm'));
-        expect(table.stdout).toMatch(new RegExp(`^  build +2 +\\S+ +${during.build!.position} .*building in schema projd_build_${name}`, 'm'));
+        const buildRow = `^  build +2 +\\S+ +${during.build!.position} .*building in schema projd_build_${name}`;
+        expect(table.stdout).toMatch(new RegExp(buildRow, 'm'));
         const metrics = await waitFor(
           async () => {
             const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -262,20 +268,17 @@ describe('a version bump with blue/green rebuilds', () => {
         const serving = await holdLock(oldHold);
         holds.push(serving);
         await append(name, 1, { hold: oldHold, holdVersion: 1 });
-        await waitFor(async () => (await waitingFor(oldHold)) === 1, { timeoutMs: 30_000, message: 'version 1 to wait at its held event' });
+        await untilWaiting(oldHold, 1, 'version 1 to wait at its held event');
         await building.release();
-        await waitFor(async () => (await waitingFor(projectionLock(name))) === 1, {
-          timeoutMs: 30_000,
-          message: 'the swap to wait for the live projection',
-        });
+        await untilWaiting(projectionLock(name), 1, 'the swap to wait for the live projection');
         // The build stops at another held event, so that it has not read what comes next when the swap takes its lock.
         const lastBatch = await holdLock(newHold);
         holds.push(lastBatch);
         await append(name, 1, { hold: newHold, holdVersion: 2 });
-        await waitFor(async () => (await waitingFor(newHold)) === 1, { timeoutMs: 30_000, message: 'the build to wait at the second held event' });
+        await untilWaiting(newHold, 1, 'the build to wait at the second held event');
         await append(name, 30);
         await serving.release();
-        await waitFor(async () => (await waitingFor(buildLock(name))) === 1, { timeoutMs: 30_000, message: 'the swap to wait for the build' });
+        await untilWaiting(buildLock(name), 1, 'the swap to wait for the build');
         await lastBatch.release();
 
         const swapped = await b.waitForLog(startsWith('build.swapped'));
@@ -326,7 +329,7 @@ describe('a version bump with blue/green rebuilds', () => {
       await append(name, 1, { hold, holdVersion: 2 });
       const crashed = startDaemon(['run'], { cwd: v2.dir, env });
       daemons.push(crashed);
-      await waitFor(async () => (await waitingFor(hold)) === 1, { timeoutMs: 30_000, message: 'the build to wait at the held event' });
+      await untilWaiting(hold, 1, 'the build to wait at the held event');
       const reached = BigInt((await statusOf(v2, name)).build!.position);
       expect(reached).toBeGreaterThan(0n);
       expect(setUpLines(crashed, `${name}:build`)).toMatchObject([{ setUp: 'created', version: 2 }]);
@@ -375,13 +378,10 @@ describe('a version bump with blue/green rebuilds', () => {
       const serving = await holdLock(hold);
       holds.push(serving);
       await append(name, 1, { hold, holdVersion: 1 });
-      await waitFor(async () => (await waitingFor(hold)) === 1, { timeoutMs: 30_000, message: 'version 1 to wait at the held event' });
+      await untilWaiting(hold, 1, 'version 1 to wait at the held event');
       const b = startDaemon(['run'], { cwd: v2.dir, env });
       daemons.push(b);
-      await waitFor(async () => (await waitingFor(projectionLock(name))) === 1, {
-        timeoutMs: 60_000,
-        message: "version 2's swap to wait for the live projection",
-      });
+      await untilWaiting(projectionLock(name), 1, "version 2's swap to wait for the live projection");
       // Read with version 3 loaded, the build under way is still version 2's.
       expect((await statusOf(v3, name)).build).toMatchObject({ version: 2 });
 
@@ -393,10 +393,7 @@ describe('a version bump with blue/green rebuilds', () => {
       });
       // Version 2's build finds version 3's checkpoint and applies nothing more.
       expect(await b.waitForLog(startsWith('projection.version_behind', `${name}:build`))).toMatchObject({ version: 2, storedVersion: 3 });
-      await waitFor(async () => (await waitingFor(projectionLock(name))) === 2, {
-        timeoutMs: 60_000,
-        message: "version 3's swap to wait for the live projection too",
-      });
+      await untilWaiting(projectionLock(name), 2, "version 3's swap to wait for the live projection too");
       await serving.release();
 
       expect(await c.waitForLog(startsWith('build.swapped'))).toMatchObject({
@@ -407,6 +404,13 @@ describe('a version bump with blue/green rebuilds', () => {
       expect(await b.waitForLog(startsWith('projection.version_behind', name))).toMatchObject({ version: 2, storedVersion: 3 });
       expect(await a.waitForLog(startsWith('projection.version_behind', name))).toMatchObject({ version: 1, storedVersion: 3 });
       expect(b.logs().filter(startsWith('build.swapped:'))).toEqual([]);
+      // Its build loop ends: told so by its swap (not ready: the build is version 3's), or by its
+      // build runner finding the newer version live, whichever comes first.
+      const ended = [
+        'build.superseded: a newer version builds in its place',
+        'build.swapped_elsewhere: another daemon swapped the build in',
+      ];
+      await b.waitForLog((line) => ended.includes(String(line.msg)));
       expect(await statusOf(v3, name)).toMatchObject({ version: 3, storedVersion: 3, build: null, rebuildPending: false });
       expect(await leftoverSchemas()).toEqual([]);
     } finally {
@@ -437,7 +441,7 @@ describe('a version bump with blue/green rebuilds', () => {
       const b = startDaemon(['run'], { cwd: v2.dir, env });
       daemons.push(b);
       await b.waitForLog('http.listening');
-      await waitFor(async () => (await waitingFor(hold)) === 1, { timeoutMs: 30_000, message: 'the build to wait at the held event' });
+      await untilWaiting(hold, 1, 'the build to wait at the held event');
       const building = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
       expect(building.status).toBe(503);
       expect(await building.text()).toBe(`not caught up yet: ${name}, ${name}:build\n`);
