@@ -70,6 +70,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
   const wakeup = createWakeup();
   // A build runner found the live projection at this version: another daemon swapped it in.
   const swappedElsewhere = settleOnce();
+  let swappedLiveVersion = projection.version;
 
   function besideLive(): boolean {
     if (inPlaceBecause === null) return true;
@@ -100,7 +101,10 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
           live: projection.name,
           assertStatement,
           onUnbuildable: (error) => void unbuildable(error),
-          onSwapped: () => swappedElsewhere.resolve(),
+          onSwapped: (liveVersion) => {
+            swappedLiveVersion = liveVersion;
+            swappedElsewhere.resolve();
+          },
         },
       }),
     );
@@ -116,11 +120,17 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
         await dropBuild(pool, projection).catch((error: unknown) =>
           logger.warn({ err: errorMessage(error) }, 'build.drop_failed'),
         );
-        swapped({ kind: 'already_swapped' });
+        if (swappedLiveVersion > projection.version) {
+          logger.info({ liveVersion: swappedLiveVersion }, `build.superseded: version ${swappedLiveVersion} is live`);
+          options.onSwapped();
+        } else {
+          swapped({ kind: 'already_swapped' });
+        }
         break;
       }
       if (runners.some((runner) => runner.state === PROJECTION_STATES.versionAhead)) {
         logger.info('build.superseded: a newer version builds in its place');
+        options.onSwapped(); // the live runners find out for themselves what the store holds
         break;
       }
       try {

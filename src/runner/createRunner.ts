@@ -91,7 +91,10 @@ export interface RunnerOptions {
    * build cannot go on in a schema of its own (a handler's statement names a schema). The loop
    * ends at once, and when the live projection has been swapped to this version.
    */
-  build?: NonNullable<RunBatchOptions['build']> & { onUnbuildable: (error: Error) => void; onSwapped: () => void };
+  build?: NonNullable<RunBatchOptions['build']> & {
+    onUnbuildable: (error: Error) => void;
+    onSwapped: (liveVersion: number) => void;
+  };
 }
 
 export interface Runner {
@@ -178,7 +181,7 @@ export function createRunner(options: RunnerOptions): Runner {
         return options.pollInterval;
       case 'build_swapped':
         finished = true; // the live projection runs this version now: its own runner takes over
-        options.build?.onSwapped();
+        options.build?.onSwapped(result.liveVersion);
         return 0;
       case 'version_ahead':
         if (state !== PROJECTION_STATES.versionAhead) {

@@ -97,8 +97,11 @@ export type BatchResult =
   | { kind: 'version_ahead'; storedVersion: number }
   /** The live checkpoint is of an older version, left to serve while a blue/green build makes this one. */
   | { kind: 'awaiting_build'; storedVersion: number }
-  /** Of a blue/green build: the live projection is at this version already; the build was swapped in. */
-  | { kind: 'build_swapped' }
+  /**
+   * Of a blue/green build: the live projection is at this version (the build was swapped in)
+   * or a newer one (a newer version's was): this build has nothing left to do.
+   */
+  | { kind: 'build_swapped'; liveVersion: number }
   /** Halted (`onError: stop`) on this failed event until it is retried or skipped. */
   | { kind: 'blocked'; failedEventId: bigint }
   /** The checkpoint moved under us despite the lock: rolled back, nothing applied. */
@@ -192,7 +195,9 @@ async function runInTransaction(
   const split = part.count > 1;
   let opening = await openTransaction(client, options, split ? 'part' : 'projection');
   opened(opening);
-  if (options.build && isSetUp(opening.live, projection, part)) return { commit: false, result: { kind: 'build_swapped' } };
+  if (options.build && isSetUp(opening.live, projection, part)) {
+    return { commit: false, result: { kind: 'build_swapped', liveVersion: opening.live.version } };
+  }
   if (awaitsBuild(options, opening.checkpoint, part)) {
     return { commit: false, result: { kind: 'awaiting_build', storedVersion: opening.checkpoint!.version } };
   }

@@ -162,7 +162,9 @@ export async function readStatusReport(
   const builds = projections
     .filter((projection) => building.has(projection.name))
     .map((projection) => ({ ...projection, name: buildKey(projection.name) }));
-  const progress = await readProgress(db, [...projections, ...builds]);
+  // The live checkpoint of a projection being built is the older version, serving: its lag counts from there.
+  const live = projections.map((projection) => ({ ...projection, serving: building.has(projection.name) }));
+  const progress = await readProgress(db, [...live, ...builds]);
   return toStatusReport(progress, [...projections, ...builds], options);
 }
 
@@ -260,11 +262,12 @@ export function toStatusReport(
  */
 function withBuild(status: ProjectionStatus, build: ProjectionStatus | undefined): ProjectionStatus {
   if (!build) return status;
-  const { version, state, position, lagEvents, lagSeconds, failedEvents, updatedAt, owner, blockedBy, lastError, lastErrorAt, parts } = build;
+  const { state, position, lagEvents, lagSeconds, failedEvents, updatedAt, owner, blockedBy, lastError, lastErrorAt, parts } = build;
   return {
     ...status,
     build: {
-      version,
+      // The version its checkpoint is of: a daemon of another version may be building it.
+      version: build.storedVersion ?? build.version,
       state,
       position,
       lagEvents,

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { CHECKPOINTS_TABLE } from './names.js';
 import type { Queryable } from './queryable.js';
+import { schemaMissingError } from './schemaMissing.js';
 
 /**
  * Where a blue/green rebuild puts the new version of a projection while the old one serves:
@@ -32,10 +33,17 @@ export function liveNameOf(key: string): string {
 const buildsUnderWaySql = /* sql */ `
   select projection from ${CHECKPOINTS_TABLE} where projection = any($1::text[]) and part = 0`;
 
-/** Of these projections, those with a blue/green build under way. */
+/**
+ * Of these projections, those with a blue/green build under way.
+ * @throws UserError when projd's tables are missing or out of date.
+ */
 export async function buildsUnderWay(db: Queryable, projections: readonly string[]): Promise<Set<string>> {
-  const { rows } = await db.query<{ projection: string }>(buildsUnderWaySql, [projections.map(buildKey)]);
-  return new Set(rows.map((row) => liveNameOf(row.projection)));
+  try {
+    const { rows } = await db.query<{ projection: string }>(buildsUnderWaySql, [projections.map(buildKey)]);
+    return new Set(rows.map((row) => liveNameOf(row.projection)));
+  } catch (error) {
+    throw schemaMissingError(error);
+  }
 }
 
 /** Every build schema's name starts so. */

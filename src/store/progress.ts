@@ -1,8 +1,8 @@
-import { UserError } from '../errors.js';
 import { CHECKPOINTS_TABLE, EVENTS_TABLE, FAILED_EVENTS_TABLE, SCHEMA, advisoryLockKey, partLockKey } from './names.js';
 import { partsOfProjection, streamPartMatchesSql } from './part.js';
 import { comparePositions, type Position } from './position.js';
 import type { Queryable } from './queryable.js';
+import { schemaMissingError } from './schemaMissing.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { toSelection, type Selection } from './selection.js';
 import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
@@ -14,6 +14,11 @@ export interface ProgressProjection {
   eventTypes: readonly string[];
   /** @defaultValue 1 */
   partitions?: number;
+  /**
+   * Its checkpoint serves while a blue/green build makes the loaded version beside it: the lag
+   * counts from that checkpoint, whatever version it is of, rather than from the start.
+   */
+  serving?: boolean;
 }
 
 /** A projection's row in `projd.checkpoints` (of a split one, see `ProjectionProgress.parts`). */
@@ -172,9 +177,9 @@ export const readProgressSql = /* sql */ `
            case when c.rebuild_pending is not false then 0 else c.position end as from_position
       from jsonb_to_recordset($1::jsonb)
            as p(name text, version integer, part integer, parts integer, types text[], type_prefixes text[],
-                lock_classid bigint, lock_objid bigint)
+                lock_classid bigint, lock_objid bigint, serving boolean)
       left join lateral (
-        select c.*, c.version < p.version or (c.version = p.version and c.parts <> p.parts) as rebuild_pending
+        select c.*, not p.serving and (c.version < p.version or (c.version = p.version and c.parts <> p.parts)) as rebuild_pending
           from ${CHECKPOINTS_TABLE} c
          where c.projection = p.name and c.part = p.part
       ) c on true
@@ -262,14 +267,6 @@ interface ProgressRow {
   owner_application_name: string | null;
 }
 
-/** SQLSTATEs that mean projd's tables are missing or older than this code. */
-const SCHEMA_MISSING_CODES = new Set([
-  '3F000', // invalid_schema_name
-  '42P01', // undefined_table
-  '42703', // undefined_column
-  '42883', // undefined_function
-]);
-
 /**
  * How far each projection has come, read from the tables alone: no daemon needs to run.
  * @throws UserError when projd's tables are missing or out of date.
@@ -290,6 +287,7 @@ export async function readProgress(db: Queryable, projections: readonly Progress
         type_prefixes: types.prefixes,
         lock_classid: lock.classid,
         lock_objid: lock.objid,
+        serving: projection.serving ?? false,
       };
     });
   });
@@ -297,13 +295,7 @@ export async function readProgress(db: Queryable, projections: readonly Progress
   try {
     ({ rows } = await db.query<ProgressRow>(readProgressSql, [JSON.stringify(parameter)]));
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code !== undefined && SCHEMA_MISSING_CODES.has(code)) {
-      throw new UserError("projd's tables are missing or out of date in this database: run `projd migrate`", {
-        cause: error,
-      });
-    }
-    throw error;
+    throw schemaMissingError(error);
   }
   const first = rows[0]!; // the gate always yields one row, projections or not
   const byName = new Map<string, { row: ProgressRow; parts: PartProgress[] }>();

@@ -44,6 +44,7 @@ const STATUS_FIELDS = [
   'lastError',
   'lastErrorAt',
   'stalledBy',
+  'build',
 ].sort();
 
 // The gate projection holds a batch (a transaction with an id) open, which holds back the xmin
