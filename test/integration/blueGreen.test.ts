@@ -42,12 +42,22 @@ async function runUntilCaughtUp(projections: Projection[], options: RunOptions =
   config.projections.rebuild = options.rebuild ?? 'blue-green';
   config.projections.keepOldTables = options.keepOldTables ?? false;
   const logs: LogLine[] = [];
-  const logger = pino({ level: 'info' }, { write: (text: string) => void logs.push(JSON.parse(text) as LogLine) });
+  // A swap that fails is retried for ever: the test fails on the first failure, saying why.
+  let swapFailed!: (error: Error) => void;
+  const failed = new Promise<never>((_, reject) => (swapFailed = reject));
+  failed.catch(() => undefined);
+  const logger = pino({ level: 'info' }, {
+    write: (text: string) => {
+      const line = JSON.parse(text) as LogLine;
+      logs.push(line);
+      if (line.msg === 'build.swap_failed' || line.msg === 'build.failed') swapFailed(new Error(`${line.msg}: ${String(line.err)}`));
+    },
+  });
   const app = createApp(config, { projections, logger });
   try {
     await app.start();
-    await options.whileRunning?.(logs);
-    await app.caughtUp();
+    await Promise.race([options.whileRunning?.(logs), failed]);
+    await Promise.race([app.caughtUp(), failed]);
   } finally {
     await app.stop();
   }
