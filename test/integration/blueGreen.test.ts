@@ -29,6 +29,8 @@ const ACCOUNT_TYPES = ['account.credited', 'account.debited'];
 interface RunOptions {
   rebuild?: 'blue-green' | 'in-place';
   keepOldTables?: boolean;
+  /** The build is expected to park events; otherwise a parked event fails the test at once. */
+  buildParks?: boolean;
   /** Runs once the app has started, before waiting for it to catch up. */
   whileRunning?: (logs: LogLine[]) => Promise<void>;
 }
@@ -42,15 +44,22 @@ async function runUntilCaughtUp(projections: Projection[], options: RunOptions =
   config.projections.rebuild = options.rebuild ?? 'blue-green';
   config.projections.keepOldTables = options.keepOldTables ?? false;
   const logs: LogLine[] = [];
-  // A swap that fails is retried for ever: the test fails on the first failure, saying why.
-  let swapFailed!: (error: Error) => void;
-  const failed = new Promise<never>((_, reject) => (swapFailed = reject));
+  // A build or a swap that fails is retried for ever: the test fails on the first failure, saying why.
+  let buildFailed!: (error: Error) => void;
+  const failed = new Promise<never>((_, reject) => (buildFailed = reject));
   failed.catch(() => undefined);
   const logger = pino({ level: 'info' }, {
     write: (text: string) => {
       const line = JSON.parse(text) as LogLine;
       logs.push(line);
-      if (line.msg === 'build.swap_failed' || line.msg === 'build.failed') swapFailed(new Error(`${line.msg}: ${String(line.err)}`));
+      if (['build.swap_failed', 'build.failed', 'build.not_ready'].includes(String(line.msg))) {
+        buildFailed(new Error(`${line.msg}: ${String(line.err ?? line.reason)}`));
+      }
+      const ofBuild = String(line.projection).endsWith(':build');
+      if (ofBuild && (line.to === 'retrying' || line.to === 'failed' || (line.msg === 'event.parked' && !options.buildParks))) {
+        const cause = [...logs].reverse().find((earlier) => earlier.err !== undefined)?.err as { message?: string } | undefined;
+        buildFailed(new Error(`the build failed: ${line.msg} ${String(line.to ?? line.position ?? '')}: ${cause?.message}`));
+      }
     },
   });
   const app = createApp(config, { projections, logger });
@@ -457,6 +466,7 @@ describe('an event parked while the new version builds', () => {
       await holder.query('begin');
       await lockProjection(holder, 'parking');
       await runUntilCaughtUp([parking(2)], {
+        buildParks: true,
         whileRunning: async () => {
           await waitFor(async () => (await parked('parking:build')).length === 1, {
             timeoutMs: 30_000,
