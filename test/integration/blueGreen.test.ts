@@ -6,6 +6,8 @@ import { defineProjection } from '../../src/projection/defineProjection.js';
 import { loadProjectionFile } from '../../src/projection/loadProjections.js';
 import type { Projection, ProjectionDb, ProjdEvent } from '../../src/projection/types.js';
 import { lockProjection } from '../../src/store/locks.js';
+import { advisoryLockKey } from '../../src/store/names.js';
+import { advisoryLockTag } from '../../src/store/progress.js';
 import { accountsBatchSql, appendAccountEvents, expectSameReadModel } from '../helpers/accounts.js';
 import type { LogLine } from '../helpers/cli.js';
 import { createTestDatabase } from '../helpers/database.js';
@@ -128,6 +130,18 @@ async function tablesReadBy(view: string): Promise<string[]> {
     [view],
   );
   return rows.map((row) => row.table);
+}
+
+/** Whether a session waits for the projection lock of `key` (a projection's name, or a build's). */
+async function waitsForLock(key: string): Promise<boolean> {
+  const { classid, objid } = advisoryLockTag(advisoryLockKey('projection', key));
+  const { rows } = await db.pool.query(
+    `select 1 from pg_locks
+      where locktype = 'advisory' and not granted and classid = $1::oid and objid = $2::oid and objsubid = 1
+        and database = (select oid from pg_database where datname = current_database())`,
+    [classid, objid],
+  );
+  return rows.length > 0;
 }
 
 describe('a version bump built beside the live version', () => {
@@ -420,6 +434,40 @@ describe('a split projection', () => {
     expect(await checkpoints('resplit')).toEqual([0, 1, 2, 3].map((part) => ({ part, parts: 4, version: 1 })));
     expect(await checkpoints('resplit:build')).toEqual([]);
     await expectEachEventOnceInStreamOrder('resplit');
+  });
+
+  it('applies, inside the swap, what was committed after its parts caught up', async () => {
+    await runUntilCaughtUp([applied('caught', 1, 3)]);
+    // The live projection's lock held here: the swap waits for it once the build has caught up.
+    const live = await db.pool.connect();
+    const build = await db.pool.connect();
+    try {
+      await live.query('begin');
+      await lockProjection(live, 'caught');
+      const logs = await runUntilCaughtUp([applied('caught', 2, 3)], {
+        whileRunning: async (logs) => {
+          await waitFor(() => buildParts(logs.filter((line) => line.to === 'live'), 'caught').length === 3, {
+            timeoutMs: 30_000,
+            message: 'every build part to catch up',
+          });
+          // The build's lock held too: its runners stand by, and what is appended now is the swap's to apply.
+          await build.query('begin');
+          await lockProjection(build, 'caught:build');
+          await appendAccountEvents(db.pool, { count: 90, streams: 30 });
+          await live.query('commit');
+          await waitFor(() => waitsForLock(`caught:build`), { message: 'the swap to wait for the build\'s lock' });
+          await build.query('commit');
+        },
+      });
+      expect(message(logs, 'build.swapped')).toMatchObject([{ fromVersion: 1, version: 2, caughtUp: 90 }]);
+    } finally {
+      for (const client of [live, build]) {
+        await client.query('rollback').catch(() => undefined);
+        client.release();
+      }
+    }
+    expect(await checkpoints('caught')).toEqual([0, 1, 2].map((part) => ({ part, parts: 3, version: 2 })));
+    await expectEachEventOnceInStreamOrder('caught');
   });
 });
 
