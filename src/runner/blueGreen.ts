@@ -1,6 +1,6 @@
 import type pg from 'pg';
 import { jitteredBackoff } from '../backoff.js';
-import { errorMessage, isUserError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES } from '../projectionStates.js';
@@ -11,7 +11,8 @@ import { CHECKPOINTS_TABLE, FAILED_EVENTS_TABLE } from '../store/names.js';
 import { partsOfProjection } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import { createRunner, type Runner, type RunnerOptions, type RunnerSnapshot } from './createRunner.js';
-import { assertScratchBuildable, createStatementCheck } from './scratchBuild.js';
+import { handlerCause } from './batchErrors.js';
+import { assertScratchBuildable, createStatementCheck, unbuildableCause } from './scratchBuild.js';
 import { buildProjectionOf, swapBuild, type SwapResult } from './swapBuild.js';
 import { createWakeup } from './wakeup.js';
 
@@ -129,7 +130,8 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
         }
         logger.info({ reason: result.reason }, 'build.not_ready');
       } catch (error) {
-        if (isUserError(error)) return void (await unbuildable(error as Error));
+        const cause = unbuildableCause(projection.name, handlerCause(error));
+        if (cause) return void (await unbuildable(cause));
         logger.warn({ err: errorMessage(error) }, 'build.swap_failed');
       }
       attempt += 1;

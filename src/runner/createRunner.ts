@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { errorMessage, isUserError } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES, type RunnerState } from '../projectionStates.js';
@@ -13,6 +13,7 @@ import { createHeldBack } from './heldBack.js';
 import { createIsolation, RETRY_BASE_MS, RETRY_CAP_MS } from './isolation.js';
 import { createPrefetch } from './prefetch.js';
 import { runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
+import { unbuildableCause } from './scratchBuild.js';
 import { createWakeup, delay } from './wakeup.js';
 
 export type { RunnerState };
@@ -258,9 +259,9 @@ export function createRunner(options: RunnerOptions): Runner {
         if (result.kind === 'done' && !isolation.isolating) await errorReport.clear();
       } catch (error) {
         if (stopping.signal.aborted) break;
-        const unbuildable = options.build && isUserError(handlerCause(error));
+        const unbuildable = options.build && unbuildableCause(options.build.live, handlerCause(error));
         if (unbuildable) {
-          options.build!.onUnbuildable(handlerCause(error) as Error);
+          options.build!.onUnbuildable(unbuildable);
           break;
         }
         const standingBy = state === PROJECTION_STATES.standby; // then the projection is another daemon's
