@@ -356,6 +356,69 @@ describe('a projection that cannot be built in a schema of its own', () => {
     await expectTotals('sends_qualified', 2);
   });
 
+  it('drops the build and rebuilds in place, with a warning, when it reads a table of the user\'s unqualified', async () => {
+    await db.pool.query(`create table customer_labels (label text not null); insert into customer_labels values ('gold')`);
+    // One reads the user's table in its handler, the other in a view its setup creates.
+    const labelled = (version: number) =>
+      defineProjection({
+        name: 'labelled',
+        version,
+        setup: 'create table if not exists labelled (stream_id text primary key, label text not null)',
+        reset: 'truncate labelled',
+        handlers: {
+          'account.credited': async (event, db) => {
+            await db.query(
+              `insert into labelled select $1, label || ${version} from customer_labels on conflict (stream_id) do nothing`,
+              [event.streamId],
+            );
+          },
+        },
+      });
+    const viewed = (version: number) =>
+      defineProjection({
+        name: 'viewed',
+        version,
+        setup: [
+          'create table if not exists viewed (stream_id text primary key, events integer not null)',
+          `create or replace view viewed_labels as select v.stream_id, v.events * ${version} as events, l.label
+             from viewed v cross join customer_labels l`,
+        ],
+        reset: 'truncate viewed',
+        handlers: {
+          'account.credited': async (event, db) => {
+            await db.query('insert into viewed values ($1, 1) on conflict (stream_id) do update set events = viewed.events + 1', [
+              event.streamId,
+            ]);
+          },
+        },
+      });
+    await runUntilCaughtUp([labelled(1), viewed(1)]);
+    const logs = await runUntilCaughtUp([labelled(2), viewed(2)]);
+
+    expect(message(logs, 'build.swapped')).toEqual([]);
+    const warnings = message(logs, 'projection.rebuild_in_place');
+    expect(warnings.map((line) => [line.projection, line.msg])).toEqual([
+      ['labelled', expect.stringContaining('relation "customer_labels" does not exist in its build schema')],
+      ['viewed', expect.stringContaining('relation "customer_labels" does not exist in its build schema')],
+    ]);
+    for (const name of ['labelled', 'viewed']) {
+      expect(rebuiltInPlace(logs, name)).toBe(true);
+      expect(await checkpoints(`${name}:build`)).toEqual([]);
+      expect(await checkpoints(name)).toEqual([{ part: 0, parts: 1, version: 2 }]);
+    }
+    expect(await schemasLike('projd\\_%\\_labelled%')).toEqual([]);
+    expect(await schemasLike('projd\\_%\\_viewed%')).toEqual([]);
+    // Nothing parked: no event was refused by the build, and version 2 is the whole read model.
+    const { rows } = await db.pool.query<{ failed: string; labelled: string; labels: string; viewed: string; streams: string }>(
+      `select (select count(*)::text from projd.failed_events where projection like 'labelled%' or projection like 'viewed%') as failed,
+              (select count(*)::text from labelled) as labelled,
+              (select string_agg(distinct label, ',') from labelled) as labels,
+              (select count(*)::text from viewed_labels where events > 0) as viewed,
+              (select count(distinct stream_id)::text from projd.events where type = 'account.credited') as streams`,
+    );
+    expect(rows[0]).toEqual({ failed: '0', labelled: rows[0]!.streams, labels: 'gold2', viewed: rows[0]!.streams, streams: rows[0]!.streams });
+  });
+
   it('rebuilds in place, without a build or a warning, with projections.rebuild: in-place', async () => {
     await runUntilCaughtUp([totals('in_place', 1)]);
     const logs = await runUntilCaughtUp([totals('in_place', 2)], { rebuild: 'in-place' });
