@@ -5,6 +5,7 @@ import { loadConfig } from '../../src/config/loadConfig.js';
 import { defineProjection } from '../../src/projection/defineProjection.js';
 import { loadProjectionFile } from '../../src/projection/loadProjections.js';
 import type { Projection, ProjectionDb, ProjdEvent } from '../../src/projection/types.js';
+import { readStatusReport } from '../../src/status/readStatusReport.js';
 import { lockProjection } from '../../src/store/locks.js';
 import { advisoryLockKey } from '../../src/store/names.js';
 import { advisoryLockTag } from '../../src/store/progress.js';
@@ -153,8 +154,8 @@ describe('a version bump built beside the live version', () => {
       version,
       setup: [
         `create type shape_kind as enum (${kinds})`,
-        `create table shapes (id bigserial primary key, stream_id text not null, kind shape_kind not null,
-                              amount bigint not null, built_by integer not null default ${version})`,
+        `create table shapes (id bigserial primary key, ref integer generated always as identity, stream_id text not null,
+                              kind shape_kind not null, amount bigint not null, built_by integer not null default ${version})`,
         'create index shapes_stream on shapes (stream_id)',
         'create view shape_totals as select stream_id, sum(amount) as total, max(built_by) as built_by from shapes group by stream_id',
         `create function shape_factor() returns integer language sql immutable as 'select ${version}'`,
@@ -174,7 +175,7 @@ describe('a version bump built beside the live version', () => {
       ),
     });
   }
-  const objects = ['shapes', 'shapes_id_seq', 'shapes_stream', 'shapes_pkey', 'shape_totals', 'shape_kind', 'shape_factor'];
+  const objects = ['shapes', 'shapes_id_seq', 'shapes_ref_seq', 'shapes_stream', 'shapes_pkey', 'shape_totals', 'shape_kind', 'shape_factor'];
 
   it('moves tables, their sequences and indexes, enum types, views and functions, and drops the old ones', async () => {
     await appendAccountEvents(db.pool, { count: 300, streams: 10 });
@@ -207,13 +208,16 @@ describe('a version bump built beside the live version', () => {
       [ACCOUNT_TYPES],
     );
     expect(rows[0]!.total).toBe(amounts[0]!.twice);
-    // The serial column's sequence went with its table, and goes on after the built rows.
-    const { rows: serial } = await db.pool.query<{ sequence: string; next: string; max: string }>(
-      `select pg_get_serial_sequence('public.shapes', 'id') as sequence,
-              nextval(pg_get_serial_sequence('public.shapes', 'id'))::text as next, (select max(id)::text from shapes) as max`,
-    );
-    expect(serial[0]!.sequence).toBe('public.shapes_id_seq');
-    expect(BigInt(serial[0]!.next)).toBeGreaterThan(BigInt(serial[0]!.max));
+    // The serial and identity columns' sequences went with their table, and go on after the built rows.
+    for (const column of ['id', 'ref']) {
+      const { rows: serial } = await db.pool.query<{ sequence: string; next: string; max: string }>(
+        `select pg_get_serial_sequence('public.shapes', $1) as sequence,
+                nextval(pg_get_serial_sequence('public.shapes', $1))::text as next, (select max(${column})::text from shapes) as max`,
+        [column],
+      );
+      expect(serial[0]!.sequence).toBe(`public.shapes_${column}_seq`);
+      expect(BigInt(serial[0]!.next)).toBeGreaterThan(BigInt(serial[0]!.max));
+    }
     expect(await checkpoints('shapes')).toEqual([{ part: 0, parts: 1, version: 2 }]);
     expect(await checkpoints('shapes:build')).toEqual([]);
   });
@@ -585,6 +589,11 @@ describe('an event parked while the new version builds', () => {
           });
           expect(await parked('parking:build')).toEqual([positionOf[7]]);
           expect(await parked('parking')).toEqual([positionOf[3]]); // version 1 serves, its parked event too
+          // Status shows both: version 1 serving, with its parked event, and the build beside it, with its own.
+          const [status] = (await readStatusReport(db.pool, [parking(2)], { pollInterval: 100, stallAfter: 5000 })).projections;
+          expect(status).toMatchObject({ version: 2, storedVersion: 1, rebuildPending: true, failedEvents: 1 });
+          expect(status!.state).not.toBe('stopped');
+          expect(status!.build).toMatchObject({ version: 2, failedEvents: 1, blockedBy: null, schema: 'projd_build_parking' });
           await holder.query('commit');
         },
       });
