@@ -513,17 +513,22 @@ describe('a split projection', () => {
       await lockProjection(live, 'caught');
       const logs = await runUntilCaughtUp([applied('caught', 2, 3)], {
         whileRunning: async (logs) => {
-          await waitFor(() => buildParts(logs.filter((line) => line.to === 'live'), 'caught').length === 3, {
-            timeoutMs: 30_000,
-            message: 'every build part to catch up',
-          });
-          // The build's lock held too: its runners stand by, and what is appended now is the swap's to apply.
-          await build.query('begin');
-          await lockProjection(build, 'caught:build');
-          await appendAccountEvents(db.pool, { count: 90, streams: 30 });
-          await live.query('commit');
-          await waitFor(() => waitsForLock(`caught:build`), { message: 'the swap to wait for the build\'s lock' });
-          await build.query('commit');
+          try {
+            await waitFor(() => buildParts(logs.filter((line) => line.to === 'live'), 'caught').length === 3, {
+              timeoutMs: 30_000,
+              message: 'every build part to catch up',
+            });
+            // The build's lock held too: its runners stand by, and what is appended now is the swap's to apply.
+            await build.query('begin');
+            await lockProjection(build, 'caught:build');
+            await appendAccountEvents(db.pool, { count: 90, streams: 30 });
+            await live.query('commit');
+            await waitFor(() => waitsForLock(`caught:build`), { message: 'the swap to wait for the build\'s lock' });
+          } finally {
+            // Also on a failure: the app stops only once its swap is through.
+            await live.query('commit');
+            await build.query('commit');
+          }
         },
       });
       expect(message(logs, 'build.swapped')).toMatchObject([{ fromVersion: 1, version: 2, caughtUp: 90 }]);
@@ -583,18 +588,21 @@ describe('an event parked while the new version builds', () => {
       await runUntilCaughtUp([parking(2)], {
         buildParks: true,
         whileRunning: async () => {
-          await waitFor(async () => (await parked('parking:build')).length === 1, {
-            timeoutMs: 30_000,
-            message: 'the build to park its poison event',
-          });
-          expect(await parked('parking:build')).toEqual([positionOf[7]]);
-          expect(await parked('parking')).toEqual([positionOf[3]]); // version 1 serves, its parked event too
-          // Status shows both: version 1 serving, with its parked event, and the build beside it, with its own.
-          const [status] = (await readStatusReport(db.pool, [parking(2)], { pollInterval: 100, stallAfter: 5000 })).projections;
-          expect(status).toMatchObject({ version: 2, storedVersion: 1, rebuildPending: true, failedEvents: 1 });
-          expect(status!.state).not.toBe('stopped');
-          expect(status!.build).toMatchObject({ version: 2, failedEvents: 1, blockedBy: null, schema: 'projd_build_parking' });
-          await holder.query('commit');
+          try {
+            await waitFor(async () => (await parked('parking:build')).length === 1, {
+              timeoutMs: 30_000,
+              message: 'the build to park its poison event',
+            });
+            expect(await parked('parking:build')).toEqual([positionOf[7]]);
+            expect(await parked('parking')).toEqual([positionOf[3]]); // version 1 serves, its parked event too
+            // Status shows both: version 1 serving, with its parked event, and the build beside it, with its own.
+            const [status] = (await readStatusReport(db.pool, [parking(2)], { pollInterval: 100, stallAfter: 5000 })).projections;
+            expect(status).toMatchObject({ version: 2, storedVersion: 1, rebuildPending: true, failedEvents: 1 });
+            expect(status!.state).not.toBe('stopped');
+            expect(status!.build).toMatchObject({ version: 2, failedEvents: 1, blockedBy: null, schema: 'projd_build_parking' });
+          } finally {
+            await holder.query('commit'); // also on a failure: the app stops only once its swap is through
+          }
         },
       });
     } finally {
