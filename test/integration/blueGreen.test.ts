@@ -362,7 +362,7 @@ describe('a projection that cannot be built in a schema of its own', () => {
 
   it('drops the build and rebuilds in place, with a warning, when it reads a table of the user\'s unqualified', async () => {
     await db.pool.query(`create table customer_labels (label text not null); insert into customer_labels values ('gold')`);
-    // One reads the user's table in its handler, the other in a view its setup creates.
+    // One reads the user's table in its handler, the other, split in two parts, in a view its setup creates.
     const labelled = (version: number) =>
       defineProjection({
         name: 'labelled',
@@ -382,6 +382,7 @@ describe('a projection that cannot be built in a schema of its own', () => {
       defineProjection({
         name: 'viewed',
         version,
+        partitions: 2,
         setup: [
           'create table if not exists viewed (stream_id text primary key, events integer not null)',
           `create or replace view viewed_labels as select v.stream_id, v.events * ${version} as events, l.label
@@ -408,8 +409,9 @@ describe('a projection that cannot be built in a schema of its own', () => {
     for (const name of ['labelled', 'viewed']) {
       expect(rebuiltInPlace(logs, name)).toBe(true);
       expect(await checkpoints(`${name}:build`)).toEqual([]);
-      expect(await checkpoints(name)).toEqual([{ part: 0, parts: 1, version: 2 }]);
     }
+    expect(await checkpoints('labelled')).toEqual([{ part: 0, parts: 1, version: 2 }]);
+    expect(await checkpoints('viewed')).toEqual([0, 1].map((part) => ({ part, parts: 2, version: 2 })));
     expect(await schemasLike('projd\\_%\\_labelled%')).toEqual([]);
     expect(await schemasLike('projd\\_%\\_viewed%')).toEqual([]);
     // Nothing parked: no event was refused by the build, and version 2 is the whole read model.
