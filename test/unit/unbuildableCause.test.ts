@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isUserError, UserError } from '../../src/errors.js';
-import { unbuildableCause } from '../../src/runner/scratchBuild.js';
+import { SchemaNamedError, unbuildableCause } from '../../src/runner/scratchBuild.js';
 
 /** An error as pg gives it: the server's message and SQLSTATE. */
 function databaseError(message: string, code: string): Error {
@@ -23,9 +23,11 @@ describe('unbuildableCause', () => {
     }
   });
 
-  it('passes a UserError on as it is, and leaves any other failure to the runner', () => {
-    const refused = new UserError("projection 'balances': a handler names schema 'public' (public.balances)");
+  it('passes a statement naming a schema on as it is, and leaves any other failure to the runner', () => {
+    const refused = new SchemaNamedError("projection 'balances': a handler names schema 'public' (public.balances)");
     expect(unbuildableCause('balances', refused)).toBe(refused);
+    // Another refusal (handlers changed under a running daemon) is not the build's to judge.
+    expect(unbuildableCause('balances', new UserError("projection 'balances': its checkpoint is now built with …"))).toBeNull();
     expect(unbuildableCause('balances', databaseError('division by zero', '22012'))).toBeNull();
     expect(unbuildableCause('balances', databaseError('deadlock detected', '40P01'))).toBeNull();
     expect(unbuildableCause('balances', new Error('handler threw'))).toBeNull();
