@@ -153,8 +153,8 @@ export const CONFIG_SETTINGS = {
      * How a projection is rebuilt when its `version` (or `partitions`) changes: `blue-green`
      * builds the new version in a schema of its own while the old one serves, then swaps the
      * tables in one transaction; `in-place` empties the tables and rebuilds them where they
-     * are, as `projd replay` does. A projection whose SQL names a schema always rebuilds in
-     * place. See docs/rebuilds.md. @defaultValue `blue-green`
+     * are, as `projd replay` does. A projection whose SQL names a schema, or reads tables other
+     * than its own, always rebuilds in place. See docs/rebuilds.md. @defaultValue `blue-green`
      */
     rebuild: oneOf(REBUILD_MODES, 'blue-green'),
     /**

@@ -12,7 +12,7 @@ import { partsOfProjection } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import { createRunner, type Runner, type RunnerOptions, type RunnerSnapshot } from './createRunner.js';
 import { handlerCause } from './batchErrors.js';
-import { assertScratchBuildable, createStatementCheck, SchemaNamedError } from './scratchBuild.js';
+import { assertScratchBuildable, createStatementCheck, unbuildableCause } from './scratchBuild.js';
 import { buildProjectionOf, swapBuild, type SwapResult } from './swapBuild.js';
 import { createWakeup, delay } from './wakeup.js';
 
@@ -150,8 +150,8 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
         }
         logger.info({ reason: result.reason }, 'build.not_ready');
       } catch (error) {
-        const cause = handlerCause(error);
-        if (cause instanceof SchemaNamedError) return void (await unbuildable(cause));
+        const cause = unbuildableCause(projection.name, handlerCause(error));
+        if (cause) return void (await unbuildable(cause));
         logger.warn({ err: errorMessage(error) }, 'build.swap_failed');
       }
       attempt += 1;

@@ -12,8 +12,8 @@ import { createErrorReport } from './errorReport.js';
 import { createHeldBack } from './heldBack.js';
 import { createIsolation, RETRY_BASE_MS, RETRY_CAP_MS } from './isolation.js';
 import { createPrefetch } from './prefetch.js';
-import { SchemaNamedError } from './scratchBuild.js';
 import { runBatch, type BatchResult, type RunBatchOptions } from './runBatch.js';
+import { unbuildableCause } from './scratchBuild.js';
 import { createWakeup, delay } from './wakeup.js';
 
 export type { RunnerState };
@@ -286,9 +286,9 @@ export function createRunner(options: RunnerOptions): Runner {
         if (result.kind === 'done' && !isolation.isolating) await errorReport.clear();
       } catch (error) {
         if (stopping.signal.aborted) break;
-        const unbuildable = options.build && handlerCause(error) instanceof SchemaNamedError;
+        const unbuildable = options.build && unbuildableCause(options.build.live, handlerCause(error));
         if (unbuildable) {
-          options.build!.onUnbuildable(handlerCause(error) as Error);
+          options.build!.onUnbuildable(unbuildable);
           break;
         }
         const standingBy = state === PROJECTION_STATES.standby; // then the projection is another daemon's

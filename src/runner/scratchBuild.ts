@@ -161,6 +161,31 @@ export function createStatementCheck(projection: Projection): (text: string) => 
 }
 
 /**
+ * SQLSTATEs of a name that does not resolve (undefined_table, undefined_function,
+ * undefined_object): in a schema of its own, the projection reads a table, function or type
+ * that is not its own, which only the live schema's search path finds.
+ */
+const UNRESOLVED_NAME_CODES = new Set(['42P01', '42883', '42704']);
+
+/**
+ * Why a failure of a blue/green build of `projection` means it cannot be built beside the live
+ * tables, as a UserError; null when it is a failure like any other. A handler's statement naming
+ * a schema is refused before it is sent (a UserError already); one reading a table of someone
+ * else's unqualified fails in the build's schema alone, and would otherwise be parked event by
+ * event and swapped in as such.
+ */
+export function unbuildableCause(projection: string, error: unknown): Error | null {
+  if (error instanceof SchemaNamedError) return error;
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string' || !UNRESOLVED_NAME_CODES.has(code)) return null;
+  return new UserError(
+    `projection '${projection}': ${errorMessage(error)} in its build schema; ` +
+      'a projection that reads tables, functions or types other than its own cannot be built beside the live tables',
+    { cause: error },
+  );
+}
+
+/**
  * Refuses a projection whose `setup` or `batch` SQL names a schema: what it names there would
  * be the live tables, not the scratch ones. Handlers' statements are checked as they are sent.
  * @throws UserError naming the projection, the name and where it stands.

@@ -81,6 +81,38 @@ describe('renderStatusTable', () => {
     expect(second).toMatch(/^b +1 +live .* - +its handlers read other event types …$/);
   });
 
+  it('prints a blue/green build in a row of its own under its projection, which says what serves', () => {
+    const build = {
+      version: 2,
+      state: 'catching_up' as const,
+      position: '700',
+      lagEvents: '800',
+      lagSeconds: 12,
+      failedEvents: 1,
+      updatedAt: '2025-01-01T00:00:00.000Z',
+      owner: { pid: 812, applicationName: 'projd daemon web-1:812' },
+      blockedBy: null,
+      lastError: null,
+      lastErrorAt: null,
+      schema: 'projd_build_balances',
+    };
+    const table = renderStatusTable([
+      status({ name: 'balances', version: 2, storedVersion: 1, rebuildPending: true, build }),
+      status({ name: 'ledger', version: 3, storedVersion: 2, rebuildPending: true, build: { ...build, version: 3, state: 'failed', blockedBy: '17' } }),
+      status({ name: 'orders', version: 2, storedVersion: 1, rebuildPending: true, build: { ...build, lastError: 'deadlock\ndetected' } }),
+    ]);
+    expect(table.split('\n')).toEqual([
+      'NAME      VERSION       STATE        POSITION  HEAD  LAG  LAG TIME  PARKED  OWNER      NOTE',
+      'balances  2 (stored 1)  live             1500  1500    0        0s       0  -          version 1 serves while version 2 builds beside it',
+      '  build   2             catching_up       700        800       12s       1  web-1:812  building in schema projd_build_balances; swapped in once caught up',
+      'ledger    3 (stored 2)  live             1500  1500    0        0s       0  -          version 2 serves while version 3 builds beside it',
+      '  build   3             failed            700        800       12s       1  web-1:812  stopped at failed event 17',
+      'orders    2 (stored 1)  live             1500  1500    0        0s       0  -          version 1 serves while version 2 builds beside it',
+      '  build   2             catching_up       700        800       12s       1  web-1:812  last error: deadlock detected',
+      '',
+    ]);
+  });
+
   it('names an owner that is not a projd daemon by pid', () => {
     const table = renderStatusTable([status({ owner: { pid: 77, applicationName: 'psql' } })]);
     expect(table.split('\n')[1]).toContain('pid 77 (psql)');

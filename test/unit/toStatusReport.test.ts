@@ -89,4 +89,43 @@ describe('toStatusReport', () => {
     // Not recorded yet (written before projd recorded it): no complaint.
     expect(stateOf(progress({ selection: null }))).toMatchObject({ problem: null });
   });
+
+  it('reports a blue/green build under its projection: the older version serving, the build beside it', () => {
+    const serving = { ...heldBack(0, null).projections[0]!, checkpoint: checkpoint(), oldestUnapplied: null, lagEvents: 0n, lagSeconds: 0 };
+    const build: ProjectionProgress = {
+      name: 'balances:build',
+      checkpoint: checkpoint({ version: 2, position: 4n, updatedAt: secondsAgo(1) }),
+      oldestUnapplied: { era: 0, transactionId: 11n, position: 5n, createdAt: secondsAgo(30), heldBack: false },
+      lagEvents: 7n,
+      lagSeconds: 30,
+      owner: { pid: 812, applicationName: 'projd daemon web-1:812' },
+      parkedEvents: 1,
+      parts: [],
+    };
+    const progress: Progress = { ...heldBack(0, null), heldBack: false, projections: [serving, build] };
+    const loaded = [{ ...balances, version: 2 }, { ...balances, name: 'balances:build', version: 2 }];
+    const [report, ...others] = toStatusReport(progress, loaded, options).projections;
+
+    expect(others).toEqual([]); // the build is no projection of its own
+    // Version 1 serves, live: not `stopped` as for a rebuild that would throw it away; the rebuild is still pending.
+    expect(report).toMatchObject({ name: 'balances', version: 2, storedVersion: 1, rebuildPending: true, state: 'live', problem: null });
+    expect(report!.build).toEqual({
+      version: 2,
+      state: 'catching_up',
+      position: '4',
+      lagEvents: '7',
+      lagSeconds: 30,
+      failedEvents: 1,
+      updatedAt: secondsAgo(1).toISOString(),
+      owner: { pid: 812, applicationName: 'projd daemon web-1:812' },
+      blockedBy: null,
+      lastError: null,
+      lastErrorAt: null,
+      schema: 'projd_build_balances',
+    });
+
+    // Without a build, the same checkpoint is a rebuild pending, which no daemon runs.
+    const [pending] = toStatusReport({ ...progress, projections: [serving] }, [loaded[0]!], options).projections;
+    expect(pending).toMatchObject({ state: 'stopped', rebuildPending: true, build: null });
+  });
 });
