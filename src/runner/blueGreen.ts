@@ -171,7 +171,9 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
       return active.length > 0 && active.every((runner) => runner.snapshot().caughtUpOnce);
     };
     while (!ready() && !stopping.signal.aborted && !swappedElsewhere.settled) {
-      await Promise.race([Promise.all(runners.map((runner) => runner.caughtUp)), delay(SWAP_CHECK_MS, stopping.signal)]);
+      // A runner that caught up once, then stood by, has settled its promise: wait for the others.
+      const catchingUp = runners.filter((runner) => !runner.snapshot().caughtUpOnce).map((runner) => runner.caughtUp);
+      await Promise.race([...catchingUp, delay(SWAP_CHECK_MS, stopping.signal)]);
     }
   }
 
