@@ -328,7 +328,9 @@ function startWaiters(url) {
 /**
  * Appends `rate` events a second for `duration` seconds, each in its own transaction. Event i
  * is due at start + i / rate; a timer waits for it, so the rate holds even when a commit is slow.
- * A stream always goes to the same connection, so its versions commit in order.
+ * A stream always goes to the same connection, so its versions commit in order. When commits
+ * are slower than the rate, events queue behind their connection's earlier ones: `lateMs`, the
+ * most an INSERT started after its due time, and the rate achieved say so.
  */
 async function writeSteadily({ url, streams, rate, duration, writers, onCommitted = () => {} }) {
   const clients = [];
@@ -346,7 +348,6 @@ async function writeSteadily({ url, streams, rate, duration, writers, onCommitte
       const due = started + (i * 1000) / rate;
       const wait = due - performance.now();
       if (wait > 1) await sleep(wait);
-      lateMs = Math.max(lateMs, performance.now() - due);
       const index = Math.floor(random() * streams.length);
       const stream = streams[index];
       stream.version += 1;
@@ -360,6 +361,8 @@ async function writeSteadily({ url, streams, rate, duration, writers, onCommitte
       const writer = index % writers;
       queues[writer] = queues[writer].then(async () => {
         if (failure) return;
+        // Late from its due time to its INSERT: behind the writer's earlier commits when those are slow.
+        lateMs = Math.max(lateMs, performance.now() - due);
         try {
           const { rows: [row] } = await clients[writer].query(`${appendSql} returning position::text as position`, values);
           committed += 1;
