@@ -85,7 +85,7 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
           assertStatement,
         });
         const after = reached[part.index]!;
-        return applyBatch(form, { client, projection, part, after, through, limit: batchSize, handlerDb, deadline });
+        return applyBatch(form, { client, projection, part, after, through, limit: batchSize, prepared: false, handlerDb, deadline });
       }).catch((error: unknown) => {
         throw signal?.aborted ? new ScratchBuildAborted() : buildFailure(projection, part, error);
       });

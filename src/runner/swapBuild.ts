@@ -187,7 +187,7 @@ async function catchUp(
         if (deadline.expired) throw new Error('the swap has timed out; this query was not sent');
       },
     });
-    const batch = await applyBatch(form, { client, projection: build, part, after: at, limit: batchSize, handlerDb, deadline });
+    const batch = await applyBatch(form, { client, projection: build, part, after: at, limit: batchSize, prepared: false, handlerDb, deadline });
     applied += batch.applied;
     if (batch.scannedTo) at = batch.scannedTo;
     if (!batch.full || !batch.scannedTo) break;

@@ -17,6 +17,11 @@ export interface BatchScanOptions {
    * stop where the live projection's checkpoint was. @defaultValue no bound but the gate
    */
   through?: Position;
+  /**
+   * Run the read as a prepared statement (`database.preparedStatements`): planning it costs the
+   * server far more than running it on a small batch. @defaultValue false
+   */
+  prepared?: boolean;
 }
 
 /**
@@ -67,11 +72,14 @@ export function batchScanParams({ after, eventTypes, limit, part, through }: Bat
   split: boolean;
   bounded: boolean;
   params: unknown[];
+  /** Which of the read's four statements (whole or part, bounded or not) these options need. */
+  variant: 'whole' | 'part' | 'whole_bounded' | 'part_bounded';
 } {
   const types = eventTypeFilter(eventTypes);
   const params: unknown[] = [...positionParams(after), types.exact, types.prefixes, limit];
   const split = part !== undefined && part.count > 1;
   if (split) params.push(part.count, part.index);
   if (through) params.push(...positionParams(through));
-  return { split, bounded: through !== undefined, params };
+  const bounded = through !== undefined;
+  return { split, bounded, params, variant: `${split ? 'part' : 'whole'}${bounded ? '_bounded' : ''}` };
 }

@@ -31,9 +31,21 @@ const selectCheckpointSql = /* sql */ `
     from ${CHECKPOINTS_TABLE}
    where projection = $1 and part = $2`;
 
+/** Of the statements every batch runs: run them as prepared statements (`database.preparedStatements`). */
+export interface StatementOptions {
+  /** @defaultValue false */
+  prepared?: boolean;
+}
+
 /** The checkpoint of one part (part 0 when the projection is not split); null before set-up. */
-export async function selectCheckpoint(db: Queryable, projection: string, part: number = 0): Promise<Checkpoint | null> {
-  const { rows } = await db.query<CheckpointRow>(selectCheckpointSql, [projection, part]);
+export async function selectCheckpoint(
+  db: Queryable,
+  projection: string,
+  part: number = 0,
+  { prepared = false }: StatementOptions = {},
+): Promise<Checkpoint | null> {
+  const name = prepared ? 'projd_select_checkpoint' : undefined;
+  const { rows } = await db.query<CheckpointRow>({ name, text: selectCheckpointSql, values: [projection, part] });
   const row = rows[0];
   if (!row) return null;
   return {
@@ -144,8 +156,10 @@ export function moveCheckpoint(
   from: Position,
   to: Position,
   part: number = 0,
+  { prepared = false }: StatementOptions = {},
 ): Promise<unknown> {
-  return db.query(moveCheckpointSql, [projection, ...positionParams(from), ...positionParams(to), part]);
+  const name = prepared ? 'projd_move_checkpoint' : undefined;
+  return db.query({ name, text: moveCheckpointSql, values: [projection, ...positionParams(from), ...positionParams(to), part] });
 }
 
 // Every part's row, in one statement: the parts of a projection never disagree on its version.

@@ -65,9 +65,10 @@ const SCAN_END = EVENT_COLUMN_COUNT;
 const HELD_BACK_VALUE = SCAN_END + 3;
 
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
-  const { split, bounded, params } = batchScanParams(options);
+  const { split, bounded, params, variant } = batchScanParams(options);
   const text = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchSql : readBatchSql;
-  const { rows } = await db.query<unknown[]>({ text, values: params, rowMode: 'array' as const });
+  const name = options.prepared ? `projd_read_batch_${variant}` : undefined;
+  const { rows } = await db.query<unknown[]>({ name, text, values: params, rowMode: 'array' as const });
   const verdict = rows.at(-1)!; // always there, sorted last
   const events: ProjdEvent[] = [];
   let last: Position | null = null;

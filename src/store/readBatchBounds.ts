@@ -81,9 +81,10 @@ interface BatchBoundsRow {
 }
 
 export async function readBatchBounds(db: Queryable, options: ReadBatchBoundsOptions): Promise<BatchBounds> {
-  const { split, bounded, params } = batchScanParams(options);
-  const sql = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchBoundsSql : readBatchBoundsSql;
-  const { rows } = await db.query<BatchBoundsRow>(sql, params);
+  const { split, bounded, params, variant } = batchScanParams(options);
+  const text = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchBoundsSql : readBatchBoundsSql;
+  const name = options.prepared ? `projd_read_batch_bounds_${variant}` : undefined;
+  const { rows } = await db.query<BatchBoundsRow>({ name, text, values: params });
   const row = rows[0]!;
   const full = row.count === options.limit;
   const last = positionOf(row.last_era, row.last_transaction_id, row.last_position);

@@ -7,8 +7,9 @@ import type { Applied, ApplyContext } from './applyContext.js';
  * statement, and runs the projection's `batch` SQL, which reads the events in place: none
  * crosses the wire.
  */
-export async function applySqlBatch({ client, projection, part, after, through, limit, deadline }: ApplyContext): Promise<Applied> {
-  const bounds = await readBatchBounds(client, { after, through, eventTypes: projection.eventTypes, limit, part });
+export async function applySqlBatch(context: ApplyContext): Promise<Applied> {
+  const { client, projection, part, after, through, limit, prepared, deadline } = context;
+  const bounds = await readBatchBounds(client, { after, through, eventTypes: projection.eventTypes, limit, part, prepared });
   const { count, scannedTo, full, heldBack } = bounds;
   if (count > 0 && scannedTo !== null) {
     // The scan's end bounds the relation when the batch is not full: past the last event of
