@@ -32,23 +32,26 @@ const MAX_ERA = 2_147_483_647;
  * columns null, carries the scan's end and the gate's verdict. Appended rather than joined onto
  * the first event: a join needs each row numbered (a window over the batch's wide rows) and
  * sorted again, which cost more than the scan itself. Both halves come sorted by the same key,
- * so the planner merges them instead of sorting.
+ * so the planner merges them instead of sorting; the key itself is not sent.
  */
 function readBatchSqlFor(split: boolean, bounded = false): string {
   const columns = `${EVENT_COLUMNS}, e.era as order_era, e.transaction_id as order_transaction_id, e.position as order_position`;
   const none = EVENT_COLUMN_NAMES.map(() => 'null').join(', ');
+  const out = [...EVENT_COLUMN_NAMES, 'scan_end_era', 'scan_end_transaction_id', 'scan_end_position', 'held_back'];
   return /* sql */ `
   with ${batchScanCtes(columns, { split, materialized: false, bounded })}
-  (select ${EVENT_COLUMN_NAMES.map((name) => `b.${name}`).join(', ')},
-          null::integer, null::text, null::text, null::boolean,
-          b.order_era, b.order_transaction_id, b.order_position
-     from batch b)
-  union all
-  (select ${none},
-          s.era, s.transaction_id::text, s.position::text, ${HELD_BACK},
-          ${MAX_ERA}, null::xid8, null::bigint
-     from (select 1) one left join scan_end s on true)
-  order by order_era, order_transaction_id, order_position`;
+  select ${out.map((name) => `u.${name}`).join(', ')}
+    from ((select ${EVENT_COLUMN_NAMES.map((name) => `b.${name}`).join(', ')},
+                  null::integer as scan_end_era, null::text as scan_end_transaction_id,
+                  null::text as scan_end_position, null::boolean as held_back,
+                  b.order_era, b.order_transaction_id, b.order_position
+             from batch b)
+          union all
+          (select ${none},
+                  s.era, s.transaction_id::text, s.position::text, ${HELD_BACK},
+                  ${MAX_ERA}, null::xid8, null::bigint
+             from (select 1) one left join scan_end s on true)) u
+   order by u.order_era, u.order_transaction_id, u.order_position`;
 }
 
 /** The batch of a projection that is not split: no hash is computed. */
