@@ -69,6 +69,24 @@ describe("projd's own statements of a batch", () => {
     expect(prepared.filter((name) => !/^projd_[0-9a-f]{24}$/.test(name))).toEqual(expected);
   });
 
+  it("prepare a SQL batch handler's statement, one at a time, and run a string of several as it is", async () => {
+    const single = await preparedAfterBatch(forms('_single').sqlBatch!, true);
+    expect(single.filter((name) => /^projd_[0-9a-f]{24}$/.test(name))).toHaveLength(1);
+
+    const several = defineProjection({
+      name: 'sql_batch_several',
+      version: 1,
+      setup: 'create table if not exists sql_batch (n bigint not null)',
+      eventTypes: ['tick.ticked'],
+      // One string, two statements: the extended protocol takes one, so it goes as a simple query.
+      batch: 'insert into sql_batch select count(*) from projd.batch_events(); insert into sql_batch select -count(*) from projd.batch_events()',
+    });
+    const prepared = await preparedAfterBatch(several, true);
+    expect(prepared.filter((name) => /^projd_[0-9a-f]{24}$/.test(name))).toEqual([]);
+    const { rows } = await db.pool.query<{ n: string }>('select n::text from sql_batch order by n');
+    expect(rows.map((row) => row.n)).toEqual(expect.arrayContaining(['-2', '2']));
+  });
+
   it('run unprepared with it off, as behind a pooler that cannot keep prepared statements', async () => {
     for (const projection of Object.values(forms('_unprepared'))) {
       expect(await preparedAfterBatch(projection, false)).toEqual([]);
