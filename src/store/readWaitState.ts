@@ -60,8 +60,15 @@ const readWaitStateSql = /* sql */ `
  * The event at `position` and the checkpoints that decide whether `projections` have applied
  * (or passed) it, read in one statement, so in one snapshot.
  */
-export async function readWaitState(db: Queryable, position: bigint, projections: readonly string[]): Promise<WaitState> {
-  const { rows } = await db.query<WaitStateRow>(readWaitStateSql, [position.toString(), projections]);
+export async function readWaitState(
+  db: Queryable,
+  position: bigint,
+  projections: readonly string[],
+  { prepared = false }: { prepared?: boolean } = {},
+): Promise<WaitState> {
+  // Prepared, it is planned once per connection: planning it cost the server several times its run.
+  const name = prepared ? 'projd_read_wait_state' : undefined;
+  const { rows } = await db.query<WaitStateRow>({ name, text: readWaitStateSql, values: [position.toString(), projections] });
   const first = rows[0];
   const target =
     first && first.target_era !== null && first.target_transaction_id !== null

@@ -5,6 +5,7 @@ import type { Projection } from '../../src/projection/types.js';
 import { runBatch } from '../../src/runner/runBatch.js';
 import { appendEvents } from '../../src/store/appendEvents.js';
 import { createPool } from '../../src/store/connect.js';
+import { createProgressWaiters } from '../../src/wait/progressWaiters.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { untilBelowGate } from '../helpers/snapshotGate.js';
 
@@ -91,5 +92,26 @@ describe("projd's own statements of a batch", () => {
     for (const projection of Object.values(forms('_unprepared'))) {
       expect(await preparedAfterBatch(projection, false)).toEqual([]);
     }
+  });
+});
+
+describe("the daemon's read of where a waited-for event stands", () => {
+  it.each([
+    [true, ['projd_read_wait_state']],
+    [false, []],
+  ])('runs prepared when database.preparedStatements is %s', async (prepared, expected) => {
+    const pool = createPool({ url: db.url, max: 1, connectTimeout: 10_000 });
+    pools.push(pool);
+    const waiters = createProgressWaiters({ db: pool, missingProjection: 'wait', prepared });
+    try {
+      const [position] = (await appendEvents(db.pool, `waited-${prepared}`, [{ type: 'tick.ticked', data: {} }])).positions;
+      // Nobody applies it: the wait reads where it stands, then times out.
+      const outcome = await waiters.wait({ projections: ['nobody_runs_this'], position: position!, timeoutMs: 50 });
+      expect(outcome.kind).toBe('timed_out');
+    } finally {
+      waiters.close();
+    }
+    const { rows } = await pool.query<{ name: string }>("select name from pg_prepared_statements where name like 'projd\\_%' order by name");
+    expect(rows.map((row) => row.name)).toEqual(expected);
   });
 });
