@@ -198,6 +198,12 @@ function createScene() {
       daemons.push(daemon);
       return daemon;
     },
+    /** Starts a daemon and waits until it serves `name` live. */
+    async startServing(project: { dir: string }, name: string): Promise<Daemon> {
+      const daemon = this.start(project);
+      await daemon.waitForLog(liveLine(name));
+      return daemon;
+    },
     /** Kills it for real, and forgets it: it has no exit code to check. */
     async kill9(daemon: Daemon): Promise<void> {
       await daemon.kill9();
@@ -230,8 +236,7 @@ describe('a version bump with blue/green rebuilds', () => {
       const v2 = await projectOf(name, 2, { metricsPort });
       const scene = createScene();
       try {
-        const a = scene.start(v1);
-        await a.waitForLog(liveLine(name));
+        const a = await scene.startServing(v1, name);
         await expectExact(name, 1);
 
         // Version 2's build stops at this event, past its first batches, until the test lets it go on.
@@ -337,8 +342,7 @@ describe('a version bump with blue/green rebuilds', () => {
     const v2 = await projectOf(name, 2);
     const scene = createScene();
     try {
-      const a = scene.start(v1);
-      await a.waitForLog(liveLine(name));
+      await scene.startServing(v1, name);
 
       const held = await scene.hold(hold);
       await append(name, 1, { hold, holdVersion: 2 });
@@ -381,8 +385,7 @@ describe('a version bump with blue/green rebuilds', () => {
     const [v1, v2, v3] = [await projectOf(name, 1), await projectOf(name, 2), await projectOf(name, 3)];
     const scene = createScene();
     try {
-      const a = scene.start(v1);
-      await a.waitForLog(liveLine(name));
+      const a = await scene.startServing(v1, name);
 
       // Version 1's batch waits at a held event: version 2's swap waits for it, its build done.
       const serving = await scene.hold(hold);
@@ -433,8 +436,7 @@ describe('a version bump with blue/green rebuilds', () => {
     const v2 = await projectOf(name, 2, { metricsPort });
     const scene = createScene();
     try {
-      const a = scene.start(v1);
-      await a.waitForLog(liveLine(name));
+      await scene.startServing(v1, name);
       const held = await scene.hold(hold);
       await append(name, 1, { hold, holdVersion: 2 });
 
