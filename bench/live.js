@@ -20,7 +20,7 @@ import { CREDITED, DEBITED } from './readModel.js';
 import { lastVersions } from './store.js';
 
 const EXAMPLES_DIR = fileURLToPath(new URL('../projections/', import.meta.url));
-const EXAMPLE_FILES = ['balances.ts', 'deposits.yaml'];
+export const EXAMPLE_FILES = ['balances.ts', 'deposits.yaml'];
 /** The example projections' tables, as their files name them. */
 export const EXAMPLE_TABLES = { balances: 'balances', deposits: 'deposits' };
 
@@ -194,10 +194,16 @@ const appliedSql = /* sql */ `
     left join ${EXAMPLE_TABLES.balances} b on b.account_id = x.stream_id
     left join ${EXAMPLE_TABLES.deposits} d on d.account_id = x.stream_id`;
 
+/** A projections folder holding copies of the example projections, and `files` ({ name: text }) beside them. */
+export async function examplesFolder(files = {}) {
+  const dir = await projectionsFolder(files);
+  for (const file of EXAMPLE_FILES) await copyFile(path.join(EXAMPLES_DIR, file), path.join(dir, file));
+  return dir;
+}
+
 export async function measureLiveLatency({ url, admin, batchSize, rate, duration, writers, commitTimestamps, progress }) {
   for (const table of [LATENCY_TABLE, ...Object.values(EXAMPLE_TABLES)]) await admin.query(`drop table if exists ${table}`);
-  const dir = await projectionsFolder({ [`${LATENCY_TABLE}.mjs`]: LATENCY_PROJECTION });
-  for (const file of EXAMPLE_FILES) await copyFile(path.join(EXAMPLES_DIR, file), path.join(dir, file));
+  const dir = await examplesFolder({ [`${LATENCY_TABLE}.mjs`]: LATENCY_PROJECTION });
   const config = await benchConfig(url, { batchSize, dir });
   const { app, stop } = startApp(config);
   try {

@@ -7,20 +7,18 @@
 // commit to the waiter woken, and the CPU time the daemon's server processes used (from /proc,
 // so only for a server on this machine: the embedded one).
 
-import { copyFile, readFile } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { closeWaitFor, waitFor } from '../dist/index.js';
 import { benchConfig } from './config.js';
-import { projectionsFolder, startApp, waitForCatchUp } from './contenders/projd.js';
+import { startApp, waitForCatchUp } from './contenders/projd.js';
+import { EXAMPLE_TABLES, examplesFolder } from './live.js';
 import { CREDITED } from './readModel.js';
+import { serverCpuNs } from './serverCpu.js';
 import { lastVersions } from './store.js';
 
-const EXAMPLES_DIR = fileURLToPath(new URL('../projections/', import.meta.url));
-const EXAMPLE_FILES = ['balances.ts', 'deposits.yaml'];
-const PROJECTIONS = ['balances', 'deposits'];
+/** The example projections, each named as its table. */
+const PROJECTIONS = Object.keys(EXAMPLE_TABLES);
 const EVENTS_PER_ROUND = 300;
 const ROUNDS = 2;
 
@@ -29,8 +27,7 @@ const appendSql = /* sql */ `
   returning position::text as position`;
 
 export async function measureSmallBatches({ url, admin, batchSize, progress }) {
-  const dir = await projectionsFolder({});
-  for (const file of EXAMPLE_FILES) await copyFile(path.join(EXAMPLES_DIR, file), path.join(dir, file));
+  const dir = await examplesFolder();
   const streams = await lastVersions(admin);
   const runs = { unprepared: [], prepared: [] };
   let next = 0;
@@ -93,27 +90,25 @@ async function appendAndWait(admin, waiters, streams, next) {
 }
 
 /**
- * The CPU time used so far by each server process of this process's daemon connections, in µs,
- * by pid (from /proc/<pid>/schedstat); null when a process cannot be read (a server elsewhere).
+ * The CPU time used so far by each server process of this process's daemon connections, in ns,
+ * by pid; null when a process cannot be read (a server elsewhere).
  */
 async function daemonServerCpu(admin) {
   const name = `projd % ${os.hostname()}:${process.pid}`.slice(0, 63);
   const { rows } = await admin.query('select pid from pg_stat_activity where application_name like $1', [name]);
   const cpu = new Map();
   for (const { pid } of rows) {
-    try {
-      cpu.set(pid, Number((await readFile(`/proc/${pid}/schedstat`, 'utf8')).split(' ')[0]) / 1000);
-    } catch {
-      return null;
-    }
+    const ns = await serverCpuNs(pid);
+    if (ns === null) return null;
+    cpu.set(pid, ns);
   }
   return cpu;
 }
 
-/** The CPU time spent between two readings: all of it for a process that came meanwhile. */
+/** The CPU time spent between two readings, in µs: all of it for a process that came meanwhile. */
 function cpuSpent(before, after) {
   if (before === null || after === null) return null;
   let total = 0;
-  for (const [pid, us] of after) total += us - (before.get(pid) ?? 0);
-  return total;
+  for (const [pid, ns] of after) total += ns - (before.get(pid) ?? 0);
+  return total / 1000;
 }
