@@ -2,10 +2,12 @@ import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { EVENTS_TABLE } from './names.js';
 import { streamPartMatchesSql, type Part } from './part.js';
 import { positionParams, type Position } from './position.js';
+import type { StatementOptions } from './queryable.js';
 import { GATE_COLUMNS } from './snapshotGate.js';
 
 /** What both batch reads (`readBatch`, `readBatchBounds`) are asked for. */
-export interface BatchScanOptions {
+/** Prepared (`prepared`): planning the read can cost the server far more than running it on a small batch. */
+export interface BatchScanOptions extends StatementOptions {
   after: Position;
   /** The projection's event types: exact types, `prefix.*` patterns or `*`. */
   eventTypes: readonly string[];
@@ -17,11 +19,6 @@ export interface BatchScanOptions {
    * stop where the live projection's checkpoint was. @defaultValue no bound but the gate
    */
   through?: Position;
-  /**
-   * Run the read as a prepared statement (`database.preparedStatements`): planning it costs the
-   * server far more than running it on a small batch. @defaultValue false
-   */
-  prepared?: boolean;
 }
 
 /**

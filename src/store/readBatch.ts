@@ -1,5 +1,5 @@
 import type { ProjdEvent } from '../event.js';
-import type { Queryable } from './queryable.js';
+import { statement, type Queryable } from './queryable.js';
 import { batchScanCtes, batchScanParams, type BatchScanOptions } from './batchScan.js';
 import { EVENT_COLUMN_COUNT, EVENT_COLUMN_NAMES, EVENT_COLUMNS, toEvent } from './eventRow.js';
 import type { Position } from './position.js';
@@ -70,8 +70,8 @@ const HELD_BACK_VALUE = SCAN_END + 3;
 export async function readBatch(db: Queryable, options: ReadBatchOptions): Promise<Batch> {
   const { split, bounded, params, variant } = batchScanParams(options);
   const text = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchSql : readBatchSql;
-  const name = options.prepared ? `projd_read_batch_${variant}` : undefined;
-  const { rows } = await db.query<unknown[]>({ name, text, values: params, rowMode: 'array' as const });
+  const read = { ...statement(`projd_read_batch_${variant}`, text, params, options), rowMode: 'array' as const };
+  const { rows } = await db.query<unknown[]>(read);
   const verdict = rows.at(-1)!; // always there, sorted last
   const events: ProjdEvent[] = [];
   let last: Position | null = null;

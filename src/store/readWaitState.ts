@@ -1,6 +1,6 @@
 import { CHECKPOINTS_TABLE, EVENTS_TABLE } from './names.js';
 import type { Position } from './position.js';
-import type { Queryable } from './queryable.js';
+import { statement, type Queryable, type StatementOptions } from './queryable.js';
 
 /** Where one projection stands for a waiter: the checkpoint of the part that owns the event's stream. */
 export interface WaitCheckpoint {
@@ -64,11 +64,11 @@ export async function readWaitState(
   db: Queryable,
   position: bigint,
   projections: readonly string[],
-  { prepared = false }: { prepared?: boolean } = {},
+  options: StatementOptions = {},
 ): Promise<WaitState> {
-  // Prepared, it is planned once per connection: planning it cost the server several times its run.
-  const name = prepared ? 'projd_read_wait_state' : undefined;
-  const { rows } = await db.query<WaitStateRow>({ name, text: readWaitStateSql, values: [position.toString(), projections] });
+  // Planning it anew cost the server several times its run.
+  const values = [position.toString(), projections];
+  const { rows } = await db.query<WaitStateRow>(statement('projd_read_wait_state', readWaitStateSql, values, options));
   const first = rows[0];
   const target =
     first && first.target_era !== null && first.target_transaction_id !== null
