@@ -20,7 +20,7 @@ import { CREDITED, DEBITED } from './readModel.js';
 import { lastVersions } from './store.js';
 
 const EXAMPLES_DIR = fileURLToPath(new URL('../projections/', import.meta.url));
-const EXAMPLE_FILES = ['balances.ts', 'deposits.yaml'];
+export const EXAMPLE_FILES = ['balances.ts', 'deposits.yaml'];
 /** The example projections' tables, as their files name them. */
 export const EXAMPLE_TABLES = { balances: 'balances', deposits: 'deposits' };
 
@@ -194,10 +194,16 @@ const appliedSql = /* sql */ `
     left join ${EXAMPLE_TABLES.balances} b on b.account_id = x.stream_id
     left join ${EXAMPLE_TABLES.deposits} d on d.account_id = x.stream_id`;
 
+/** A projections folder holding copies of the example projections, and `files` ({ name: text }) beside them. */
+export async function examplesFolder(files = {}) {
+  const dir = await projectionsFolder(files);
+  for (const file of EXAMPLE_FILES) await copyFile(path.join(EXAMPLES_DIR, file), path.join(dir, file));
+  return dir;
+}
+
 export async function measureLiveLatency({ url, admin, batchSize, rate, duration, writers, commitTimestamps, progress }) {
   for (const table of [LATENCY_TABLE, ...Object.values(EXAMPLE_TABLES)]) await admin.query(`drop table if exists ${table}`);
-  const dir = await projectionsFolder({ [`${LATENCY_TABLE}.mjs`]: LATENCY_PROJECTION });
-  for (const file of EXAMPLE_FILES) await copyFile(path.join(EXAMPLES_DIR, file), path.join(dir, file));
+  const dir = await examplesFolder({ [`${LATENCY_TABLE}.mjs`]: LATENCY_PROJECTION });
   const config = await benchConfig(url, { batchSize, dir });
   const { app, stop } = startApp(config);
   try {
@@ -328,7 +334,9 @@ function startWaiters(url) {
 /**
  * Appends `rate` events a second for `duration` seconds, each in its own transaction. Event i
  * is due at start + i / rate; a timer waits for it, so the rate holds even when a commit is slow.
- * A stream always goes to the same connection, so its versions commit in order.
+ * A stream always goes to the same connection, so its versions commit in order. When commits
+ * are slower than the rate, events queue behind their connection's earlier ones: `lateMs`, the
+ * most an INSERT started after its due time, and the rate achieved say so.
  */
 async function writeSteadily({ url, streams, rate, duration, writers, onCommitted = () => {} }) {
   const clients = [];
@@ -346,7 +354,6 @@ async function writeSteadily({ url, streams, rate, duration, writers, onCommitte
       const due = started + (i * 1000) / rate;
       const wait = due - performance.now();
       if (wait > 1) await sleep(wait);
-      lateMs = Math.max(lateMs, performance.now() - due);
       const index = Math.floor(random() * streams.length);
       const stream = streams[index];
       stream.version += 1;
@@ -360,6 +367,8 @@ async function writeSteadily({ url, streams, rate, duration, writers, onCommitte
       const writer = index % writers;
       queues[writer] = queues[writer].then(async () => {
         if (failure) return;
+        // Late from its due time to its INSERT: behind the writer's earlier commits when those are slow.
+        lateMs = Math.max(lateMs, performance.now() - due);
         try {
           const { rows: [row] } = await clients[writer].query(`${appendSql} returning position::text as position`, values);
           committed += 1;

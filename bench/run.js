@@ -17,6 +17,7 @@ import unnestLoop from './contenders/unnestLoop.js';
 import { connect, openDatabase } from './database.js';
 import { EXAMPLE_TABLES, measureLiveLatency } from './live.js';
 import { measureReplayMemory } from './replayMemory.js';
+import { measureSmallBatches } from './smallBatches.js';
 import { USAGE, parseOptions } from './options.js';
 import { verifyReadModel } from './readModel.js';
 import { describeMachine, renderJson, renderTable, summarize } from './report.js';
@@ -143,10 +144,12 @@ async function main(options) {
   const { rows: [head] } = await admin.query('select max(position)::text as position from projd.events');
   await verifyReadModel(admin, EXAMPLE_TABLES.balances, { upTo: head.position });
 
+  const smallBatches = await measureSmallBatches({ url, admin, batchSize: options.batchSize, progress });
+
   const writePath = await measureWritePath({ url, rows: options.writeRows, repeat: options.repeat, progress });
 
   machine.loadAverage = { start: loadAtStart, end: os.loadavg()[0] };
-  const report = { machine, options, store, results: summarize(results), live, writePath };
+  const report = { machine, options, store, results: summarize(results), live, smallBatches, writePath };
   process.stdout.write(`${options.json ? renderJson(report) : renderTable(report)}\n`);
 }
 

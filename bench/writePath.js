@@ -4,11 +4,11 @@
 // own so that the catch-up store is not touched, and both start empty.
 
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { onCleanup } from './cleanup.js';
 import { benchConfig } from './config.js';
 import { connect, withClient } from './database.js';
 import { migrateStore } from '../dist/index.js';
+import { serverCpuNs } from './serverCpu.js';
 
 const STORE_TABLE = 'projd.events';
 const PLAIN_TABLE = 'bench_plain_events';
@@ -202,20 +202,6 @@ function row(streams, i) {
 async function expectRows(client, table, streams, count) {
   const { rows } = await client.query(`select count(*)::int as rows from ${table} where stream_id like $1`, [`${streams}-%`]);
   if (rows[0].rows !== count) throw new Error(`${table} holds ${rows[0].rows} rows of '${streams}', expected ${count}`);
-}
-
-/**
- * The CPU time the server process of a connection has used, in ns, from /proc: only when the
- * server runs on this machine (the embedded one). Unlike the wall-clock time it hardly moves
- * when other work shares the CPUs, so it shows what the triggers cost on a busy machine.
- */
-async function serverCpuNs(pid) {
-  try {
-    const schedstat = await readFile(`/proc/${pid}/schedstat`, 'utf8');
-    return Number(schedstat.split(' ')[0]);
-  } catch {
-    return null;
-  }
 }
 
 /** A database of its own next to the benchmark's, dropped at the end. */

@@ -100,7 +100,11 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     });
     // `GET /wait` waits on this daemon's listener: the batches' progress notices, of every daemon,
     // and this daemon's own batches at once, without the round trip through the server.
-    const progressWaiters = createProgressWaiters({ db: activePool, missingProjection: 'wait' });
+    const progressWaiters = createProgressWaiters({
+      db: activePool,
+      missingProjection: 'wait',
+      prepared: config.database.preparedStatements,
+    });
     waiters = progressWaiters;
     // A connection of its own: a notice waits its turn behind every notifying writer's flush,
     // and must not hold a connection the runners' batches count on meanwhile.

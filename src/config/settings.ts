@@ -101,9 +101,10 @@ export const CONFIG_SETTINGS = {
     /** Connections in the pool shared by all projections, 1 to 1000. @defaultValue 10 */
     poolSize: integer(1, 1000, 10),
     /**
-     * Run handlers' parameterised statements as prepared statements, which skips parsing and
-     * planning them for every event. Turn off behind a pooler that cannot keep prepared
-     * statements (PgBouncer in transaction mode before 1.21). @defaultValue true
+     * Run handlers' parameterised statements, SQL batch handlers' statements, projd's own
+     * reads and checkpoint moves of every batch, and `GET /wait`'s read, as prepared
+     * statements, which skips parsing and planning them for every event, batch and wait. Turn off behind a pooler that cannot keep prepared statements (PgBouncer
+     * in transaction mode before 1.21). @defaultValue true
      */
     preparedStatements: boolean(true),
     /**

@@ -5,13 +5,13 @@ import type { Logger } from '../log.js';
 import type { Projection } from '../projection/types.js';
 import { PROJECTION_STATES } from '../projectionStates.js';
 import { buildKey, buildSchemaName, dropSchema } from '../store/buildSchema.js';
-import { checkOut } from '../store/connect.js';
 import { lockProjection } from '../store/locks.js';
 import { CHECKPOINTS_TABLE, FAILED_EVENTS_TABLE } from '../store/names.js';
 import { partsOfProjection } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import { createRunner, type Runner, type RunnerOptions, type RunnerSnapshot } from './createRunner.js';
 import { handlerCause } from './batchErrors.js';
+import { inCancellableTransaction } from './cancellableTransaction.js';
 import { assertScratchBuildable, createStatementCheck, unbuildableCause } from './scratchBuild.js';
 import { buildProjectionOf, swapBuild, type SwapResult } from './swapBuild.js';
 import { createWakeup, delay } from './wakeup.js';
@@ -68,9 +68,8 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
   let building: Promise<void> | undefined;
   const stopping = new AbortController();
   const wakeup = createWakeup();
-  // A build runner found the live projection at this version: another daemon swapped it in.
-  const swappedElsewhere = settleOnce();
-  let swappedLiveVersion = projection.version;
+  // A build runner found the live projection at this version or a newer one, which it holds.
+  const swappedElsewhere = settleOnce<number>();
 
   function besideLive(): boolean {
     if (inPlaceBecause === null) return true;
@@ -101,10 +100,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
           live: projection.name,
           assertStatement,
           onUnbuildable: (error) => void unbuildable(error),
-          onSwapped: (liveVersion) => {
-            swappedLiveVersion = liveVersion;
-            swappedElsewhere.resolve();
-          },
+          onSwapped: (liveVersion) => swappedElsewhere.resolve(liveVersion),
         },
       }),
     );
@@ -114,14 +110,15 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
     while (!stopping.signal.aborted && inPlaceBecause === null) {
       await Promise.race([readyToSwap(), aborted(), swappedElsewhere.promise]);
       if (stopping.signal.aborted || inPlaceBecause !== null) break;
-      if (swappedElsewhere.settled) {
+      const liveVersion = swappedElsewhere.value;
+      if (liveVersion !== undefined) {
         // Swapped by another daemon, or put at this version some other way (`projd replay`):
         // then the build is left over, and goes.
-        await dropBuild(pool, projection).catch((error: unknown) =>
+        await dropBuild(pool, projection, runnerOptions.batchTimeout).catch((error: unknown) =>
           logger.warn({ err: errorMessage(error) }, 'build.drop_failed'),
         );
-        if (swappedLiveVersion > projection.version) {
-          logger.info({ liveVersion: swappedLiveVersion }, `build.superseded: version ${swappedLiveVersion} is live`);
+        if (liveVersion > projection.version) {
+          logger.info({ liveVersion }, `build.superseded: version ${liveVersion} is live`);
           options.onSwapped();
         } else {
           swapped({ kind: 'already_swapped' });
@@ -143,7 +140,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
           keepOldTables: options.keepOldTables,
           assertStatement,
         });
-        if (result.kind === 'already_swapped') await dropBuild(pool, projection); // left over, if anything is
+        if (result.kind === 'already_swapped') await dropBuild(pool, projection, runnerOptions.batchTimeout); // left over, if anything is
         if (result.kind !== 'not_ready') {
           swapped(result, Math.round(performance.now() - swapStarted));
           break;
@@ -170,8 +167,10 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
       const active = runners.filter((runner) => runner.state !== PROJECTION_STATES.standby);
       return active.length > 0 && active.every((runner) => runner.snapshot().caughtUpOnce);
     };
-    while (!ready() && !stopping.signal.aborted && !swappedElsewhere.settled) {
-      await Promise.race([Promise.all(runners.map((runner) => runner.caughtUp)), delay(SWAP_CHECK_MS, stopping.signal)]);
+    while (!ready() && !stopping.signal.aborted && swappedElsewhere.value === undefined) {
+      // A runner that caught up once, then stood by, has settled its promise: wait for the others.
+      const catchingUp = runners.filter((runner) => !runner.snapshot().caughtUpOnce).map((runner) => runner.caughtUp);
+      await Promise.race([...catchingUp, delay(SWAP_CHECK_MS, stopping.signal)]);
     }
   }
 
@@ -212,7 +211,7 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
     inPlaceBecause = errorMessage(error);
     wakeup.wake();
     await stopRunners();
-    await dropBuild(pool, projection).catch((dropError: unknown) =>
+    await dropBuild(pool, projection, runnerOptions.batchTimeout).catch((dropError: unknown) =>
       logger.warn({ err: errorMessage(dropError) }, 'build.drop_failed'),
     );
     besideLive(); // warns
@@ -242,18 +241,19 @@ export function createBlueGreen(options: BlueGreenOptions): BlueGreen {
   };
 }
 
-function settleOnce(): { promise: Promise<void>; resolve: () => void; readonly settled: boolean } {
+/** A promise settled at most once, with its value readable once it is. */
+function settleOnce<T>(): { promise: Promise<void>; resolve: (value: T) => void; readonly value: T | undefined } {
   let resolve!: () => void;
-  let settled = false;
+  let value: T | undefined;
   const promise = new Promise<void>((done) => (resolve = done));
   return {
     promise,
-    resolve: () => {
-      settled = true;
+    resolve: (settledWith) => {
+      value ??= settledWith;
       resolve();
     },
-    get settled() {
-      return settled;
+    get value() {
+      return value;
     },
   };
 }
@@ -273,12 +273,9 @@ function buildableProblem(projection: Projection): string | null {
  * parked events and its schema, under its lock. A build of another version (a newer daemon's)
  * is left alone.
  */
-export async function dropBuild(pool: pg.Pool, projection: Projection): Promise<void> {
+export async function dropBuild(pool: pg.Pool, projection: Projection, timeoutMs: number): Promise<void> {
   const key = buildKey(projection.name);
-  const { client, release } = await checkOut(pool);
-  let broken: Error | undefined;
-  try {
-    await client.query('begin');
+  await inCancellableTransaction(pool, { timeoutMs }, async (client) => {
     await lockProjection(client, key);
     const { rows } = await client.query<{ others: boolean }>(
       `select exists (select 1 from ${CHECKPOINTS_TABLE} where projection = $1 and version <> $2) as others`,
@@ -289,12 +286,6 @@ export async function dropBuild(pool: pg.Pool, projection: Projection): Promise<
       await client.query(`delete from ${FAILED_EVENTS_TABLE} where projection = $1`, [key]);
       await dropSchema(client, buildSchemaName(projection.name));
     }
-    await client.query('commit');
-  } catch (error) {
-    broken = error as Error;
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    release(broken);
-  }
+    return { result: undefined, commit: true };
+  });
 }

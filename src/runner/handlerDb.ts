@@ -10,12 +10,13 @@ const MAX_PREPARED_STATEMENTS = 500;
 const statementNames = new Map<string, string>();
 
 /**
- * The name a parameterised handler statement is prepared under, from its text: a handler
- * runs the same few statements for every event, and a prepared statement skips parsing and
- * planning them each time (1.6× the upserts per second on a 2-core machine). pg prepares it
- * once per connection. Undefined past the cap: the statement then runs unnamed.
+ * The name a statement run again and again is prepared under, from its text: a handler runs
+ * the same few statements for every event, a SQL batch handler the same for every batch, and
+ * a prepared statement skips parsing and planning them each time (1.6× the upserts per second
+ * on a 2-core machine). pg prepares it once per connection. Undefined past the cap: the
+ * statement then runs unnamed.
  */
-function statementName(text: string): string | undefined {
+export function statementName(text: string): string | undefined {
   let name = statementNames.get(text);
   if (name === undefined && statementNames.size < MAX_PREPARED_STATEMENTS) {
     name = `projd_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;

@@ -257,7 +257,7 @@ async function runInTransaction(
   });
   const limit = park ? 1 : batchSize;
   const prefetch = options.prefetch && { prefetch: options.prefetch, pool: options.pool, timeoutMs: options.timeoutMs };
-  const context = { client, projection, part, after: checkpoint, limit, handlerDb, deadline, prefetch };
+  const context = { client, projection, part, after: checkpoint, limit, prepared: preparedStatements, handlerDb, deadline, prefetch };
   const applied = await applyBatch(form, context);
   const { full, heldBack, scannedTo } = applied;
   if (!scannedTo) {
@@ -314,8 +314,9 @@ async function openTransaction(
       : lock === 'part'
         ? tryLockPart(client, projection.name, part).then((got) => (got === 'part_taken' ? 'taken' : got))
         : tryLockProjection(client, projection.name).then((got) => (got ? 'locked' : 'taken'));
-  const checkpoint = selectCheckpoint(client, projection.name, part.index);
-  const live = build ? selectCheckpoint(client, build.live, 0) : Promise.resolve(null);
+  const prepared = { prepared: options.preparedStatements };
+  const checkpoint = selectCheckpoint(client, projection.name, part.index, prepared);
+  const live = build ? selectCheckpoint(client, build.live, 0, prepared) : Promise.resolve(null);
   // Before every read of this batch: each statement reads a snapshot of its own, taken later.
   const armed = options.arm ? armWakeup(client) : Promise.resolve(undefined);
   const [started, gotLock, read, liveRead, quiet] = await inOrder(begun, locked, checkpoint, live, armed);
@@ -331,8 +332,8 @@ async function moveAndCommit(
   options: RunBatchOptions,
   { from, to }: { from: Position; to: Position },
 ): Promise<boolean> {
-  const { projection, part = WHOLE } = options;
-  const moved = moveCheckpoint(client, projection.name, from, to, part.index);
+  const { projection, part = WHOLE, preparedStatements } = options;
+  const moved = moveCheckpoint(client, projection.name, from, to, part.index, { prepared: preparedStatements });
   const committed = client.query('commit');
   const [move, commit] = await Promise.allSettled([moved, committed]);
   if (move.status === 'rejected') {

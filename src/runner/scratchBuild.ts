@@ -2,14 +2,13 @@ import type pg from 'pg';
 import { errorMessage, isUserError, OperationalError, UserError } from '../errors.js';
 import { schemaQualifiedNames } from '../projection/sqlLexer.js';
 import type { Projection } from '../projection/types.js';
-import { cancelBackend } from '../store/cancelBackend.js';
-import { checkOut } from '../store/connect.js';
 import { partLabel, partsOfProjection, type Part } from '../store/part.js';
 import { comparePositions, START, type Position } from '../store/position.js';
 import { createScratchSchema, dropScratchSchema, searchPathSql } from '../store/scratchSchema.js';
 import { applyBatch, pickForm } from './apply/pickForm.js';
 import { BatchFailure, EventFailure, handlerCause } from './batchErrors.js';
-import { createDeadline, type Deadline } from './deadline.js';
+import { inCancellableTransaction } from './cancellableTransaction.js';
+import type { Deadline } from './deadline.js';
 import { createHandlerDb } from './handlerDb.js';
 
 /**
@@ -68,33 +67,12 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
   /** One transaction on the scratch schema; a failure rolls it back and discards the connection. */
   async function inScratch<T>(work: (client: pg.PoolClient, deadline: Deadline) => Promise<T>): Promise<T> {
     throwIfAborted(signal);
-    const { client, release } = await checkOut(pool);
-    let pid: number | undefined;
-    const cancel = () => {
-      if (pid !== undefined) cancelBackend(pool, pid).catch(() => undefined);
-    };
-    const deadline = createDeadline(timeoutMs, cancel);
-    signal?.addEventListener('abort', cancel);
-    let broken: Error | undefined;
-    try {
-      const opened = (await client.query(
-        `begin; ${searchPathSql(schema)}; set local statement_timeout = ${timeoutMs}; set local synchronous_commit = off;
-         select pg_backend_pid() as pid`,
-      )) as unknown as pg.QueryResult<{ pid: number }>[];
-      pid = opened.at(-1)?.rows[0]?.pid;
+    const settings = [searchPathSql(schema), 'set local synchronous_commit = off'];
+    return inCancellableTransaction(pool, { timeoutMs, settings, signal }, async (client, deadline) => {
       const result = await work(client, deadline);
       throwIfAborted(signal);
-      await client.query('commit');
-      return result;
-    } catch (error) {
-      broken = error as Error; // a handler may still hold the client after a timeout: never reuse it
-      await client.query('rollback').catch(() => undefined);
-      throw error;
-    } finally {
-      deadline.clear();
-      signal?.removeEventListener('abort', cancel);
-      release(broken);
-    }
+      return { result, commit: true };
+    });
   }
 
   async function buildPart(part: Part, through: Position): Promise<void> {
@@ -107,7 +85,7 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
           assertStatement,
         });
         const after = reached[part.index]!;
-        return applyBatch(form, { client, projection, part, after, through, limit: batchSize, handlerDb, deadline });
+        return applyBatch(form, { client, projection, part, after, through, limit: batchSize, prepared: false, handlerDb, deadline });
       }).catch((error: unknown) => {
         throw signal?.aborted ? new ScratchBuildAborted() : buildFailure(projection, part, error);
       });

@@ -9,16 +9,15 @@ import {
   outsideDependents,
   type SwapMoves,
 } from '../store/buildSchema.js';
-import { cancelBackend } from '../store/cancelBackend.js';
 import { selectCheckpoint, storeCheckpoint, type Checkpoint } from '../store/checkpoints.js';
-import { checkOut } from '../store/connect.js';
 import { lockProjection } from '../store/locks.js';
 import { CHECKPOINTS_TABLE, FAILED_EVENTS_TABLE } from '../store/names.js';
 import { partsOfProjection, type Part } from '../store/part.js';
 import type { Position } from '../store/position.js';
 import { searchPathSql } from '../store/scratchSchema.js';
 import { applyBatch, pickForm } from './apply/pickForm.js';
-import { createDeadline, type Deadline } from './deadline.js';
+import { inCancellableTransaction } from './cancellableTransaction.js';
+import type { Deadline } from './deadline.js';
 import { createHandlerDb } from './handlerDb.js';
 
 /**
@@ -77,32 +76,13 @@ export type SwapResult =
  * something outside depends on them.
  */
 export async function swapBuild(options: SwapOptions): Promise<SwapResult> {
-  const { pool, projection, timeoutMs } = options;
-  const { client, release } = await checkOut(pool);
-  let pid: number | undefined;
-  const deadline = createDeadline(timeoutMs, () => {
-    if (pid !== undefined) cancelBackend(pool, pid).catch(() => undefined);
-  });
-  let broken: Error | undefined;
-  try {
-    const { rows } = await client.query<{ pid: number; schema: string | null }>(
-      `begin; set local statement_timeout = ${timeoutMs};
-       select pg_backend_pid() as pid, current_schema() as schema`,
-    ).then((results) => (results as unknown as pg.QueryResult<{ pid: number; schema: string | null }>[]).at(-1)!);
-    pid = rows[0]!.pid;
+  return inCancellableTransaction(options.pool, { timeoutMs: options.timeoutMs }, async (client, deadline) => {
+    const { rows } = await client.query<{ schema: string | null }>('select current_schema() as schema');
     const liveSchema = rows[0]!.schema;
     if (liveSchema === null) throw new Error('no schema on the search_path to swap the build into');
     const result = await swapInTransaction(client, options, liveSchema, deadline);
-    await client.query(result.kind === 'swapped' ? 'commit' : 'rollback');
-    return result;
-  } catch (error) {
-    broken = error as Error; // a handler may still hold the client after a timeout: never reuse it
-    await client.query('rollback').catch(() => undefined);
-    throw error;
-  } finally {
-    deadline.clear();
-    release(broken);
-  }
+    return { result, commit: result.kind === 'swapped' };
+  });
 }
 
 async function swapInTransaction(
@@ -207,7 +187,7 @@ async function catchUp(
         if (deadline.expired) throw new Error('the swap has timed out; this query was not sent');
       },
     });
-    const batch = await applyBatch(form, { client, projection: build, part, after: at, limit: batchSize, handlerDb, deadline });
+    const batch = await applyBatch(form, { client, projection: build, part, after: at, limit: batchSize, prepared: false, handlerDb, deadline });
     applied += batch.applied;
     if (batch.scannedTo) at = batch.scannedTo;
     if (!batch.full || !batch.scannedTo) break;

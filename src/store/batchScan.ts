@@ -2,10 +2,12 @@ import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { EVENTS_TABLE } from './names.js';
 import { streamPartMatchesSql, type Part } from './part.js';
 import { positionParams, type Position } from './position.js';
+import type { StatementOptions } from './queryable.js';
 import { GATE_COLUMNS } from './snapshotGate.js';
 
 /** What both batch reads (`readBatch`, `readBatchBounds`) are asked for. */
-export interface BatchScanOptions {
+/** Prepared (`prepared`): planning the read can cost the server far more than running it on a small batch. */
+export interface BatchScanOptions extends StatementOptions {
   after: Position;
   /** The projection's event types: exact types, `prefix.*` patterns or `*`. */
   eventTypes: readonly string[];
@@ -67,11 +69,14 @@ export function batchScanParams({ after, eventTypes, limit, part, through }: Bat
   split: boolean;
   bounded: boolean;
   params: unknown[];
+  /** Which of the read's four statements (whole or part, bounded or not) these options need. */
+  variant: 'whole' | 'part' | 'whole_bounded' | 'part_bounded';
 } {
   const types = eventTypeFilter(eventTypes);
   const params: unknown[] = [...positionParams(after), types.exact, types.prefixes, limit];
   const split = part !== undefined && part.count > 1;
   if (split) params.push(part.count, part.index);
   if (through) params.push(...positionParams(through));
-  return { split, bounded: through !== undefined, params };
+  const bounded = through !== undefined;
+  return { split, bounded, params, variant: `${split ? 'part' : 'whole'}${bounded ? '_bounded' : ''}` };
 }

@@ -1,7 +1,7 @@
 import { CHECKPOINTS_TABLE, FAILED_EVENTS_TABLE } from './names.js';
 import { WHOLE, type Part } from './part.js';
 import { positionParams, type Position } from './position.js';
-import type { Queryable } from './queryable.js';
+import { statement, type Queryable, type StatementOptions } from './queryable.js';
 import { toSelection, type Selection } from './selection.js';
 
 export interface Checkpoint extends Position {
@@ -32,8 +32,13 @@ const selectCheckpointSql = /* sql */ `
    where projection = $1 and part = $2`;
 
 /** The checkpoint of one part (part 0 when the projection is not split); null before set-up. */
-export async function selectCheckpoint(db: Queryable, projection: string, part: number = 0): Promise<Checkpoint | null> {
-  const { rows } = await db.query<CheckpointRow>(selectCheckpointSql, [projection, part]);
+export async function selectCheckpoint(
+  db: Queryable,
+  projection: string,
+  part: number = 0,
+  options: StatementOptions = {},
+): Promise<Checkpoint | null> {
+  const { rows } = await db.query<CheckpointRow>(statement('projd_select_checkpoint', selectCheckpointSql, [projection, part], options));
   const row = rows[0];
   if (!row) return null;
   return {
@@ -144,8 +149,10 @@ export function moveCheckpoint(
   from: Position,
   to: Position,
   part: number = 0,
+  options: StatementOptions = {},
 ): Promise<unknown> {
-  return db.query(moveCheckpointSql, [projection, ...positionParams(from), ...positionParams(to), part]);
+  const values = [projection, ...positionParams(from), ...positionParams(to), part];
+  return db.query(statement('projd_move_checkpoint', moveCheckpointSql, values, options));
 }
 
 // Every part's row, in one statement: the parts of a projection never disagree on its version.

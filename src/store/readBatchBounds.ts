@@ -1,6 +1,6 @@
 import { setBatchEventsExpression } from './batchEvents.js';
 import { batchScanCtes, batchScanParams, type BatchScanOptions } from './batchScan.js';
-import type { Queryable } from './queryable.js';
+import { statement, type Queryable } from './queryable.js';
 import type { Position } from './position.js';
 import { HELD_BACK } from './snapshotGate.js';
 
@@ -81,9 +81,9 @@ interface BatchBoundsRow {
 }
 
 export async function readBatchBounds(db: Queryable, options: ReadBatchBoundsOptions): Promise<BatchBounds> {
-  const { split, bounded, params } = batchScanParams(options);
-  const sql = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchBoundsSql : readBatchBoundsSql;
-  const { rows } = await db.query<BatchBoundsRow>(sql, params);
+  const { split, bounded, params, variant } = batchScanParams(options);
+  const text = bounded ? boundedSql[split ? 'part' : 'whole'] : split ? readPartBatchBoundsSql : readBatchBoundsSql;
+  const { rows } = await db.query<BatchBoundsRow>(statement(`projd_read_batch_bounds_${variant}`, text, params, options));
   const row = rows[0]!;
   const full = row.count === options.limit;
   const last = positionOf(row.last_era, row.last_transaction_id, row.last_position);

@@ -1,6 +1,6 @@
 import { CHECKPOINTS_TABLE, EVENTS_TABLE } from './names.js';
 import type { Position } from './position.js';
-import type { Queryable } from './queryable.js';
+import { statement, type Queryable, type StatementOptions } from './queryable.js';
 
 /** Where one projection stands for a waiter: the checkpoint of the part that owns the event's stream. */
 export interface WaitCheckpoint {
@@ -60,8 +60,15 @@ const readWaitStateSql = /* sql */ `
  * The event at `position` and the checkpoints that decide whether `projections` have applied
  * (or passed) it, read in one statement, so in one snapshot.
  */
-export async function readWaitState(db: Queryable, position: bigint, projections: readonly string[]): Promise<WaitState> {
-  const { rows } = await db.query<WaitStateRow>(readWaitStateSql, [position.toString(), projections]);
+export async function readWaitState(
+  db: Queryable,
+  position: bigint,
+  projections: readonly string[],
+  options: StatementOptions = {},
+): Promise<WaitState> {
+  // Planning it anew cost the server several times its run.
+  const values = [position.toString(), projections];
+  const { rows } = await db.query<WaitStateRow>(statement('projd_read_wait_state', readWaitStateSql, values, options));
   const first = rows[0];
   const target =
     first && first.target_era !== null && first.target_transaction_id !== null

@@ -38,6 +38,11 @@ export interface ProgressWaitersOptions {
    * library, the CLI), or `wait` for it (the daemon, whose own projections set up as it starts).
    */
   missingProjection: 'error' | 'wait';
+  /**
+   * Read as a prepared statement (the daemon's `database.preparedStatements`); not on a pool
+   * that is not projd's, whose pooler may not keep one. @defaultValue false
+   */
+  prepared?: boolean;
   /** @defaultValue `Date.now` */
   now?: () => number;
 }
@@ -90,7 +95,7 @@ interface Waiter {
  * notices may have been lost.
  */
 export function createProgressWaiters(options: ProgressWaitersOptions): ProgressWaiters {
-  const { db, missingProjection, now = Date.now } = options;
+  const { db, missingProjection, prepared = false, now = Date.now } = options;
   const waiters = new Set<Waiter>();
   let closed = false;
 
@@ -104,7 +109,7 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
       do {
         waiter.checkAgain = false;
         waiter.heldNotices = [];
-        const state = await readWaitState(db, waiter.request.position, waiter.request.projections);
+        const state = await readWaitState(db, waiter.request.position, waiter.request.projections, { prepared });
         if (!waiters.has(waiter)) return;
         takeState(waiter, state);
         for (const notice of waiter.heldNotices) {

@@ -185,11 +185,41 @@ const startsWith = (prefix: string, projection?: string) => (line: LogLine) =>
 const setUpLines = (daemon: Daemon, projection: string) =>
   daemon.logs().filter((line) => line.msg === 'projection.setup' && line.projection === projection);
 
-/** Stops each daemon still running (exit 0, as on any signal) and releases the locks, whatever happened. */
-async function stopAll(daemons: Daemon[], holds: { release(): Promise<void> }[]): Promise<void> {
-  await Promise.all(holds.map((hold) => hold.release()));
-  const codes = await Promise.all(daemons.map((daemon) => daemon.stop()));
-  expect(codes).toEqual(daemons.map(() => 0));
+/**
+ * The daemons and held locks of one test: each daemon started through it is stopped at the end
+ * (exit 0, as on any signal), and each lock released, whatever happened.
+ */
+function createScene() {
+  const daemons: Daemon[] = [];
+  const holds: { release(): Promise<void> }[] = [];
+  return {
+    start(project: { dir: string }): Daemon {
+      const daemon = startDaemon(['run'], { cwd: project.dir, env });
+      daemons.push(daemon);
+      return daemon;
+    },
+    /** Starts a daemon and waits until it serves `name` live. */
+    async startServing(project: { dir: string }, name: string): Promise<Daemon> {
+      const daemon = this.start(project);
+      await daemon.waitForLog(liveLine(name));
+      return daemon;
+    },
+    /** Kills it for real, and forgets it: it has no exit code to check. */
+    async kill9(daemon: Daemon): Promise<void> {
+      await daemon.kill9();
+      daemons.splice(daemons.indexOf(daemon), 1);
+    },
+    async hold(key: number) {
+      const held = await holdLock(key);
+      holds.push(held);
+      return held;
+    },
+    async stop(): Promise<void> {
+      await Promise.all(holds.map((hold) => hold.release()));
+      const codes = await Promise.all(daemons.map((daemon) => daemon.stop()));
+      expect(codes).toEqual(daemons.map(() => 0));
+    },
+  };
 }
 
 // Several daemons each, on a busy machine: longer test timeouts.
@@ -204,22 +234,17 @@ describe('a version bump with blue/green rebuilds', () => {
       const metricsPort = await freePort();
       const v1 = await projectOf(name, 1);
       const v2 = await projectOf(name, 2, { metricsPort });
-      const daemons: Daemon[] = [];
-      const holds: { release(): Promise<void> }[] = [];
+      const scene = createScene();
       try {
-        const a = startDaemon(['run'], { cwd: v1.dir, env });
-        daemons.push(a);
-        await a.waitForLog(liveLine(name));
+        const a = await scene.startServing(v1, name);
         await expectExact(name, 1);
 
         // Version 2's build stops at this event, past its first batches, until the test lets it go on.
-        const building = await holdLock(newHold);
-        holds.push(building);
+        const building = await scene.hold(newHold);
         await append(name, 1, { hold: newHold, holdVersion: 2 });
         await waitFor(() => exactly(name, 1), { timeoutMs: 30_000, message: 'version 1 applied the held event' });
 
-        const b = startDaemon(['run'], { cwd: v2.dir, env });
-        daemons.push(b);
+        const b = scene.start(v2);
         expect(await b.waitForLog(startsWith('build.started'))).toMatchObject({
           projection: name,
           msg: `build.started: version 2 builds in schema projd_build_${name}`,
@@ -265,15 +290,13 @@ describe('a version bump with blue/green rebuilds', () => {
 
         // Now a swap that has to catch up. Version 1's next batch waits at a held event, so the
         // swap, which waits for the live projection's lock, waits for that batch to end.
-        const serving = await holdLock(oldHold);
-        holds.push(serving);
+        const serving = await scene.hold(oldHold);
         await append(name, 1, { hold: oldHold, holdVersion: 1 });
         await untilWaiting(oldHold, 1, 'version 1 to wait at its held event');
         await building.release();
         await untilWaiting(projectionLock(name), 1, 'the swap to wait for the live projection');
         // The build stops at another held event, so that it has not read what comes next when the swap takes its lock.
-        const lastBatch = await holdLock(newHold);
-        holds.push(lastBatch);
+        const lastBatch = await scene.hold(newHold);
         await append(name, 1, { hold: newHold, holdVersion: 2 });
         await untilWaiting(newHold, 1, 'the build to wait at the second held event');
         await append(name, 30);
@@ -306,7 +329,7 @@ describe('a version bump with blue/green rebuilds', () => {
         await append(name, 50);
         await waitFor(() => exactly(name, 2), { timeoutMs: 30_000, message: 'version 2 applied the events appended after the swap' });
       } finally {
-        await stopAll(daemons, holds);
+        await scene.stop();
       }
     },
   );
@@ -317,28 +340,21 @@ describe('a version bump with blue/green rebuilds', () => {
     await append(name, 1000);
     const v1 = await projectOf(name, 1);
     const v2 = await projectOf(name, 2);
-    const daemons: Daemon[] = [];
-    const holds: { release(): Promise<void> }[] = [];
+    const scene = createScene();
     try {
-      const a = startDaemon(['run'], { cwd: v1.dir, env });
-      daemons.push(a);
-      await a.waitForLog(liveLine(name));
+      await scene.startServing(v1, name);
 
-      const held = await holdLock(hold);
-      holds.push(held);
+      const held = await scene.hold(hold);
       await append(name, 1, { hold, holdVersion: 2 });
-      const crashed = startDaemon(['run'], { cwd: v2.dir, env });
-      daemons.push(crashed);
+      const crashed = scene.start(v2);
       await untilWaiting(hold, 1, 'the build to wait at the held event');
       const reached = BigInt((await statusOf(v2, name)).build!.position);
       expect(reached).toBeGreaterThan(0n);
       expect(setUpLines(crashed, `${name}:build`)).toMatchObject([{ setUp: 'created', version: 2 }]);
-      await crashed.kill9();
-      daemons.splice(daemons.indexOf(crashed), 1);
+      await scene.kill9(crashed);
       await append(name, 40);
 
-      const restarted = startDaemon(['run'], { cwd: v2.dir, env });
-      daemons.push(restarted);
+      const restarted = scene.start(v2);
       await restarted.waitForLog('daemon.started');
       // The killed daemon's session holds the build's lock, waiting at the held event: once
       // the event is let go, it finds its client gone and rolls back.
@@ -358,7 +374,7 @@ describe('a version bump with blue/green rebuilds', () => {
       await expectExact(name, 2);
       expect(await leftoverSchemas()).toEqual([]);
     } finally {
-      await stopAll(daemons, holds);
+      await scene.stop();
     }
   });
 
@@ -367,26 +383,20 @@ describe('a version bump with blue/green rebuilds', () => {
     const hold = 7301;
     await append(name, 1000);
     const [v1, v2, v3] = [await projectOf(name, 1), await projectOf(name, 2), await projectOf(name, 3)];
-    const daemons: Daemon[] = [];
-    const holds: { release(): Promise<void> }[] = [];
+    const scene = createScene();
     try {
-      const a = startDaemon(['run'], { cwd: v1.dir, env });
-      daemons.push(a);
-      await a.waitForLog(liveLine(name));
+      const a = await scene.startServing(v1, name);
 
       // Version 1's batch waits at a held event: version 2's swap waits for it, its build done.
-      const serving = await holdLock(hold);
-      holds.push(serving);
+      const serving = await scene.hold(hold);
       await append(name, 1, { hold, holdVersion: 1 });
       await untilWaiting(hold, 1, 'version 1 to wait at the held event');
-      const b = startDaemon(['run'], { cwd: v2.dir, env });
-      daemons.push(b);
+      const b = scene.start(v2);
       await untilWaiting(projectionLock(name), 1, "version 2's swap to wait for the live projection");
       // Read with version 3 loaded, the build under way is still version 2's.
       expect((await statusOf(v3, name)).build).toMatchObject({ version: 2 });
 
-      const c = startDaemon(['run'], { cwd: v3.dir, env });
-      daemons.push(c);
+      const c = scene.start(v3);
       expect(await c.waitForLog((line) => line.msg === 'projection.setup' && line.projection === `${name}:build`)).toMatchObject({
         version: 3,
         setUp: 'rebuilt',
@@ -410,7 +420,7 @@ describe('a version bump with blue/green rebuilds', () => {
       expect(await statusOf(v3, name)).toMatchObject({ version: 3, storedVersion: 3, build: null, rebuildPending: false });
       expect(await leftoverSchemas()).toEqual([]);
     } finally {
-      await stopAll(daemons, holds);
+      await scene.stop();
     }
     // Nothing any daemon did after the swap brought a build back.
     await expectExact(name, 3);
@@ -424,18 +434,13 @@ describe('a version bump with blue/green rebuilds', () => {
     const metricsPort = await freePort();
     const v1 = await projectOf(name, 1);
     const v2 = await projectOf(name, 2, { metricsPort });
-    const daemons: Daemon[] = [];
-    const holds: { release(): Promise<void> }[] = [];
+    const scene = createScene();
     try {
-      const a = startDaemon(['run'], { cwd: v1.dir, env });
-      daemons.push(a);
-      await a.waitForLog(liveLine(name));
-      const held = await holdLock(hold);
-      holds.push(held);
+      await scene.startServing(v1, name);
+      const held = await scene.hold(hold);
       await append(name, 1, { hold, holdVersion: 2 });
 
-      const b = startDaemon(['run'], { cwd: v2.dir, env });
-      daemons.push(b);
+      const b = scene.start(v2);
       await b.waitForLog('http.listening');
       await untilWaiting(hold, 1, 'the build to wait at the held event');
       const building = await fetch(`http://127.0.0.1:${metricsPort}/readyz`);
@@ -450,7 +455,7 @@ describe('a version bump with blue/green rebuilds', () => {
       });
       await expectExact(name, 2);
     } finally {
-      await stopAll(daemons, holds);
+      await scene.stop();
     }
   });
 });

@@ -18,6 +18,8 @@ export interface ApplyContext {
   through?: Position;
   /** Most events of the projection's types in the batch. */
   limit: number;
+  /** Run projd's own reads as prepared statements (`database.preparedStatements`). */
+  prepared: boolean;
   /** The transaction as handlers see it (`handlerDb.db`), which tracks the statements they send. */
   handlerDb: HandlerDb;
   deadline: Deadline;

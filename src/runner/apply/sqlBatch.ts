@@ -1,21 +1,44 @@
+import type pg from 'pg';
+import { splitSqlStatements } from '../../projection/sqlLexer.js';
 import { readBatchBounds } from '../../store/readBatchBounds.js';
 import { BatchFailure } from '../batchErrors.js';
+import { statementName } from '../handlerDb.js';
 import type { Applied, ApplyContext } from './applyContext.js';
+
+/** Whether each batch SQL text holds one statement: only one can be prepared. */
+const singleStatement = new Map<string, boolean>();
+
+/**
+ * The batch SQL as sent: prepared when it is one statement and prepared statements are on.
+ * Planning a statement over `projd.batch_events()` can cost the server more than running it
+ * on a small batch.
+ */
+function batchStatement(sql: string, prepared: boolean): string | pg.QueryConfig {
+  if (!prepared) return sql;
+  let single = singleStatement.get(sql);
+  if (single === undefined) {
+    single = splitSqlStatements(sql).length === 1;
+    singleStatement.set(sql, single);
+  }
+  const name = single ? statementName(sql) : undefined;
+  return name === undefined ? sql : { name, text: sql };
+}
 
 /**
  * Reads only where the batch ends, which points `projd.batch_events()` at it in the same
  * statement, and runs the projection's `batch` SQL, which reads the events in place: none
  * crosses the wire.
  */
-export async function applySqlBatch({ client, projection, part, after, through, limit, deadline }: ApplyContext): Promise<Applied> {
-  const bounds = await readBatchBounds(client, { after, through, eventTypes: projection.eventTypes, limit, part });
+export async function applySqlBatch(context: ApplyContext): Promise<Applied> {
+  const { client, projection, part, after, through, limit, prepared, deadline } = context;
+  const bounds = await readBatchBounds(client, { after, through, eventTypes: projection.eventTypes, limit, part, prepared });
   const { count, scannedTo, full, heldBack } = bounds;
   if (count > 0 && scannedTo !== null) {
     // The scan's end bounds the relation when the batch is not full: past the last event of
     // the projection's types up to there, there are only events of other types.
     const range = { count, firstPosition: bounds.firstPosition!, lastPosition: bounds.lastPosition! };
     try {
-      for (const sql of projection.batch!) await deadline.race(client.query(sql));
+      for (const sql of projection.batch!) await deadline.race(client.query(batchStatement(sql, prepared)));
     } catch (error) {
       throw new BatchFailure('sqlBatch', range, error);
     }
