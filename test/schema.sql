@@ -1,7 +1,7 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions, 0010_adopted_table, 0011_batch_events_settings_once
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions, 0010_adopted_table, 0011_batch_events_settings_once, 0012_batches_append_no_events
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
@@ -200,6 +200,11 @@ CREATE OR REPLACE FUNCTION projd.events_notify()
  LANGUAGE plpgsql
 AS $function$
 begin
+  if current_setting('application_name') like 'projd batch %' then
+    raise exception 'projd: a projection''s batch cannot append events (readers do not wait for a batch''s transaction, so its events could be skipped)'
+      using errcode = 'PJ002',
+            hint = 'Append from the application, or from a handler''s own connection outside the batch.';
+  end if;
   perform pg_notify('projd_events', '');
   return null;
 end

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import pg from 'pg';
 import { UserError } from '../errors.js';
 import type { Projection } from '../projection/types.js';
 import {
@@ -10,7 +10,7 @@ import {
 } from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
 import { isStalePlan, sqlstateOf } from '../store/classifyError.js';
-import { checkOut } from '../store/connect.js';
+import { checkOut, daemonApplicationName } from '../store/connect.js';
 import { lockProjection, tryLockPart, tryLockProjection, type PartLock } from '../store/locks.js';
 import { WHOLE, type Part } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
@@ -258,6 +258,9 @@ async function runInTransaction(
   };
 }
 
+/** Marks the batch's transaction, so that no reader's gate waits for it (see `BATCH_MARK`). */
+const BATCH_APPLICATION_NAME = pg.escapeLiteral(daemonApplicationName('batch'));
+
 /** The start of a batch's transaction: the server's pid, whether it got the lock, the checkpoint then. */
 interface Opening {
   pid: number | undefined;
@@ -292,7 +295,7 @@ async function openTransaction(
   const searchPath = build ? ` ${searchPathSql(build.schema)};` : '';
   const begun = client.query(
     `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};${asynchronous}${searchPath}
-     select pg_backend_pid() as pid`,
+     set local application_name = ${BATCH_APPLICATION_NAME}; select pg_backend_pid() as pid`,
   ) as unknown as Promise<pg.QueryResult<{ pid: number }>[]>;
   const locked: Promise<Opening['lock']> =
     lock === 'wait'

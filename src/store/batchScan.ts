@@ -23,8 +23,8 @@ export interface BatchScanOptions extends StatementOptions {
 
 /**
  * The CTEs both batch reads share, so that they find the same batch: `gate` (the snapshot
- * gate: the transactions below `pg_snapshot_xmin` are all finished, so the set of events below
- * it can no longer grow), `batch` (the projection's next events below it, in delivery order,
+ * gate: the transactions below it are all finished, or are projection batches, which append no
+ * events, so the set of events below it can no longer grow; see `GATE_COLUMNS`), `batch` (the projection's next events below it, in delivery order,
  * with `columns`, at most `$6`) and `scan_end` (the last event of any type below it, where the
  * checkpoint may move when the batch is not full; not filtered by part either, so a part's
  * checkpoint moves past the other parts' events as past other types').
