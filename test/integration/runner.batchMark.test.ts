@@ -23,43 +23,64 @@ function pool(max = 2): pg.Pool {
 
 const batchOptions = { batchSize: 100, timeoutMs: 60_000, preparedStatements: true };
 
+/**
+ * A projection whose batch, given one event of `type`, writes a row (so its transaction has an
+ * id) and then stays open until `release()`. `start()` sets it up, appends that event and starts
+ * running batches until one has applied it (`applied`); `wrote` resolves once the row is written.
+ */
+function heldOpenBatch(name: string, type: string) {
+  let handlerWrote!: () => void;
+  const wrote = new Promise<void>((resolve) => (handlerWrote = resolve));
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => (release = resolve));
+  const projection = defineProjection({
+    name,
+    version: 1,
+    setup: `create table if not exists ${name} (n int)`,
+    handlers: {
+      [type]: async (_event, handlerDb) => {
+        await handlerDb.query(`insert into ${name} values (1)`);
+        handlerWrote();
+        await released;
+      },
+    },
+  });
+  const batchPool = pool();
+  return {
+    projection,
+    wrote,
+    release,
+    async start(): Promise<{ applied: Promise<unknown> }> {
+      expect(await runBatch({ ...batchOptions, pool: batchPool, projection })).toMatchObject({ kind: 'done' });
+      await appendEvents(db.pool, `${name}-stream`, [{ type, data: {} }]);
+      // Until the event is below the gate of a store other test files also write to.
+      const applied = waitFor(
+        async () => {
+          const result = await runBatch({ ...batchOptions, pool: batchPool, projection });
+          return result.kind === 'done' && result.applied === 1;
+        },
+        { timeoutMs: 30_000, message: `${name}'s batch to apply its event` },
+      );
+      return { applied };
+    },
+  };
+}
+
 describe("a projection's batch", () => {
   it("does not hold back another projection's events while it is open with a transaction id", async () => {
-    let handlerWrote!: () => void;
-    const wrote = new Promise<void>((resolve) => (handlerWrote = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
     // Its handler writes (so its transaction has an id) and then holds the batch open.
-    const slow = defineProjection({
-      name: 'mark_slow',
-      version: 1,
-      setup: 'create table if not exists mark_slow (n int)',
-      handlers: {
-        'slow.started': async (_event, handlerDb) => {
-          await handlerDb.query('insert into mark_slow values (1)');
-          handlerWrote();
-          await released;
-        },
-      },
-    });
+    const slow = heldOpenBatch('mark_slow', 'slow.started');
     const counted: string[] = [];
     const fast = defineProjection({
       name: 'mark_fast',
       version: 1,
       handlers: { 'fast.ticked': async (event) => void counted.push(event.streamId) },
     });
-    const slowPool = pool();
     const fastPool = pool();
     expect(await runBatch({ ...batchOptions, pool: fastPool, projection: fast })).toMatchObject({ kind: 'done' });
-    expect(await runBatch({ ...batchOptions, pool: slowPool, projection: slow })).toMatchObject({ kind: 'done' });
-    await appendEvents(db.pool, 'mark-slow', [{ type: 'slow.started', data: {} }]);
-    const slowBatch = waitFor(async () => {
-      // Until the event is below the gate of a store other test files also write to.
-      const result = await runBatch({ ...batchOptions, pool: slowPool, projection: slow });
-      return result.kind === 'done' && result.applied === 1;
-    }, { timeoutMs: 30_000, message: 'the slow batch to apply its event' });
+    const slowBatch = await slow.start();
     try {
-      await wrote;
+      await slow.wrote;
       // Appended after the slow batch took its transaction id: an unmarked transaction that old
       // would hold these back until it ended.
       await appendEvents(db.pool, 'mark-fast', [
@@ -76,8 +97,8 @@ describe("a projection's batch", () => {
       const { rows } = await db.pool.query<{ n: string }>('select count(*) as n from mark_slow');
       expect(rows[0]!.n, 'the slow batch had not committed yet').toBe('0');
     } finally {
-      release();
-      await slowBatch;
+      slow.release();
+      await slowBatch.applied;
     }
     expect((await db.pool.query('select count(*)::int as n from mark_slow')).rows[0].n).toBe(1);
   });
@@ -132,31 +153,10 @@ describe("a projection's batch", () => {
   });
 
   it("is not named by status as the transaction that holds events back", async () => {
-    let handlerWrote!: () => void;
-    const wrote = new Promise<void>((resolve) => (handlerWrote = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const holding = defineProjection({
-      name: 'mark_status',
-      version: 1,
-      setup: 'create table if not exists mark_status (n int)',
-      handlers: {
-        'status.held': async (_event, handlerDb) => {
-          await handlerDb.query('insert into mark_status values (1)');
-          handlerWrote();
-          await released;
-        },
-      },
-    });
-    const holdingPool = pool();
-    expect(await runBatch({ ...batchOptions, pool: holdingPool, projection: holding })).toMatchObject({ kind: 'done' });
-    await appendEvents(db.pool, 'mark-status', [{ type: 'status.held', data: {} }]);
-    const batch = waitFor(async () => {
-      const result = await runBatch({ ...batchOptions, pool: holdingPool, projection: holding });
-      return result.kind === 'done' && result.applied === 1;
-    }, { timeoutMs: 30_000, message: 'the holding batch to apply its event' });
+    const holding = heldOpenBatch('mark_status', 'status.held');
+    const batch = await holding.start();
     try {
-      await wrote;
+      await holding.wrote;
       const { rows } = await db.pool.query<{ pid: number }>(
         'select pid from pg_stat_activity where application_name = $1 and backend_xid is not null',
         [daemonApplicationName('batch')],
@@ -164,11 +164,11 @@ describe("a projection's batch", () => {
       const pid = rows[0]?.pid;
       expect(pid).toBeTypeOf('number');
       await appendEvents(db.pool, 'mark-status-after', [{ type: 'status.after', data: {} }]);
-      const progress = await readProgress(db.pool, [holding]);
+      const progress = await readProgress(db.pool, [holding.projection]);
       expect(progress.heldBackBy?.pid ?? null).not.toBe(pid);
     } finally {
-      release();
-      await batch;
+      holding.release();
+      await batch.applied;
     }
   });
 });
