@@ -152,7 +152,7 @@ describe("a projection's batch", () => {
     expect(rows[0]!.name).toBe(daemonApplicationName());
   });
 
-  it("is not named by status as the transaction that holds events back", async () => {
+  it("is not named by status as the transaction that holds events back, though it is older than the one that does", async () => {
     const holding = heldOpenBatch('mark_status', 'status.held');
     const batch = await holding.start();
     try {
@@ -161,11 +161,21 @@ describe("a projection's batch", () => {
         'select pid from pg_stat_activity where application_name = $1 and backend_xid is not null',
         [daemonApplicationName('batch')],
       );
-      const pid = rows[0]?.pid;
-      expect(pid).toBeTypeOf('number');
-      await appendEvents(db.pool, 'mark-status-after', [{ type: 'status.after', data: {} }]);
-      const progress = await readProgress(db.pool, [holding.projection]);
-      expect(progress.heldBackBy?.pid ?? null).not.toBe(pid);
+      const batchPid = rows[0]?.pid;
+      expect(batchPid).toBeTypeOf('number');
+      // A younger transaction that is not a batch holds back an event appended after it.
+      const younger = await db.pool.connect();
+      try {
+        await younger.query('begin');
+        await younger.query('select pg_current_xact_id()');
+        await appendEvents(db.pool, 'mark-status-after', [{ type: 'status.after', data: {} }]);
+        const progress = await readProgress(db.pool, [holding.projection]);
+        expect(progress.heldBack).toBe(true);
+        expect(progress.heldBackBy?.pid).not.toBe(batchPid);
+      } finally {
+        await younger.query('rollback');
+        younger.release();
+      }
     } finally {
       holding.release();
       await batch.applied;
