@@ -1,4 +1,4 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { UserError } from '../errors.js';
 import type { Projection } from '../projection/types.js';
 import {
@@ -10,13 +10,14 @@ import {
 } from '../store/checkpoints.js';
 import { cancelBackend } from '../store/cancelBackend.js';
 import { isStalePlan, sqlstateOf } from '../store/classifyError.js';
-import { checkOut, daemonApplicationName } from '../store/connect.js';
+import { checkOut } from '../store/connect.js';
 import { lockProjection, tryLockPart, tryLockProjection, type PartLock } from '../store/locks.js';
 import { WHOLE, type Part } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { searchPathSql } from '../store/scratchSchema.js';
+import { MARK_BATCH_SQL } from '../store/snapshotGate.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
 import { applyBatch, pickForm, type ApplyForm } from './apply/pickForm.js';
 import { BatchFailure, BatchTimeoutError, EventFailure, handlerCause } from './batchErrors.js';
@@ -258,9 +259,6 @@ async function runInTransaction(
   };
 }
 
-/** Marks the batch's transaction, so that no reader's gate waits for it (see `BATCH_MARK`). */
-const BATCH_APPLICATION_NAME = pg.escapeLiteral(daemonApplicationName('batch'));
-
 /** The start of a batch's transaction: the server's pid, whether it got the lock, the checkpoint then. */
 interface Opening {
   pid: number | undefined;
@@ -295,7 +293,7 @@ async function openTransaction(
   const searchPath = build ? ` ${searchPathSql(build.schema)};` : '';
   const begun = client.query(
     `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};${asynchronous}${searchPath}
-     set local application_name = ${BATCH_APPLICATION_NAME}; select pg_backend_pid() as pid`,
+     ${MARK_BATCH_SQL}; select pg_backend_pid() as pid`,
   ) as unknown as Promise<pg.QueryResult<{ pid: number }>[]>;
   const locked: Promise<Opening['lock']> =
     lock === 'wait'

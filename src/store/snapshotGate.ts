@@ -1,3 +1,5 @@
+import pg from 'pg';
+import { daemonApplicationName } from './connect.js';
 import { EVENTS_TABLE, SCHEMA } from './names.js';
 
 /**
@@ -18,6 +20,9 @@ export const BATCH_MARK = 'projd batch';
 
 /** A `like` pattern for the mark; no `%` or `_` in it to escape. */
 export const BATCH_MARK_PATTERN = `${BATCH_MARK} %`;
+
+/** Marks the transaction it runs in, before its first write: sent as a batch begins. */
+export const MARK_BATCH_SQL = `set local application_name = ${pg.escapeLiteral(daemonApplicationName('batch'))}`;
 
 /**
  * The oldest transaction still running, of the snapshot `snapshot`, that is not a marked

@@ -2,8 +2,10 @@ import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { defineProjection } from '../../src/projection/defineProjection.js';
 import { EventFailure, runBatch } from '../../src/runner/runBatch.js';
+import { createScratchBuild } from '../../src/runner/scratchBuild.js';
 import { appendEvents } from '../../src/store/appendEvents.js';
 import { createPool, daemonApplicationName } from '../../src/store/connect.js';
+import { START } from '../../src/store/position.js';
 import { readProgress } from '../../src/store/progress.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -179,6 +181,52 @@ describe("a projection's batch", () => {
     } finally {
       holding.release();
       await batch.applied;
+    }
+  });
+});
+
+describe("a scratch build's batch (projd verify)", () => {
+  it('is marked as a batch while it runs, so that it holds no projection back either', async () => {
+    let handlerWrote!: () => void;
+    const wrote = new Promise<void>((resolve) => (handlerWrote = resolve));
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const projection = defineProjection({
+      name: 'mark_scratch',
+      version: 1,
+      setup: 'create table if not exists mark_scratch (n int)',
+      handlers: {
+        'scratch.seen': async (_event, handlerDb) => {
+          await handlerDb.query('insert into mark_scratch values (1)');
+          handlerWrote();
+          await released;
+        },
+      },
+    });
+    await appendEvents(db.pool, 'mark-scratch', [{ type: 'scratch.seen', data: {} }]);
+    const { rows: [head] } = await db.pool.query<{ era: number; transaction_id: string; position: string }>(
+      "select era, transaction_id::text, position::text from projd.events where stream_id = 'mark-scratch'",
+    );
+    const build = createScratchBuild({ pool: pool(), projection, schema: 'mark_scratch_build', batchSize: 100, timeoutMs: 60_000 });
+    await build.setUp();
+    const through = { era: head!.era, transactionId: BigInt(head!.transaction_id), position: BigInt(head!.position) };
+    expect(through.position > START.position).toBe(true);
+    const built = waitFor(async () => (await build.buildTo([through])) === 1, {
+      timeoutMs: 30_000,
+      message: 'the scratch build to apply its event',
+    });
+    try {
+      await wrote;
+      const { rows } = await db.pool.query<{ marked: boolean }>(
+        `select exists (select from pg_stat_activity where application_name = $1 and backend_xid is not null
+                           and query like '%mark_scratch%') as marked`,
+        [daemonApplicationName('batch')],
+      );
+      expect(rows[0]!.marked).toBe(true);
+    } finally {
+      release();
+      await built;
+      await build.drop();
     }
   });
 });
