@@ -26,11 +26,10 @@ function pool(max = 2): pg.Pool {
 const batchOptions = { batchSize: 100, timeoutMs: 60_000, preparedStatements: true };
 
 /**
- * A projection whose batch, given one event of `type`, writes a row (so its transaction has an
- * id) and then stays open until `release()`. `start()` sets it up, appends that event and starts
- * running batches until one has applied it (`applied`); `wrote` resolves once the row is written.
+ * A projection whose handler, given an event of `type`, writes a row (so its transaction has an
+ * id) and then holds its batch open until `release()`; `wrote` resolves once the row is written.
  */
-function heldOpenBatch(name: string, type: string) {
+function heldOpenProjection(name: string, type: string) {
   let handlerWrote!: () => void;
   const wrote = new Promise<void>((resolve) => (handlerWrote = resolve));
   let release!: () => void;
@@ -47,11 +46,19 @@ function heldOpenBatch(name: string, type: string) {
       },
     },
   });
+  return { projection, wrote, release };
+}
+
+/**
+ * `heldOpenProjection`, run by the runner: `start()` sets it up, appends one event of `type` and
+ * starts running batches until one has applied it (`applied`).
+ */
+function heldOpenBatch(name: string, type: string) {
+  const held = heldOpenProjection(name, type);
+  const { projection } = held;
   const batchPool = pool();
   return {
-    projection,
-    wrote,
-    release,
+    ...held,
     async start(): Promise<{ applied: Promise<unknown> }> {
       expect(await runBatch({ ...batchOptions, pool: batchPool, projection })).toMatchObject({ kind: 'done' });
       await appendEvents(db.pool, `${name}-stream`, [{ type, data: {} }]);
@@ -187,22 +194,7 @@ describe("a projection's batch", () => {
 
 describe("a scratch build's batch (projd verify)", () => {
   it('is marked as a batch while it runs, so that it holds no projection back either', async () => {
-    let handlerWrote!: () => void;
-    const wrote = new Promise<void>((resolve) => (handlerWrote = resolve));
-    let release!: () => void;
-    const released = new Promise<void>((resolve) => (release = resolve));
-    const projection = defineProjection({
-      name: 'mark_scratch',
-      version: 1,
-      setup: 'create table if not exists mark_scratch (n int)',
-      handlers: {
-        'scratch.seen': async (_event, handlerDb) => {
-          await handlerDb.query('insert into mark_scratch values (1)');
-          handlerWrote();
-          await released;
-        },
-      },
-    });
+    const { projection, wrote, release } = heldOpenProjection('mark_scratch', 'scratch.seen');
     await appendEvents(db.pool, 'mark-scratch', [{ type: 'scratch.seen', data: {} }]);
     const { rows: [head] } = await db.pool.query<{ era: number; transaction_id: string; position: string }>(
       "select era, transaction_id::text, position::text from projd.events where stream_id = 'mark-scratch'",
