@@ -75,7 +75,10 @@ function formatVersion(status: ProjectionStatus): string {
   return `${status.version} (stored ${status.storedVersion})`;
 }
 
-/** A daemon by its `host:pid` (its connection is named `projd batch …` while a batch runs), anything else by its pid and application name. */
+/**
+ * A daemon by its `host:pid` (its connection is named `projd batch …` while a batch runs),
+ * anything else by its pid and application name.
+ */
 export function formatOwner(owner: ProjectionOwner | null): string {
   if (owner === null) return '-';
   const daemon = /^projd (?:daemon|batch) (.+)$/.exec(owner.applicationName ?? '');

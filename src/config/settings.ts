@@ -103,8 +103,9 @@ export const CONFIG_SETTINGS = {
     /**
      * Run handlers' parameterised statements, SQL batch handlers' statements, projd's own
      * reads and checkpoint moves of every batch, and `GET /wait`'s read, as prepared
-     * statements, which skips parsing and planning them for every event, batch and wait. Turn off behind a pooler that cannot keep prepared statements (PgBouncer
-     * in transaction mode before 1.21). @defaultValue true
+     * statements, which skips parsing and planning them for every event, batch and wait. Turn
+     * off behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
+     * before 1.21). @defaultValue true
      */
     preparedStatements: boolean(true),
     /**
