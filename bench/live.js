@@ -57,8 +57,8 @@ export default defineProjection({
   setup: 'create table if not exists ${LATENCY_TABLE} (position bigint primary key, batch_started timestamptz not null, applied_at timestamptz not null)',
   reset: 'truncate ${LATENCY_TABLE}',
   handlers: {
-    '*': async (event, db) => {
-      await db.query('insert into ${LATENCY_TABLE} (position, batch_started, applied_at) values ($1, now(), clock_timestamp())', [event.position]);
+    '*': (event, db) => {
+      db.query('insert into ${LATENCY_TABLE} (position, batch_started, applied_at) values ($1, now(), clock_timestamp())', [event.position]);
     },
   },
 });

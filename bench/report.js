@@ -65,7 +65,7 @@ export function checkTargets(results) {
   });
 }
 
-export function renderJson({ machine, options, store, results, live, smallBatches, writePath, replayMemory }) {
+export function renderJson({ machine, options, store, results, live, smallBatches, slowNeighbour, writePath, replayMemory }) {
   return JSON.stringify(
     {
       machine,
@@ -115,6 +115,7 @@ export function renderJson({ machine, options, store, results, live, smallBatche
         prepared: roundSmall(smallBatches.prepared),
         cpuRatio: round(smallBatches.cpuRatio, 3),
       },
+      slowNeighbour: slowNeighbour && { ...slowNeighbour, p99Ratio: round(slowNeighbour.p99Ratio, 3) },
       writePath: writePath && {
         concurrent: writePath.concurrent,
         cases: writePath.cases.map(({ key, label, rows, store: withTriggers, plain, ratio, cpuRatio }) => ({
@@ -133,7 +134,7 @@ export function renderJson({ machine, options, store, results, live, smallBatche
   );
 }
 
-export function renderTable({ machine, options, store, results, live, smallBatches, writePath, replayMemory }) {
+export function renderTable({ machine, options, store, results, live, smallBatches, slowNeighbour, writePath, replayMemory }) {
   const lines = [];
   if (results) {
     const repeat = options.repeat > 1 ? `, median of ${options.repeat}` : '';
@@ -184,6 +185,7 @@ export function renderTable({ machine, options, store, results, live, smallBatch
 
   if (live) lines.push('', ...renderLive(live));
   if (smallBatches) lines.push('', ...renderSmallBatches(smallBatches));
+  if (slowNeighbour) lines.push('', ...renderSlowNeighbour(slowNeighbour));
   if (replayMemory) lines.push('', ...renderReplayMemory(replayMemory));
   if (writePath) lines.push('', ...renderWritePath(writePath, machine));
   lines.push('');
@@ -215,6 +217,18 @@ function renderSmallBatches(small) {
     line('database.preparedStatements false', small.unprepared),
     line('database.preparedStatements true', small.prepared),
     ...(small.cpuRatio === null ? [] : [`  server CPU per event, prepared against unprepared: ${small.cpuRatio.toFixed(2)}x`]),
+  ];
+}
+
+function renderSlowNeighbour(neighbour) {
+  if (neighbour.skipped) return [`slow neighbour: skipped (${neighbour.skipped})`];
+  const line = (label, phase) =>
+    `  ${label.padEnd(44)} p50 ${ms(phase.latencyMs.p50)}, p99 ${ms(phase.latencyMs.p99)}, max ${ms(phase.latencyMs.max)} (${count(phase.events)} events)`;
+  return [
+    `slow neighbour: a per-event projection, commit to read model at ${neighbour.rate} ev/s for ${neighbour.seconds} s:`,
+    line('alone', neighbour.alone),
+    line(`beside one holding each batch ${neighbour.slowBatchMs} ms`, neighbour.besideSlow),
+    `  p99 beside the slow projection against alone: ${neighbour.p99Ratio.toFixed(2)}x`,
   ];
 }
 

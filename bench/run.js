@@ -17,6 +17,7 @@ import unnestLoop from './contenders/unnestLoop.js';
 import { connect, openDatabase } from './database.js';
 import { EXAMPLE_TABLES, measureLiveLatency } from './live.js';
 import { measureReplayMemory } from './replayMemory.js';
+import { measureSlowNeighbour } from './slowNeighbour.js';
 import { measureSmallBatches } from './smallBatches.js';
 import { USAGE, parseOptions } from './options.js';
 import { verifyReadModel } from './readModel.js';
@@ -146,10 +147,18 @@ async function main(options) {
 
   const smallBatches = await measureSmallBatches({ url, admin, batchSize: options.batchSize, progress });
 
+  const slowNeighbour = await measureSlowNeighbour({
+    url,
+    admin,
+    batchSize: options.batchSize,
+    commitTimestamps: database.commitTimestamps,
+    progress,
+  });
+
   const writePath = await measureWritePath({ url, rows: options.writeRows, repeat: options.repeat, progress });
 
   machine.loadAverage = { start: loadAtStart, end: os.loadavg()[0] };
-  const report = { machine, options, store, results: summarize(results), live, smallBatches, writePath };
+  const report = { machine, options, store, results: summarize(results), live, smallBatches, slowNeighbour, writePath };
   process.stdout.write(`${options.json ? renderJson(report) : renderTable(report)}\n`);
 }
 

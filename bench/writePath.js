@@ -75,7 +75,7 @@ const ARM_EVERY_MS = 5;
  * when commits overlap. A transaction that has sent NOTIFY holds a database-wide lock from its
  * commit until its commit record is flushed, so notifying writers commit one at a time. Four
  * tables: plain; plain with a trigger that notifies at every statement (projd's trigger before
- * migration 0012); projd.events with no daemon waiting (its writers stay silent once one has
+ * migration 0013); projd.events with no daemon waiting (its writers stay silent once one has
  * notified); and projd.events while a daemon arms the wake-up every 5 ms, as an idle daemon
  * would after each of its passes, the most it does.
  */
@@ -88,7 +88,7 @@ async function measureConcurrentWriters({ writeUrl, transactions, repeat, progre
   });
   const sides = [
     { key: 'plain', label: 'plain table', table: PLAIN_TABLE },
-    { key: 'notifyEach', label: 'plain table, NOTIFY at every insert (projd before 0012)', table: NOTIFY_TABLE },
+    { key: 'notifyEach', label: 'plain table, NOTIFY at every insert (projd before 0013)', table: NOTIFY_TABLE },
     { key: 'store', label: 'projd.events, no daemon waiting', table: STORE_TABLE },
     { key: 'storeArmed', label: `projd.events, a daemon arming every ${ARM_EVERY_MS} ms`, table: STORE_TABLE, arm: true },
   ];

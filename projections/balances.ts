@@ -20,25 +20,21 @@ export default defineProjection<AccountEvents>({
     )`,
   reset: 'truncate balances',
   handlers: {
-    'account.opened': async (event, db) => {
-      await db.query(
+    'account.opened': (event, db) => {
+      db.query(
         `insert into balances (account_id, owner, updated_position) values ($1, $2, $3)
          on conflict (account_id) do update set owner = excluded.owner, updated_position = excluded.updated_position`,
         [event.streamId, event.data.owner, event.position],
       );
     },
-    'account.credited': async (event, db) => {
-      await addToBalance(db, event, event.data.amount);
-    },
-    'account.debited': async (event, db) => {
-      await addToBalance(db, event, -event.data.amount);
-    },
+    'account.credited': (event, db) => addToBalance(db, event, event.data.amount),
+    'account.debited': (event, db) => addToBalance(db, event, -event.data.amount),
   },
 });
 
-async function addToBalance(db: ProjectionDb, event: ProjdEvent, amount: number): Promise<void> {
+function addToBalance(db: ProjectionDb, event: ProjdEvent, amount: number): void {
   // An account credited before its account.opened event still gets a row.
-  await db.query(
+  db.query(
     `insert into balances (account_id, balance, updated_position) values ($1, $2, $3)
      on conflict (account_id) do update
        set balance = balances.balance + excluded.balance, updated_position = excluded.updated_position`,

@@ -1,7 +1,7 @@
 -- projd's schema as the shipped migrations leave it, read from the catalogs.
 -- Checked by test/integration/store.schema.test.ts; regenerate with `npm run schema:update`.
 
--- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions, 0010_adopted_table, 0011_batch_events_settings_once, 0012_wake_on_demand
+-- migrations: 0001_events, 0002_checkpoints, 0003_failed_events, 0004_append_triggers, 0005_checkpoint_selection, 0006_stream_part, 0007_partitions, 0008_batch_events, 0009_schema_versions, 0010_adopted_table, 0011_batch_events_settings_once, 0012_batches_append_no_events, 0013_wake_on_demand
 
 create sequence projd.events_position_seq as bigint increment 1 minvalue 1 maxvalue 9223372036854775807 start 1 cache 1;
 
@@ -230,6 +230,12 @@ AS $function$
 declare
   armed bigint;
 begin
+  -- As in migration 0012: readers' snapshot gates pass over batches, so a batch appends nothing.
+  if current_setting('application_name') like 'projd batch %' then
+    raise exception 'projd: a projection''s batch cannot append events (readers do not wait for a batch''s transaction, so its events could be skipped)'
+      using errcode = 'PJ002',
+            hint = 'Append from the application, or from a handler''s own connection outside the batch.';
+  end if;
   -- First the lock, then the look: a daemon arming after this look finds the lock held.
   perform pg_advisory_xact_lock_shared(237395994369227796);
   armed := (select last_value from projd.wake_armed);
@@ -294,10 +300,13 @@ CREATE OR REPLACE FUNCTION projd.wake_owed()
  STABLE
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
-  select firer <> 0
-     and floor(extract(epoch from clock_timestamp()) * 1000) - fired_at > 50
-     and coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
-     and firer <> coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0)
+  select case
+           when firer = 0 then false
+           when floor(extract(epoch from clock_timestamp()) * 1000) - fired_at <= 50 then false
+           when firer::text::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) then true
+           when firer = coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0) then false
+           else coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
+         end
     from (select last_value as firer from projd.wake_firer) f,
          (select last_value as fired_at from projd.wake_fired_at) t
 $function$;

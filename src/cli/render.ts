@@ -75,10 +75,13 @@ function formatVersion(status: ProjectionStatus): string {
   return `${status.version} (stored ${status.storedVersion})`;
 }
 
-/** A daemon by its `host:pid`, anything else by its pid and application name. */
+/**
+ * A daemon by its `host:pid` (its connection is named `projd batch …` while a batch runs),
+ * anything else by its pid and application name.
+ */
 export function formatOwner(owner: ProjectionOwner | null): string {
   if (owner === null) return '-';
-  const daemon = /^projd daemon (.+)$/.exec(owner.applicationName ?? '');
+  const daemon = /^projd (?:daemon|batch) (.+)$/.exec(owner.applicationName ?? '');
   if (daemon) return daemon[1]!;
   return owner.applicationName ? `pid ${owner.pid} (${owner.applicationName})` : `pid ${owner.pid}`;
 }

@@ -103,8 +103,9 @@ export const CONFIG_SETTINGS = {
     /**
      * Run handlers' parameterised statements, SQL batch handlers' statements, projd's own
      * reads and checkpoint moves of every batch, and `GET /wait`'s read, as prepared
-     * statements, which skips parsing and planning them for every event, batch and wait. Turn off behind a pooler that cannot keep prepared statements (PgBouncer
-     * in transaction mode before 1.21). @defaultValue true
+     * statements, which skips parsing and planning them for every event, batch and wait. Turn
+     * off behind a pooler that cannot keep prepared statements (PgBouncer in transaction mode
+     * before 1.21). @defaultValue true
      */
     preparedStatements: boolean(true),
     /**
@@ -123,9 +124,10 @@ export const CONFIG_SETTINGS = {
     /**
      * Most events in one batch of a SQL batch handler (`batch:`), 1 to 100000, unless the
      * projection sets its own `batchSize`. Larger than `batchSize`: such a batch pulls no events
-     * and costs a few round trips whatever it holds. @defaultValue 20000
+     * and costs a few round trips whatever it holds, and holds back no other projection while it
+     * runs (see `BATCH_MARK`). @defaultValue 100000
      */
-    sqlBatchSize: integer(1, 100_000, 20_000),
+    sqlBatchSize: integer(1, 100_000, 100_000),
     /** Fallback wake-up when no notification arrives: a duration such as `5s` or a number of ms. @defaultValue `5s` */
     pollInterval: duration('5s'),
     /** A batch running longer is cancelled, rolled back and retried as a transient failure. @defaultValue `30s` */

@@ -17,6 +17,7 @@ import type { ProgressNotice } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
 import { START } from '../store/position.js';
 import { searchPathSql } from '../store/scratchSchema.js';
+import { MARK_BATCH_SQL } from '../store/snapshotGate.js';
 import { armWakeup } from '../store/wakeup.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
 import { applyBatch, pickForm, type ApplyForm } from './apply/pickForm.js';
@@ -306,7 +307,7 @@ async function openTransaction(
   const searchPath = build ? ` ${searchPathSql(build.schema)};` : '';
   const begun = client.query(
     `begin; set local statement_timeout = ${timeoutMs}; set local idle_in_transaction_session_timeout = ${timeoutMs};${asynchronous}${searchPath}
-     select pg_backend_pid() as pid`,
+     ${MARK_BATCH_SQL}; select pg_backend_pid() as pid`,
   ) as unknown as Promise<pg.QueryResult<{ pid: number }>[]>;
   const locked: Promise<Opening['lock']> =
     lock === 'wait'

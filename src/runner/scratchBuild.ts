@@ -5,6 +5,7 @@ import type { Projection } from '../projection/types.js';
 import { partLabel, partsOfProjection, type Part } from '../store/part.js';
 import { comparePositions, START, type Position } from '../store/position.js';
 import { createScratchSchema, dropScratchSchema, searchPathSql } from '../store/scratchSchema.js';
+import { MARK_BATCH_SQL } from '../store/snapshotGate.js';
 import { applyBatch, pickForm } from './apply/pickForm.js';
 import { BatchFailure, EventFailure, handlerCause } from './batchErrors.js';
 import { inCancellableTransaction } from './cancellableTransaction.js';
@@ -40,7 +41,7 @@ export interface ScratchBuildOptions {
  * `search_path` set to that schema alone (transaction-local), in the form the runner would
  * pick (SQL batch, `handleBatch`, per event), part by part for a split projection. The
  * checkpoint is this object's own, in memory, so a build goes on from where it stopped.
- * Batches commit one by one: one long transaction would hold every projection's gate back.
+ * Batches commit one by one, each marked as the runner's are (`BATCH_MARK`).
  */
 export interface ScratchBuild {
   readonly schema: string;
@@ -67,7 +68,8 @@ export function createScratchBuild(options: ScratchBuildOptions): ScratchBuild {
   /** One transaction on the scratch schema; a failure rolls it back and discards the connection. */
   async function inScratch<T>(work: (client: pg.PoolClient, deadline: Deadline) => Promise<T>): Promise<T> {
     throwIfAborted(signal);
-    const settings = [searchPathSql(schema), 'set local synchronous_commit = off'];
+    // Marked as the runner's batches are: no reader's gate waits for a scratch batch either.
+    const settings = [searchPathSql(schema), 'set local synchronous_commit = off', MARK_BATCH_SQL];
     return inCancellableTransaction(pool, { timeoutMs, settings, signal }, async (client, deadline) => {
       const result = await work(client, deadline);
       throwIfAborted(signal);

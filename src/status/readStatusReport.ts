@@ -15,7 +15,7 @@ import { buildKey, buildSchemaName, buildsUnderWay, isBuildKey, liveNameOf } fro
 /** The session holding a projection's lock at the moment `status` looked. */
 export interface ProjectionOwner {
   pid: number;
-  /** `projd daemon <host>:<pid>` for a daemon. */
+  /** `projd batch <host>:<pid>` for a daemon in a batch (`projd daemon …` otherwise). */
   applicationName: string | null;
 }
 

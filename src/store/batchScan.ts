@@ -5,8 +5,10 @@ import { positionParams, type Position } from './position.js';
 import type { StatementOptions } from './queryable.js';
 import { GATE_COLUMNS } from './snapshotGate.js';
 
-/** What both batch reads (`readBatch`, `readBatchBounds`) are asked for. */
-/** Prepared (`prepared`): planning the read can cost the server far more than running it on a small batch. */
+/**
+ * What both batch reads (`readBatch`, `readBatchBounds`) are asked for. Prepared (`prepared`):
+ * planning the read can cost the server far more than running it on a small batch.
+ */
 export interface BatchScanOptions extends StatementOptions {
   after: Position;
   /** The projection's event types: exact types, `prefix.*` patterns or `*`. */
@@ -23,9 +25,9 @@ export interface BatchScanOptions extends StatementOptions {
 
 /**
  * The CTEs both batch reads share, so that they find the same batch: `gate` (the snapshot
- * gate: the transactions below `pg_snapshot_xmin` are all finished, so the set of events below
- * it can no longer grow), `batch` (the projection's next events below it, in delivery order,
- * with `columns`, at most `$6`) and `scan_end` (the last event of any type below it, where the
+ * gate: the transactions below it are all finished, or are projection batches, which append no
+ * events, so the set of events below it can no longer grow; see `GATE_COLUMNS`), `batch` (the
+ * projection's next events below it, in delivery order, with `columns`, at most `$6`) and `scan_end` (the last event of any type below it, where the
  * checkpoint may move when the batch is not full; not filtered by part either, so a part's
  * checkpoint moves past the other parts' events as past other types').
  * `$1`–`$3`: the position after which to read; `$4`, `$5`: the type filter; `$6`: the limit;

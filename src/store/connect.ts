@@ -19,9 +19,10 @@ export interface PoolOptions extends ConnectionOptions {
 
 /**
  * How a daemon's connections name themselves in `pg_stat_activity`: `projd status` reads it
- * to tell which daemon holds a projection's lock. PostgreSQL keeps 63 bytes of it.
+ * to tell which daemon holds a projection's lock. PostgreSQL keeps 63 bytes of it. `batch`
+ * names a projection's batch transaction, for its length only (see `BATCH_MARK`).
  */
-export function daemonApplicationName(role: 'daemon' | 'listener' | 'cli' = 'daemon'): string {
+export function daemonApplicationName(role: 'daemon' | 'listener' | 'cli' | 'batch' = 'daemon'): string {
   return `projd ${role} ${os.hostname()}:${process.pid}`.slice(0, 63);
 }
 

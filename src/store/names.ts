@@ -25,7 +25,7 @@ export function advisoryLockKey(scope: 'projection' | 'part' | 'migrate' | 'wake
 
 /**
  * The lock every writer of events holds shared until it ends, so that a daemon about to sleep
- * sees a writer in flight that will not notify it (migration 0012, `projd.arm_wakeup()`).
+ * sees a writer in flight that will not notify it (migration 0013, `projd.arm_wakeup()`).
  * Written into the migration as a literal; a test checks the two agree.
  */
 export const WAKE_LOCK_KEY = advisoryLockKey('wake', 'events');

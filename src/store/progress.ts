@@ -5,7 +5,7 @@ import type { Queryable } from './queryable.js';
 import { schemaMissingError } from './schemaMissing.js';
 import { eventTypeFilter, eventTypeMatchesSql } from './eventTypeFilter.js';
 import { toSelection, type Selection } from './selection.js';
-import { GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
+import { BATCH_MARK_PATTERN, GATE_COLUMNS, HELD_BACK } from './snapshotGate.js';
 
 /** A projection as progress needs it: its name, its code's version and the types it handles. */
 export interface ProgressProjection {
@@ -45,7 +45,7 @@ export interface UnappliedEvent extends Position {
 /** A session holding a projection's lock right now: a daemon in the middle of a batch. */
 export interface LockOwner {
   pid: number;
-  /** `projd daemon <host>:<pid>` for a daemon. */
+  /** `projd batch <host>:<pid>` for a daemon in a batch (`projd daemon …` otherwise). */
   applicationName: string | null;
 }
 
@@ -129,8 +129,9 @@ export function advisoryLockTag(key: string): { classid: number; objid: number }
  * The lag probe skips the events of other types after the checkpoint; a running daemon moves
  * its checkpoint past those, so the walk stays short.
  * `pg_stat_activity` and `pg_locks` are read once each. Only transactions with an id (and
- * prepared ones) hold the gate; the oldest of those is the one to name. This session is left
- * out: it only reads, and a caller's own transaction is not what it waits for.
+ * prepared ones) hold the gate, and no projection's batch does (`BATCH_MARK`); the oldest of
+ * those is the one to name. This session is left out: it only reads, and a caller's own
+ * transaction is not what it waits for.
  */
 export const readProgressSql = /* sql */ `
   with gate as materialized (select ${GATE_COLUMNS}, now() as read_at),
@@ -149,6 +150,7 @@ export const readProgressSql = /* sql */ `
              a.query_start, a.query, age(a.backend_xid) as xid_age
         from activity a
        where a.backend_xid is not null and a.pid <> pg_backend_pid()
+         and coalesce(a.application_name, '') not like '${BATCH_MARK_PATTERN}'
       union all
       select null, p.database::text, p.owner::text, null, 'prepared', p.prepared,
              null, 'prepared transaction ' || quote_literal(p.gid), age(p.transaction)

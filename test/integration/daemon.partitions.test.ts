@@ -96,7 +96,7 @@ describe('two daemons running a projection of four parts', () => {
   }, 180_000);
 });
 
-/** The daemon pids (from `projd daemon host:pid`) whose backends hold a part's lock right now. */
+/** The daemon pids (from `projd batch host:pid`, as a batch names its connection) whose backends hold a part's lock right now. */
 async function partOwners(pool: pg.Pool, daemons: Daemon[]): Promise<number[]> {
   const tags = [0, 1, 2, 3].map((part) => advisoryLockTag(partLockKey('ledger', part)));
   const { rows } = await pool.query<{ application_name: string }>(
@@ -107,13 +107,13 @@ async function partOwners(pool: pg.Pool, daemons: Daemon[]): Promise<number[]> {
                                                       from jsonb_array_elements($1::jsonb) t)`,
     [JSON.stringify(tags)],
   );
-  const pids = rows.map((row) => Number(/^projd daemon .*:(\d+)$/.exec(row.application_name)?.[1]));
+  const pids = rows.map((row) => Number(/^projd (?:daemon|batch) .*:(\d+)$/.exec(row.application_name)?.[1]));
   return pids.filter((pid) => daemons.some((daemon) => daemon.child.pid === pid));
 }
 
 /**
  * The backend waiting for the gate, if any: the daemon it belongs to (from its application
- * name, `projd daemon host:pid`) and whether it holds the lock of the gate stream's part,
+ * name, `projd batch host:pid` while it runs a batch) and whether it holds the lock of the gate stream's part,
  * which a daemon takes only as the first statement of a batch and holds until that batch ends.
  */
 async function batchAtGate(
@@ -135,7 +135,7 @@ async function batchAtGate(
     [gate.classid, gate.objid, part.classid, part.objid],
   );
   const row = rows[0];
-  const daemonPid = /^projd daemon .*:(\d+)$/.exec(row?.application_name ?? '')?.[1];
+  const daemonPid = /^projd (?:daemon|batch) .*:(\d+)$/.exec(row?.application_name ?? '')?.[1];
   if (!row || daemonPid === undefined) return undefined;
   return { daemonPid: Number(daemonPid), applicationName: row.application_name, holdsPartLock: row.holds_part_lock };
 }

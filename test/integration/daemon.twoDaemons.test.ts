@@ -85,7 +85,7 @@ function lockKeyParts(key: bigint): { classid: string; objid: string } {
 
 /**
  * The backend waiting for the gate, if any: the daemon it belongs to (from its application
- * name, `projd daemon host:pid`) and whether it holds the projection's lock, which a daemon
+ * name, `projd batch host:pid` while it runs a batch) and whether it holds the projection's lock, which a daemon
  * takes only as the first statement of a batch and holds until that batch ends.
  */
 async function batchAtGate(
@@ -106,7 +106,7 @@ async function batchAtGate(
     [gate.classid, gate.objid, projection.classid, projection.objid],
   );
   const row = rows[0];
-  const daemonPid = /^projd daemon .*:(\d+)$/.exec(row?.application_name ?? '')?.[1];
+  const daemonPid = /^projd (?:daemon|batch) .*:(\d+)$/.exec(row?.application_name ?? '')?.[1];
   if (!row || daemonPid === undefined) return undefined;
   return { daemonPid: Number(daemonPid), applicationName: row.application_name, holdsProjectionLock: row.holds_projection_lock };
 }

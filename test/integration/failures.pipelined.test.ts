@@ -115,7 +115,8 @@ describe('the batch timeout with statements in flight', () => {
     await appendItems(timeoutDb.pool, 200, { 130: 'database' });
     const [slow] = await positionsOf(timeoutDb.pool, [130]);
     const { logger, lines } = memoryLogger();
-    app = createApp(await appConfig(timeoutDb, { batchSize: 50, batchTimeout: 500, maxTransientAttempts: 2 }), {
+    // Well past what a batch of ordinary events takes on a busy machine, well short of the sleep.
+    app = createApp(await appConfig(timeoutDb, { batchSize: 50, batchTimeout: 2000, maxTransientAttempts: 2 }), {
       projections: [pipelinedItems('sleepy', { sleepSeconds: 5 })],
       logger,
     });

@@ -120,8 +120,8 @@ describe('projd status', () => {
       await db.pool.query(`insert into projd.events (stream_id, stream_version, type, data) values ('gate-1', 1, 'gate.wait', '{}')`);
       const daemon = startDaemon(['run'], { cwd: project.dir, env: { DATABASE_URL: db.url } });
       try {
-        // As the daemon names its connections; PostgreSQL keeps 63 bytes of it.
-        const owner = `projd daemon ${os.hostname()}:${daemon.child.pid}`.slice(0, 63);
+        // As the daemon names its connection for the length of a batch; PostgreSQL keeps 63 bytes of it.
+        const owner = `projd batch ${os.hostname()}:${daemon.child.pid}`.slice(0, 63);
         await waitFor(
           async () => {
             const status = await statusOf(db.url);
@@ -154,7 +154,7 @@ describe('projd status', () => {
         });
         expect(Date.parse(result.byName.ledger!.updatedAt!)).not.toBeNaN();
         const table = await statusCli(db.url);
-        expect(table.stdout).toMatch(new RegExp(`^gate +1 +catching_up .* ${owner.slice('projd daemon '.length)}$`, 'm'));
+        expect(table.stdout).toMatch(new RegExp(`^gate +1 +catching_up .* ${owner.slice('projd batch '.length)}$`, 'm'));
 
         await gateHolder.query(`select pg_advisory_unlock(${GATE_LOCK})`);
         await waitFor(async () => (await statusOf(db.url)).gate?.state === 'live', {

@@ -10,7 +10,7 @@ import { armWakeup } from '../../src/store/wakeup.js';
 import { startIsolatedPostgres, type IsolatedPostgres } from '../helpers/database.js';
 import { waitFor } from '../helpers/waitFor.js';
 
-// Writers notify only when a daemon waits for them (migration 0012). These tests hold
+// Writers notify only when a daemon waits for them (migration 0013). These tests hold
 // transactions open, which holds back the xmin horizon of the whole server: a server of their own.
 let server: IsolatedPostgres;
 
@@ -126,6 +126,27 @@ describe('the writers’ wake-up', () => {
     }
   });
 
+  it('takes a notifier recorded by another cluster (a restored store) as owed, not as an error', async () => {
+    const writer = await connect();
+    const listener = await listen(writer);
+    try {
+      await append(writer);
+      const before = await listener.settle();
+      // What a dump restored into a younger cluster carries: a transaction id this one has not reached.
+      await writer.query(
+        `select setval('projd.wake_firer', pg_snapshot_xmax(pg_current_snapshot())::text::bigint + 1000000),
+                setval('projd.wake_fired_at', 1)`,
+      );
+      await append(writer);
+      expect(await listener.settle()).toBe(before + 1);
+      await append(writer); // it notified and committed here: owed no more
+      expect(await listener.settle()).toBe(before + 1);
+    } finally {
+      await listener.end();
+      await writer.end();
+    }
+  });
+
   it('tells a daemon arming it that a writer which inserted before is still in flight', async () => {
     const writer = await connect();
     try {
@@ -149,7 +170,7 @@ describe('the writers’ wake-up', () => {
 
   // The migration writes the key as a literal: SQL cannot compute it as the code does.
   it('uses the lock key the code names', async () => {
-    const migration = await readFile(new URL('../../migrations/0012_wake_on_demand.sql', import.meta.url), 'utf8');
+    const migration = await readFile(new URL('../../migrations/0013_wake_on_demand.sql', import.meta.url), 'utf8');
     const keys = new Set(migration.match(/\b\d{15,}\b/g));
     expect([...keys]).toEqual([WAKE_LOCK_KEY]);
   });

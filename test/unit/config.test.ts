@@ -53,7 +53,7 @@ describe('loadConfig', () => {
       projections: {
         dir: path.join(dir, 'projections'),
         batchSize: 1000,
-        sqlBatchSize: 20_000,
+        sqlBatchSize: 100_000,
         pollInterval: 5000,
         batchTimeout: 30_000,
         onError: 'park',

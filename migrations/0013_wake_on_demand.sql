@@ -23,15 +23,20 @@ select setval('projd.wake_armed', 1);
 -- One writer notifies per arming: the first after it. Its notification reaches the daemons at
 -- its commit; should it still be open 50 ms later, or have rolled back (its notification with
 -- it), the next writer notifies too, so a daemon never sleeps through another writer's events
--- for longer than that.
+-- for longer than that. A case, for its order: a firer at or past this cluster's next
+-- transaction id was recorded by another cluster (the store was restored here), which
+-- pg_xact_status would refuse; whatever it sent, no daemon here heard it, so it is owed.
 create function projd.wake_owed() returns boolean
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
-  select firer <> 0
-     and floor(extract(epoch from clock_timestamp()) * 1000) - fired_at > 50
-     and coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
-     and firer <> coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0)
+  select case
+           when firer = 0 then false
+           when floor(extract(epoch from clock_timestamp()) * 1000) - fired_at <= 50 then false
+           when firer::text::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) then true
+           when firer = coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0) then false
+           else coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
+         end
     from (select last_value as firer from projd.wake_firer) f,
          (select last_value as fired_at from projd.wake_fired_at) t
 $$;
@@ -45,6 +50,12 @@ as $$
 declare
   armed bigint;
 begin
+  -- As in migration 0012: readers' snapshot gates pass over batches, so a batch appends nothing.
+  if current_setting('application_name') like 'projd batch %' then
+    raise exception 'projd: a projection''s batch cannot append events (readers do not wait for a batch''s transaction, so its events could be skipped)'
+      using errcode = 'PJ002',
+            hint = 'Append from the application, or from a handler''s own connection outside the batch.';
+  end if;
   -- First the lock, then the look: a daemon arming after this look finds the lock held.
   perform pg_advisory_xact_lock_shared(237395994369227796);
   armed := (select last_value from projd.wake_armed);
