@@ -1,21 +1,21 @@
-// Live latency: projd runs the example projections of `projections/` (balances.ts and
-// deposits.yaml), loaded from a folder as `projd run` loads them, next to a projection that
-// records when it applied each event; caught up, while writers append single-event transactions
-// at a steady rate. An event's latency runs from its own commit to the commit of the projd batch
-// that applied it, i.e. until the read model shows it. Beside it, read your own writes: for a
-// sample of the live events, `waitFor` on bench_latency right after the append commits, from the
-// commit to the waiter woken. Then the held-back release: how soon events held back by an open
-// transaction that wrote no event are applied once it ends.
+// Live latency: `projd run`, a process of its own as users run it (daemon.js), runs the example
+// projections of `projections/` (balances.ts and deposits.yaml) next to a projection that
+// records when it applied each event; caught up, while writers in this process append
+// single-event transactions at a steady rate. An event's latency runs from its own commit to the
+// commit of the projd batch that applied it, i.e. until the read model shows it. Beside it, read
+// your own writes: for a sample of the live events, `waitFor` on bench_latency right after the
+// append commits, from the commit to the waiter woken. Then the held-back release: how soon
+// events held back by an open transaction that wrote no event are applied once it ends.
 
-import { copyFile, writeFile } from 'node:fs/promises';
+import { copyFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { closeWaitFor, waitFor } from '../dist/index.js';
-import { benchConfig } from './config.js';
 import { connect } from './database.js';
-import { projectionsFolder, startApp, waitForCatchUp } from './contenders/projd.js';
+import { startDaemon } from './daemon.js';
+import { projectionsFolder } from './contenders/projd.js';
 import { CREDITED, DEBITED } from './readModel.js';
 import { lastVersions } from './store.js';
 
@@ -26,6 +26,7 @@ export const EXAMPLE_TABLES = { balances: 'balances', deposits: 'deposits' };
 
 const LATENCY_TABLE = 'bench_latency';
 const APPLY_DEADLINE_MS = 30_000;
+const CATCH_UP_DEADLINE_MS = 15 * 60_000;
 const POLL_MS = 20;
 
 /** The target the issue sets for the live phase: p99 commit to read model at 1,000 events/s. */
@@ -203,20 +204,22 @@ export async function examplesFolder(files = {}) {
 
 export async function measureLiveLatency({ url, admin, batchSize, rate, duration, writers, commitTimestamps, progress }) {
   for (const table of [LATENCY_TABLE, ...Object.values(EXAMPLE_TABLES)]) await admin.query(`drop table if exists ${table}`);
-  const dir = await examplesFolder({ [`${LATENCY_TABLE}.mjs`]: LATENCY_PROJECTION });
-  const config = await benchConfig(url, { batchSize, dir });
-  const { app, stop } = startApp(config);
+  progress(`live: projd run with ${[...EXAMPLE_FILES, `${LATENCY_TABLE}.mjs`].join(', ')}, catching up from position 0`);
+  const catchUpStarted = performance.now();
+  const { stop } = await startDaemon({
+    url,
+    batchSize,
+    copies: EXAMPLE_FILES.map((file) => path.join(EXAMPLES_DIR, file)),
+    files: { [`${LATENCY_TABLE}.mjs`]: LATENCY_PROJECTION },
+    readyWithinMs: CATCH_UP_DEADLINE_MS,
+  });
   try {
-    progress(`live: ${[...EXAMPLE_FILES, `${LATENCY_TABLE}.mjs`].join(', ')} catching up from position 0`);
-    const catchUpStarted = performance.now();
-    await app.start();
-    await waitForCatchUp(app);
     const catchUpSeconds = (performance.now() - catchUpStarted) / 1000;
     const { rows: [{ head }] } = await admin.query('select max(position)::text as head from projd.events');
 
     progress(`live: writing ${rate} events/s for ${duration} s over ${writers} connection(s)`);
     const listening = await listenForNotifications(url);
-    const waiting = startWaiters(url);
+    const waiting = await startWaiters(url, head);
     const streams = await lastVersions(admin);
     let written;
     let waited;
@@ -235,7 +238,7 @@ export async function measureLiveLatency({ url, admin, batchSize, rate, duration
     progress(`live: ${BLOCKER_ROUNDS} rounds of ${BLOCKER_EVENTS} events behind a transaction open ${BLOCKER_OPEN_MS / 1000} s`);
     const heldBackRelease = await measureHeldBackRelease({ url, admin, streams, commitTimestamps });
     return {
-      projections: app.projections().map((snapshot) => snapshot.name),
+      projections: [...Object.keys(EXAMPLE_TABLES), LATENCY_TABLE],
       catchUpSeconds,
       rate,
       duration,
@@ -300,10 +303,14 @@ async function listenForNotifications(url) {
 /**
  * Waiters, as an application reading its own writes runs them: `waitFor` on a pool of their
  * own, started as soon as a sampled append has committed; each records when it was woken.
+ * `head`: a position every projection has applied already.
  */
-function startWaiters(url) {
+async function startWaiters(url, head) {
   const pool = new pg.Pool({ connectionString: url, max: 4 });
   pool.on('error', () => {});
+  // Opens the pool's LISTEN connection before the writers start: the first wait opens it, and
+  // under the writers' load that took 0.3-0.5 s, which the waits of the first half second measured.
+  await waitFor(pool, { projections: [LATENCY_TABLE], position: head }, { timeout: WAIT_TIMEOUT });
   const positions = [];
   const wokenAtMs = [];
   const pending = [];

@@ -30,7 +30,7 @@ const STATE_CHECK_MS = 1000;
 
 /**
  * The definition of projections/balances.ts over `table`, in one of projd's forms:
- * - `perEvent`: a handler per event type, each awaiting its upsert (the example as written);
+ * - `perEvent`: a handler per event type, each awaiting its upsert (the example queues it instead: this is the awaited form);
  * - `sqlBatch`: one SQL statement per batch over `projd.batch_events()`;
  * - `moduleBatch`: `handleBatch` reduces the batch per account and writes it in one unnest upsert.
  * `partitions`, when given, splits the projection by stream.
