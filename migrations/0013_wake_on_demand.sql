@@ -20,24 +20,49 @@ create sequence projd.wake_fired_at minvalue 0 start with 0;
 -- Armed from the start: a daemon waits before anything is written.
 select setval('projd.wake_armed', 1);
 
+-- The writer that took the wake-up last, and how it stands: 'committed', 'in progress',
+-- 'aborted', null when its status is too old to be kept; 'none' when no writer took it yet, or
+-- when its id is beyond this cluster's: recorded by another cluster (the store was restored
+-- here), which pg_xact_status refuses. An id below the snapshot's xmax is safe to ask about; at
+-- or above it, it is either running here or another cluster's, and only the refusal tells.
+create function projd.wake_firer_status(out firer bigint, out status text)
+language plpgsql stable
+set search_path = pg_catalog, pg_temp
+as $$
+begin
+  firer := (select last_value from projd.wake_firer);
+  if firer = 0 then
+    status := 'none';
+  elsif firer::text::xid8 < pg_snapshot_xmax(pg_current_snapshot()) then
+    status := pg_xact_status(firer::text::xid8);
+  else
+    begin
+      status := pg_xact_status(firer::text::xid8);
+    exception when invalid_parameter_value then
+      status := 'none';
+    end;
+  end if;
+end
+$$;
+
 -- One writer notifies per arming: the first after it. Its notification reaches the daemons at
--- its commit; should it still be open 50 ms later, or have rolled back (its notification with
--- it), the next writer notifies too, so a daemon never sleeps through another writer's events
--- for longer than that. A case, for its order: a firer at or past this cluster's next
--- transaction id was recorded by another cluster (the store was restored here), which
--- pg_xact_status would refuse; whatever it sent, no daemon here heard it, so it is owed.
+-- its commit; should it have rolled back (its notification with it), the next writer notifies
+-- at once, and should it still be open 50 ms later, the next writer notifies too. If no writer
+-- comes after it, the daemon's own watch looks at it (src/runner/wakeWatch.ts). A firer of
+-- another cluster is owed: whatever it sent, no daemon here heard it.
 create function projd.wake_owed() returns boolean
 language sql stable
 set search_path = pg_catalog, pg_temp
 as $$
   select case
-           when firer = 0 then false
-           when floor(extract(epoch from clock_timestamp()) * 1000) - fired_at <= 50 then false
-           when firer::text::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) then true
-           when firer = coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0) then false
-           else coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
+           when s.firer = 0 then false
+           when s.status = 'none' then true
+           when s.firer = coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0) then false
+           when s.status = 'committed' then false
+           when s.status = 'in progress' then floor(extract(epoch from clock_timestamp()) * 1000) - t.fired_at > 50
+           else true -- aborted, or so old its status is gone
          end
-    from (select last_value as firer from projd.wake_firer) f,
+    from projd.wake_firer_status() s,
          (select last_value as fired_at from projd.wake_fired_at) t
 $$;
 

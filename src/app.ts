@@ -21,7 +21,12 @@ import { createMetrics } from './http/createMetrics.js';
 import { readStatusReport } from './status/readStatusReport.js';
 import { createProgressWaiters, type ProgressWaiters } from './wait/progressWaiters.js';
 import { createProgressAnnouncer, type ProgressAnnouncer } from './runner/progressAnnouncer.js';
+import { startWakeWatch, type WakeWatch } from './runner/wakeWatch.js';
 import { progressPayload, type ProgressNotice } from './store/progressNotice.js';
+
+// How often the daemon looks at the writer that took the wake-up (runner/wakeWatch.ts): one
+// small query; a writer that rolled back after others committed silently costs at most this.
+const WAKE_WATCH_MS = 100;
 
 export interface AppOptions {
   /** @defaultValue a logger that writes nothing */
@@ -54,6 +59,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
   const logger = options.logger ?? silentLogger();
   let pool: pg.Pool | undefined;
   let listener: Listener | undefined;
+  let wakeWatch: WakeWatch | undefined;
   let httpServer: HttpServer | undefined;
   let waiters: ProgressWaiters | undefined;
   let progress: ProgressAnnouncer | undefined;
@@ -156,6 +162,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await listener.start().catch((error: unknown) => {
       throw connectionError(config.database.listenUrl, error);
     });
+    wakeWatch = startWakeWatch({ db: pool, intervalMs: WAKE_WATCH_MS, wake: wakeAll, logger });
     // The port before any runner starts: a second daemon whose port is taken exits 2 having run nothing.
     if (config.metrics.port !== 0) {
       httpServer = createHttpServer({
@@ -181,6 +188,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await progress?.settled(); // the last batches' notices, before the pool goes
     await announcePool?.end();
     await listener?.stop();
+    await wakeWatch?.stop();
     await pool?.end();
     logger.info('daemon.stopped');
   }

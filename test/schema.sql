@@ -294,6 +294,28 @@ CREATE OR REPLACE FUNCTION projd.stream_part(stream_id text, parts integer)
  IMMUTABLE PARALLEL SAFE STRICT
 AS $function$ select (('x' || left(md5(stream_id), 8))::bit(32)::bigint % parts)::integer $function$;
 
+CREATE OR REPLACE FUNCTION projd.wake_firer_status(OUT firer bigint, OUT status text)
+ RETURNS record
+ LANGUAGE plpgsql
+ STABLE
+ SET search_path TO 'pg_catalog', 'pg_temp'
+AS $function$
+begin
+  firer := (select last_value from projd.wake_firer);
+  if firer = 0 then
+    status := 'none';
+  elsif firer::text::xid8 < pg_snapshot_xmax(pg_current_snapshot()) then
+    status := pg_xact_status(firer::text::xid8);
+  else
+    begin
+      status := pg_xact_status(firer::text::xid8);
+    exception when invalid_parameter_value then
+      status := 'none';
+    end;
+  end if;
+end
+$function$;
+
 CREATE OR REPLACE FUNCTION projd.wake_owed()
  RETURNS boolean
  LANGUAGE sql
@@ -301,13 +323,14 @@ CREATE OR REPLACE FUNCTION projd.wake_owed()
  SET search_path TO 'pg_catalog', 'pg_temp'
 AS $function$
   select case
-           when firer = 0 then false
-           when floor(extract(epoch from clock_timestamp()) * 1000) - fired_at <= 50 then false
-           when firer::text::xid8 >= pg_snapshot_xmax(pg_current_snapshot()) then true
-           when firer = coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0) then false
-           else coalesce(pg_xact_status(firer::text::xid8) <> 'committed', false)
+           when s.firer = 0 then false
+           when s.status = 'none' then true
+           when s.firer = coalesce(pg_current_xact_id_if_assigned()::text::bigint, 0) then false
+           when s.status = 'committed' then false
+           when s.status = 'in progress' then floor(extract(epoch from clock_timestamp()) * 1000) - t.fired_at > 50
+           else true -- aborted, or so old its status is gone
          end
-    from (select last_value as firer from projd.wake_firer) f,
+    from projd.wake_firer_status() s,
          (select last_value as fired_at from projd.wake_fired_at) t
 $function$;
 

@@ -11,3 +11,18 @@ export async function armWakeup(db: Queryable): Promise<boolean> {
   const { rows } = await db.query<{ quiet: boolean }>('select projd.arm_wakeup() as quiet');
   return rows[0]!.quiet;
 }
+
+/** Where the writer that took the wake-up last stands: its notification comes at its commit only. */
+export type FirerStatus = 'committed' | 'in progress' | 'aborted' | 'none';
+
+/**
+ * The writer that took the wake-up last and how it stands (`projd.wake_firer_status()`): `none`
+ * when no writer took it yet, or it was recorded by another cluster (the store was restored
+ * here); `committed` too when its status is too old to be kept, since it ended long ago.
+ */
+export async function readWakeFirer(db: Queryable): Promise<{ firer: string; status: FirerStatus }> {
+  const { rows } = await db.query<{ firer: string; status: FirerStatus | null }>(
+    'select firer::text as firer, status from projd.wake_firer_status()',
+  );
+  return { firer: rows[0]!.firer, status: rows[0]!.status ?? 'committed' };
+}

@@ -91,7 +91,7 @@ describe('the writers’ wake-up', () => {
     }
   });
 
-  it('has the next writer notify when the one that notified is still open 50 ms later, or rolled back', async () => {
+  it('has the next writer notify when the one that notified is still open 50 ms later, or rolled back at once', async () => {
     const [first, second] = [await connect(), await connect()];
     const listener = await listen(second);
     try {
@@ -111,12 +111,11 @@ describe('the writers’ wake-up', () => {
       await append(second); // the last one that notified has committed: silent
       expect(await listener.settle()).toBe(before + 2);
 
-      // One that notified and rolled back woke no one: a writer 50 ms later notifies.
+      // One that notified and rolled back woke no one: the next writer notifies, at once.
       await armWakeup(server.pool);
       await first.query('begin');
       await append(first);
       await first.query('rollback');
-      await server.pool.query('select pg_sleep(0.06)');
       await append(second);
       expect(await listener.settle()).toBe(before + 3);
     } finally {
@@ -173,6 +172,41 @@ describe('the writers’ wake-up', () => {
     const migration = await readFile(new URL('../../migrations/0013_wake_on_demand.sql', import.meta.url), 'utf8');
     const keys = new Set(migration.match(/\b\d{15,}\b/g));
     expect([...keys]).toEqual([WAKE_LOCK_KEY]);
+  });
+
+  it('has a daemon look again when the writer that took its wake-up never commits, with no writer after it', async () => {
+    const applied = defineProjection({
+      name: 'wake_unheard',
+      version: 1,
+      setup: 'create table if not exists wake_unheard (position bigint primary key)',
+      handlers: {
+        t: async (event, db) => {
+          await db.query('insert into wake_unheard (position) values ($1)', [event.position]);
+        },
+      },
+    });
+    const config = await loadConfig({ env: { DATABASE_URL: server.url }, cwd: process.cwd() });
+    // An hour: the event must arrive through the wake-up, or not at all within the test.
+    config.projections.pollInterval = 60 * 60_000;
+    config.metrics.port = 0;
+    const [firer, silent] = [await connect(), await connect()];
+    const app = createApp(config, { projections: [applied], logger: silentLogger() });
+    try {
+      await app.start();
+      await app.caughtUp(); // idle, the wake-up armed
+      await firer.query('begin');
+      await append(firer); // takes the wake-up: it notifies at its commit
+      const { rows } = await silent.query<{ position: string }>(`${appendSql} returning position`, ['unheard', 1]); // within 50 ms: silent
+      await firer.query('rollback'); // its notification with it
+      await waitFor(
+        async () => (await server.pool.query('select 1 from wake_unheard where position = $1', [rows[0]!.position])).rowCount === 1,
+        { timeoutMs: 10_000, message: 'the silent writer’s event applied' },
+      );
+    } finally {
+      await app.stop();
+      await firer.end();
+      await silent.end();
+    }
   });
 
   it('lets a daemon apply the event of a writer that inserted before it armed, soon after that writer commits', async () => {

@@ -21,7 +21,7 @@ const SHIPPED: Record<string, string> = {
   '0010_adopted_table': 'dea1449286795a01b48f85e0db28ae9c3a42fcb6cae30d1361d51d25fdff177a',
   '0011_batch_events_settings_once': '42ecc3ed7f7ad65f71e945537fe91c0b3351162bc3a40a09ae2ee82bb6b5b85a',
   '0012_batches_append_no_events': '2798abb29db76d970c227231aef87d34cb8c56f9abde175cd714960074928b9b',
-  '0013_wake_on_demand': '95084a214b10552a6182725c3588bc15d81b7b54d5ae9f2095f0c023b3b2c996',
+  '0013_wake_on_demand': '7995ab886ac62dacd10ed064c9021bacec8f7e3dc084e66da9a3635d15396991',
 };
 
 async function sha256(id: string): Promise<string> {
