@@ -112,8 +112,10 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
       prepared: config.database.preparedStatements,
     });
     waiters = progressWaiters;
-    // A connection of its own: a notice waits its turn behind every notifying writer's flush,
-    // and must not hold a connection the runners' batches count on meanwhile.
+    // A connection of its own, for the notices and the wake-up's watch: a notice waits its turn
+    // behind every notifying writer's flush, and neither may hold a connection the runners'
+    // batches count on (nor take turns with them: a batch keeps finding its own connection,
+    // with its prepared statements).
     announcePool = createPool({ url: config.database.url, max: 1, connectTimeout: config.database.connectTimeout });
     announcePool.on('error', (error) => logger.warn({ err: error.message }, 'pool.idle_client_error'));
     const announcer = createProgressAnnouncer(announcePool, (error) =>
@@ -162,7 +164,7 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await listener.start().catch((error: unknown) => {
       throw connectionError(config.database.listenUrl, error);
     });
-    wakeWatch = startWakeWatch({ db: pool, intervalMs: WAKE_WATCH_MS, wake: wakeAll, logger });
+    wakeWatch = startWakeWatch({ db: announcePool, intervalMs: WAKE_WATCH_MS, wake: wakeAll, logger });
     // The port before any runner starts: a second daemon whose port is taken exits 2 having run nothing.
     if (config.metrics.port !== 0) {
       httpServer = createHttpServer({
@@ -186,9 +188,9 @@ export function createApp(config: ResolvedConfig, options: AppOptions = {}): App
     await httpServer?.stop();
     await Promise.all([...runners.map((runner) => runner.stop()), ...builds.map((build) => build.stop())]);
     await progress?.settled(); // the last batches' notices, before the pool goes
+    await wakeWatch?.stop();
     await announcePool?.end();
     await listener?.stop();
-    await wakeWatch?.stop();
     await pool?.end();
     logger.info('daemon.stopped');
   }
