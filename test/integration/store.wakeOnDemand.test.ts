@@ -58,6 +58,35 @@ async function listen(writer: pg.ClientBase) {
   };
 }
 
+/**
+ * A daemon (not started) whose projection `name` records each event's position in a table of
+ * that name, polling once an hour: an event must reach it through the wake-up, or not at all
+ * within a test. `applied(position)` waits for that position's row, 10 s at most.
+ */
+async function appliedDaemon(name: string) {
+  const projection = defineProjection({
+    name,
+    version: 1,
+    setup: `create table if not exists ${name} (position bigint primary key)`,
+    handlers: {
+      t: async (event, db) => {
+        await db.query(`insert into ${name} (position) values ($1)`, [event.position]);
+      },
+    },
+  });
+  const config = await loadConfig({ env: { DATABASE_URL: server.url }, cwd: process.cwd() });
+  config.projections.pollInterval = 60 * 60_000;
+  config.metrics.port = 0;
+  return {
+    app: createApp(config, { projections: [projection], logger: silentLogger() }),
+    applied: (position: string) =>
+      waitFor(async () => (await server.pool.query(`select 1 from ${name} where position = $1`, [position])).rowCount === 1, {
+        timeoutMs: 10_000,
+        message: 'the silent writer’s event applied',
+      }),
+  };
+}
+
 describe('the writers’ wake-up', () => {
   it('is sent by the first writer after a daemon armed it, and by no writer until it arms again', async () => {
     const writer = await connect();
@@ -175,70 +204,36 @@ describe('the writers’ wake-up', () => {
   });
 
   it('has a daemon look again when the writer that took its wake-up never commits, with no writer after it', async () => {
-    const applied = defineProjection({
-      name: 'wake_unheard',
-      version: 1,
-      setup: 'create table if not exists wake_unheard (position bigint primary key)',
-      handlers: {
-        t: async (event, db) => {
-          await db.query('insert into wake_unheard (position) values ($1)', [event.position]);
-        },
-      },
-    });
-    const config = await loadConfig({ env: { DATABASE_URL: server.url }, cwd: process.cwd() });
-    // An hour: the event must arrive through the wake-up, or not at all within the test.
-    config.projections.pollInterval = 60 * 60_000;
-    config.metrics.port = 0;
+    const daemon = await appliedDaemon('wake_unheard');
     const [firer, silent] = [await connect(), await connect()];
-    const app = createApp(config, { projections: [applied], logger: silentLogger() });
     try {
-      await app.start();
-      await app.caughtUp(); // idle, the wake-up armed
+      await daemon.app.start();
+      await daemon.app.caughtUp(); // idle, the wake-up armed
       await firer.query('begin');
       await append(firer); // takes the wake-up: it notifies at its commit
       const { rows } = await silent.query<{ position: string }>(`${appendSql} returning position`, ['unheard', 1]); // within 50 ms: silent
       await firer.query('rollback'); // its notification with it
-      await waitFor(
-        async () => (await server.pool.query('select 1 from wake_unheard where position = $1', [rows[0]!.position])).rowCount === 1,
-        { timeoutMs: 10_000, message: 'the silent writer’s event applied' },
-      );
+      await daemon.applied(rows[0]!.position);
     } finally {
-      await app.stop();
+      await daemon.app.stop();
       await firer.end();
       await silent.end();
     }
   });
 
   it('lets a daemon apply the event of a writer that inserted before it armed, soon after that writer commits', async () => {
-    const applied = defineProjection({
-      name: 'wake_applied',
-      version: 1,
-      setup: 'create table if not exists wake_applied (position bigint primary key)',
-      handlers: {
-        t: async (event, db) => {
-          await db.query('insert into wake_applied (position) values ($1)', [event.position]);
-        },
-      },
-    });
-    const config = await loadConfig({ env: { DATABASE_URL: server.url }, cwd: process.cwd() });
-    // An hour: the event must arrive through the wake-up, or not at all within the test.
-    config.projections.pollInterval = 60 * 60_000;
-    config.metrics.port = 0;
+    const daemon = await appliedDaemon('wake_applied');
     const writer = await connect();
-    const app = createApp(config, { projections: [applied], logger: silentLogger() });
     try {
       await append(writer); // disarms the wake-up: the next insert is silent
       await writer.query('begin');
       const { rows } = await writer.query<{ position: string }>(`${appendSql} returning position`, ['late', 1]);
-      await app.start();
-      await app.caughtUp(); // it looked, armed the wake-up, and found the silent writer in flight
+      await daemon.app.start();
+      await daemon.app.caughtUp(); // it looked, armed the wake-up, and found the silent writer in flight
       await writer.query('commit');
-      await waitFor(
-        async () => (await server.pool.query('select 1 from wake_applied where position = $1', [rows[0]!.position])).rowCount === 1,
-        { timeoutMs: 10_000, message: 'the silent writer’s event applied' },
-      );
+      await daemon.applied(rows[0]!.position);
     } finally {
-      await app.stop();
+      await daemon.app.stop();
       await writer.end();
     }
   });
