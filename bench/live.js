@@ -310,7 +310,7 @@ async function startWaiters(url, head) {
   pool.on('error', () => {});
   // Opens the pool's LISTEN connection before the writers start: the first wait opens it, and
   // under the writers' load that took 0.3-0.5 s, which the waits of the first half second measured.
-  await waitFor(pool, { projections: [LATENCY_TABLE], position: head }, { timeout: WAIT_TIMEOUT });
+  await waitFor(pool, { projections: [LATENCY_TABLE], position: head }, { timeout: WAIT_TIMEOUT, preparedStatements: true });
   const positions = [];
   const wokenAtMs = [];
   const pending = [];
@@ -320,7 +320,7 @@ async function startWaiters(url, head) {
       committed += 1;
       if (committed % WAIT_SAMPLE_EVERY !== 0) return;
       pending.push(
-        waitFor(pool, { projections: [LATENCY_TABLE], position }, { timeout: WAIT_TIMEOUT }).then(() => {
+        waitFor(pool, { projections: [LATENCY_TABLE], position }, { timeout: WAIT_TIMEOUT, preparedStatements: true }).then(() => {
           wokenAtMs.push(performance.timeOrigin + performance.now());
           positions.push(position);
         }),

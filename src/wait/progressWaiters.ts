@@ -11,6 +11,8 @@ export interface WaitRequest {
   timeoutMs: number;
   /** Aborting it ends the wait as `aborted`: a client that went away. */
   signal?: AbortSignal;
+  /** Read this wait's checks as a prepared statement, whatever the waiters' `prepared` says. */
+  prepared?: boolean;
 }
 
 /** A projection not there yet when the wait timed out. */
@@ -40,7 +42,7 @@ export interface ProgressWaitersOptions {
   missingProjection: 'error' | 'wait';
   /**
    * Read as a prepared statement (the daemon's `database.preparedStatements`); not on a pool
-   * that is not projd's, whose pooler may not keep one. @defaultValue false
+   * that is not projd's, whose pooler may not keep one, unless a wait asks for it. @defaultValue false
    */
   prepared?: boolean;
   /** @defaultValue `Date.now` */
@@ -109,7 +111,9 @@ export function createProgressWaiters(options: ProgressWaitersOptions): Progress
       do {
         waiter.checkAgain = false;
         waiter.heldNotices = [];
-        const state = await readWaitState(db, waiter.request.position, waiter.request.projections, { prepared });
+        const state = await readWaitState(db, waiter.request.position, waiter.request.projections, {
+          prepared: waiter.request.prepared ?? prepared,
+        });
         if (!waiters.has(waiter)) return;
         takeState(waiter, state);
         for (const notice of waiter.heldNotices) {

@@ -1,4 +1,5 @@
 import { readFile } from 'node:fs/promises';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../scripts/embeddedPostgres.js';
 import { closeWaitFor, isUserError, isWaitTimeoutError, waitFor } from '../../src/index.js';
@@ -175,6 +176,25 @@ describe('a writer that appends and then waits', () => {
     const again = await waitFor(db.pool, { projections: ['closures', 'ledger'], position }, { timeout: '20s' });
     expect(again.position).toBe(position);
   });
+
+  it('prepares its check on the pool’s connection only when asked to (preparedStatements)', async () => {
+    // One connection: the check and the look at its prepared statements run on the same one.
+    const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+    const prepared = async () =>
+      (await pool.query("select count(*)::int as n from pg_prepared_statements where name = 'projd_read_wait_state'")).rows[0]!.n;
+    try {
+      const position = await credit('account-prepared', 1);
+      await waitFor(pool, { projections: PROJECTIONS, position }, { timeout: '20s' });
+      expect(await prepared()).toBe(0);
+      await waitFor(pool, { projections: PROJECTIONS, position }, { timeout: '20s', preparedStatements: true });
+      expect(await prepared()).toBe(1);
+      const later = await credit('account-prepared', 2);
+      expect((await waitFor(pool, { projections: PROJECTIONS, position: later }, { timeout: '20s', preparedStatements: true })).position).toBe(later);
+    } finally {
+      await closeWaitFor(pool);
+      await pool.end();
+    }
+  });
 });
 
 describe('a wait that times out', () => {
@@ -270,6 +290,12 @@ describe('bad input', () => {
     const response = await fetch(`${baseUrl}/wait?projection=balances&position=${far}`);
     expect(response.status).toBe(400);
     await expect(waitFor(db.pool, { projections: ['balances'], position: far })).rejects.toSatisfy(isUserError);
+  });
+
+  it('a preparedStatements that is not true or false: a UserError', async () => {
+    const wait = waitFor(db.pool, { projections: ['balances'], position: 1 }, { preparedStatements: 'yes' as unknown as boolean });
+    await expect(wait).rejects.toThrow('waitFor: preparedStatements must be true or false, got "yes"');
+    await expect(wait).rejects.toSatisfy(isUserError);
   });
 
   it('a timeout that is no duration: exit 2 naming the flag, 400', async () => {
