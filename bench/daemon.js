@@ -1,16 +1,12 @@
-// `projd run`, started as a real process exactly as a user runs it: a project folder with its
-// projd.yaml and projections folder, the daemon in a Node process of its own, ready once
-// /readyz answers 200 (every projection caught up once), stopped with SIGTERM.
+// `projd run`, started as a real process exactly as a user runs it: a project folder (project.js),
+// the daemon in a Node process of its own, ready once /readyz answers 200 (every projection
+// caught up once), stopped with SIGTERM.
 
 import { spawn } from 'node:child_process';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { onCleanup, timeout } from './cleanup.js';
-import { projectionsFolder } from './contenders/projd.js';
+import { PROJD_BIN, writeProject } from './project.js';
 
-const PROJD_BIN = fileURLToPath(new URL('../bin/projd.js', import.meta.url));
 const READY_POLL_MS = 50;
 const STOP_GRACE_MS = 10_000;
 // Enough of the daemon's output to say why it failed.
@@ -22,17 +18,8 @@ const OUTPUT_TAIL_CHARS = 4000;
  * @returns {Promise<{ pid: number, stop: () => Promise<void> }>}
  */
 export async function startDaemon({ url, batchSize, copies, files, readyWithinMs }) {
-  const dir = await projectionsFolder({});
-  await mkdir(path.join(dir, 'projections'));
-  await mkdir(path.join(dir, 'node_modules'));
-  for (const file of copies) await copyFile(file, path.join(dir, 'projections', path.basename(file)));
-  for (const [name, text] of Object.entries(files)) await writeFile(path.join(dir, 'projections', name), text);
   const port = await freePort();
-  const configFile = path.join(dir, 'projd.yaml');
-  await writeFile(
-    configFile,
-    `projections:\n  dir: ./projections\n  batchSize: ${batchSize}\nmetrics:\n  port: ${port}\nlog:\n  level: info\n`,
-  );
+  const configFile = await writeProject({ batchSize, copies, files, metricsPort: port });
 
   const child = spawn(process.execPath, [PROJD_BIN, 'run', '-c', configFile], {
     env: { ...process.env, DATABASE_URL: url },

@@ -3,16 +3,14 @@
 // /proc. A replay should hold a batch at a time: its peak should not grow with the store.
 
 import { spawn } from 'node:child_process';
-import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { projectionsFolder } from './contenders/projd.js';
 import { onCleanup, timeout } from './cleanup.js';
+import { PROJD_BIN, writeProject } from './project.js';
 import { verifyReadModel } from './readModel.js';
 import { createStore } from './store.js';
 
-const PROJD_BIN = fileURLToPath(new URL('../bin/projd.js', import.meta.url));
 const BALANCES_FILE = fileURLToPath(new URL('../projections/balances.ts', import.meta.url));
 const SAMPLE_MS = 100;
 /** The issue's target: the replay's peak resident set, in MiB. */
@@ -26,14 +24,7 @@ export async function measureReplayMemory({ url, admin, config, events, streams,
   progress(`replay memory: generating ${events} events over ${streams} streams`);
   const store = await createStore(admin, config, { events, streams });
 
-  // As a project lays it out: projd.yaml next to its projections folder, and a node_modules
-  // folder, where projd keeps its transform cache (empty here: the first run transpiles).
-  const dir = await projectionsFolder({});
-  await mkdir(path.join(dir, 'projections'));
-  await mkdir(path.join(dir, 'node_modules'));
-  await copyFile(BALANCES_FILE, path.join(dir, 'projections', 'balances.ts'));
-  const configFile = path.join(dir, 'projd.yaml');
-  await writeFile(configFile, `projections:\n  dir: ./projections\n  batchSize: ${batchSize}\nlog:\n  level: info\n`);
+  const configFile = await writeProject({ batchSize, copies: [BALANCES_FILE] });
 
   progress(`replay memory: projd replay balances over ${events} events, sampling its RSS every ${SAMPLE_MS} ms`);
   const run = await replayWhileSampling({ url, configFile, events, progress });
