@@ -17,6 +17,7 @@ import { connect } from './database.js';
 import { startDaemon } from './daemon.js';
 import { projectionsFolder } from './contenders/projd.js';
 import { CREDITED, DEBITED } from './readModel.js';
+import { measuringCores } from './machineCpu.js';
 import { lastVersions } from './store.js';
 
 const EXAMPLES_DIR = fileURLToPath(new URL('../projections/', import.meta.url));
@@ -223,8 +224,11 @@ export async function measureLiveLatency({ url, admin, batchSize, rate, duration
     const streams = await lastVersions(admin);
     let written;
     let waited;
+    let coresBusy;
     try {
-      written = await writeSteadily({ url, streams, rate, duration, writers, onCommitted: waiting.sample });
+      const writing = await measuringCores(() => writeSteadily({ url, streams, rate, duration, writers, onCommitted: waiting.sample }));
+      written = writing.result;
+      coresBusy = writing.cores;
       await waitForApplied(admin, head, written.events);
       waited = await waiting.settled();
     } finally {
@@ -246,6 +250,7 @@ export async function measureLiveLatency({ url, admin, batchSize, rate, duration
       written: written.events,
       achievedRate: written.events / written.seconds,
       writerLateMs: written.lateMs,
+      coresBusy,
       clock: commitTimestamps ? 'commit timestamps' : 'created_at to handler clock',
       readModels: readModels.map(({ read_model: readModel, events, p50, p95, p99, max }) => ({
         readModel,

@@ -42,12 +42,18 @@ export const TARGETS = [
   { key: 'projdSqlBatch', over: 'unnestLoop', atLeast: 2 },
   { key: 'projdModuleBatch', over: 'unnestLoop', atLeast: 0.8 },
   { key: 'projdYaml', over: 'projd', atLeast: 2.5 },
-  { key: 'projdPartitions4', over: 'projd', atLeast: 1.8 },
+  // Four copies of the base at once, over the same cores: `parts` bounds the ceiling below.
+  { key: 'projdPartitions4', over: 'projd', atLeast: 1.8, parts: 4 },
 ];
 
-/** Each target with its measured ratio and whether it is met (null when a side did not run). */
-export function checkTargets(results) {
-  return TARGETS.map(({ key, over, atLeast }) => {
+/**
+ * Each target with its measured ratio and whether it is met (null when a side did not run). A
+ * target of parts run at once also gets the machine's ceiling for it: the base alone kept
+ * `cores` of the CPUs busy, so its copies together can go at most `cpus / cores` times as fast,
+ * however well they share the work.
+ */
+export function checkTargets(results, cpus) {
+  return TARGETS.map(({ key, over, atLeast, parts }) => {
     const subject = results.find((result) => result.key === key);
     const base = results.find((result) => result.key === over);
     const missing = !subject || !base ? { unavailable: 'not run' } : [subject, base].find((result) => result.unavailable);
@@ -60,6 +66,7 @@ export function checkTargets(results) {
       atLeast,
       ratio,
       met: ratio === null ? null : ratio >= atLeast,
+      ...(parts && base?.cores ? { ceiling: Math.min(parts, cpus / base.cores), baseCores: base.cores } : {}),
       ...(missing ? { unavailable: missing.unavailable ?? 'not run' } : {}),
     };
   });
@@ -77,7 +84,7 @@ export function renderJson({ machine, options, store, results, live, smallBatche
         naiveEvents: options.naiveEvents,
       },
       store: store && { events: store.events, accounts: store.accounts },
-      catchUp: results?.map(({ key, label, events, seconds, runs, eventsPerSecond, vsProjd, vsLimit, unavailable }) =>
+      catchUp: results?.map(({ key, label, events, seconds, runs, cores, eventsPerSecond, vsProjd, vsLimit, unavailable }) =>
         unavailable
           ? { key, label, events, unavailable }
           : {
@@ -86,17 +93,25 @@ export function renderJson({ machine, options, store, results, live, smallBatche
               events,
               seconds: round(seconds, 3),
               runs: runs.map((run) => round(run, 3)),
+              coresBusy: round(cores, 2),
               eventsPerSecond: Math.round(eventsPerSecond),
               vsProjd: round(vsProjd, 3),
               vsLimit: round(vsLimit, 4),
             },
       ),
-      targets: results && checkTargets(results).map((target) => ({ ...target, ratio: round(target.ratio, 3) })),
+      targets:
+        results &&
+        checkTargets(results, machine.cpus).map((target) => ({
+          ...target,
+          ratio: round(target.ratio, 3),
+          ...(target.ceiling === undefined ? {} : { ceiling: round(target.ceiling, 3), baseCores: round(target.baseCores, 2) }),
+        })),
       live: live && {
         ...live,
         catchUpSeconds: round(live.catchUpSeconds, 2),
         achievedRate: round(live.achievedRate, 1),
         writerLateMs: round(live.writerLateMs, 1),
+        coresBusy: round(live.coresBusy, 2),
       },
       replayMemory: replayMemory && {
         ...replayMemory,
@@ -142,16 +157,18 @@ export function renderTable({ machine, options, store, results, live, smallBatch
       `catch-up, ${count(store.events)} events over ${count(store.accounts)} streams ` +
         `(PostgreSQL ${machine.postgres}, node ${machine.node.replace(/^v/, '')}, ${machine.cpus} CPUs${repeat})`,
     );
-    const header = ['contender', 'events/s', 'vs projd', 'seconds', 'events'];
+    // Cores busy: the whole machine's, over the run, this process and the server's included.
+    const header = ['contender', 'events/s', 'vs projd', 'seconds', 'events', 'cores busy'];
     const rows = results.map((result) =>
       result.unavailable
-        ? [result.label, `n/a (${result.unavailable})`, '', '', '']
+        ? [result.label, `n/a (${result.unavailable})`, '', '', '', '']
         : [
             result.label,
             count(Math.round(result.eventsPerSecond)),
             result.vsProjd === null ? '' : result.vsProjd.toFixed(2),
             result.seconds.toFixed(2),
             count(result.events),
+            result.cores === null ? 'n/a' : result.cores.toFixed(2),
           ],
     );
     // An n/a note is longer than any figure: it runs on from the label instead of widening the column.
@@ -176,14 +193,20 @@ export function renderTable({ machine, options, store, results, live, smallBatch
     if (naive && naive.events < store.events) lines.push(`the naive loop applied the first ${count(naive.events)} events only (--naive-events)`);
 
     lines.push('', 'targets (ratios of events/s in this run):');
-    for (const target of checkTargets(results)) {
+    for (const target of checkTargets(results, machine.cpus)) {
       const wanted = `${target.label} ≥ ${target.atLeast}x ${target.overLabel}`;
       const outcome = target.ratio === null ? `n/a (${target.unavailable})` : `${target.ratio.toFixed(2)}x  ${target.met ? 'pass' : 'FAIL'}`;
       lines.push(`  ${wanted.padEnd(78)} ${outcome}`);
+      if (target.ceiling !== undefined) {
+        lines.push(
+          `    at most ${target.ceiling.toFixed(2)}x on this machine: the base alone kept ${target.baseCores.toFixed(2)} of its ` +
+            `${machine.cpus} cores busy`,
+        );
+      }
     }
   }
 
-  if (live) lines.push('', ...renderLive(live));
+  if (live) lines.push('', ...renderLive(live, machine));
   if (smallBatches) lines.push('', ...renderSmallBatches(smallBatches));
   if (slowNeighbour) lines.push('', ...renderSlowNeighbour(slowNeighbour));
   if (replayMemory) lines.push('', ...renderReplayMemory(replayMemory));
@@ -237,7 +260,7 @@ function fellBehind(live) {
   return live.achievedRate < live.rate * 0.95;
 }
 
-function renderLive(live) {
+function renderLive(live, machine) {
   const lines = [
     `live latency at ${live.rate} ev/s for ${live.duration} s, projections ${live.projections.join(', ')} ` +
       `(commit to read model, ${live.clock}):`,
@@ -254,6 +277,9 @@ function renderLive(live) {
     `  written ${count(live.written)} events at ${live.achievedRate.toFixed(0)} ev/s over ${live.writers} connection(s), ` +
       `an INSERT late by at most ${ms(live.writerLateMs)}; the projections first caught up in ${live.catchUpSeconds.toFixed(1)} s`,
   );
+  if (live.coresBusy !== null && live.coresBusy !== undefined) {
+    lines.push(`  the machine's cores were ${live.coresBusy.toFixed(2)} busy of ${machine.cpus} while the writers wrote (everything on it counted)`);
+  }
   if (live.breakdownMs) {
     const b = live.breakdownMs;
     const step = (name, value) => `${name} ${ms(value?.p50)} / ${ms(value?.p99)}`;

@@ -16,6 +16,7 @@ import setBased from './contenders/setBased.js';
 import unnestLoop from './contenders/unnestLoop.js';
 import { connect, openDatabase } from './database.js';
 import { EXAMPLE_TABLES, measureLiveLatency } from './live.js';
+import { measuringCores } from './machineCpu.js';
 import { measureReplayMemory } from './replayMemory.js';
 import { measureSlowNeighbour } from './slowNeighbour.js';
 import { measureSmallBatches } from './smallBatches.js';
@@ -119,15 +120,26 @@ async function main(options) {
       // Start each run with the previous contender's dirty pages written out.
       await admin.query('checkpoint').catch(() => {});
       progress(`${label}: ${events} events${options.repeat > 1 ? ` (round ${round} of ${options.repeat})` : ''}`);
-      const { seconds } = await contender.run({ url, admin, round, table: contender.table, batchSize: options.batchSize, limit: events, upTo });
+      const { result: { seconds }, cores } = await measuringCores(() =>
+        contender.run({ url, admin, round, table: contender.table, batchSize: options.batchSize, limit: events, upTo }),
+      );
       await verifyReadModel(admin, contender.table, { upTo, totals: partial ? undefined : store.totals });
       progress(`  ${Math.round(events / seconds)} events/s, result checked`);
-      runs.get(contender).push(seconds);
+      runs.get(contender).push({ seconds, cores });
     }
   }
   const results = CONTENDERS.map((contender) => {
     const { label, events } = plan(contender, options, store, naiveUpTo);
-    return { key: contender.key, label, events, seconds: median(runs.get(contender)), runs: runs.get(contender) };
+    const measured = runs.get(contender);
+    const cores = measured.map((run) => run.cores);
+    return {
+      key: contender.key,
+      label,
+      events,
+      seconds: median(measured.map((run) => run.seconds)),
+      runs: measured.map((run) => run.seconds),
+      cores: cores.includes(null) ? null : median(cores),
+    };
   });
 
   progress('live latency');
