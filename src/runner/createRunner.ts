@@ -142,6 +142,8 @@ export function createRunner(options: RunnerOptions): Runner {
   let silentWriterDelay = SILENT_WRITER_FIRST_MS;
   /** Arm the writers' wake-up with the next pass: the last one was not full, so this one may end in a sleep. */
   let armNext = true;
+  /** Where the last pass, caught up, left the checkpoint: the next one sends its read with its opening. */
+  let readFrom: Position | undefined;
   /** A build's loop ends once its build is swapped in, or cannot go on. */
   let finished = false;
   let markCaughtUp!: () => void;
@@ -157,6 +159,7 @@ export function createRunner(options: RunnerOptions): Runner {
   /** Books a pass that did not throw; returns how long to wait before the next one. */
   function afterPass(result: BatchResult, started: number): number {
     if (result.kind !== 'projection_busy') busyDelay = BUSY_FIRST_MS;
+    readFrom = undefined;
     switch (result.kind) {
       case 'projection_busy': {
         const wait = Math.min(busyDelay, options.pollInterval);
@@ -222,6 +225,9 @@ export function createRunner(options: RunnerOptions): Runner {
       setState(PROJECTION_STATES.catchingUp);
       return 0; // more is waiting: go again at once
     }
+    // Caught up: the next batch is small, and this runner will most likely find the
+    // checkpoint where it left it.
+    readFrom = position;
     if (result.heldBack) {
       setState(heldBackState());
       return heldBack.nextDelay(options.pollInterval);
@@ -265,6 +271,7 @@ export function createRunner(options: RunnerOptions): Runner {
 
   /** Books a failed pass; returns how long to wait before the next one. */
   function afterFailure(error: unknown): number {
+    readFrom = undefined;
     lastError = errorMessage(handlerCause(error));
     const { waitMs, retrying } = isolation.failed(error);
     if (retrying) setState(PROJECTION_STATES.retrying);
@@ -279,7 +286,8 @@ export function createRunner(options: RunnerOptions): Runner {
       const started = performance.now();
       inBatch = true;
       try {
-        const result = await runBatch({ ...options, ...isolation.nextPass(), timeoutMs: options.batchTimeout, prefetch, arm: armNext });
+        const pass = { ...isolation.nextPass(), timeoutMs: options.batchTimeout, prefetch, arm: armNext, readFrom };
+        const result = await runBatch({ ...options, ...pass });
         isolation.passed();
         lastError = null;
         wait = afterPass(result, started);

@@ -15,11 +15,12 @@ import { lockProjection, tryLockPart, tryLockProjection, type PartLock } from '.
 import { WHOLE, type Part } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
-import { START } from '../store/position.js';
+import { comparePositions, START } from '../store/position.js';
 import { searchPathSql } from '../store/scratchSchema.js';
 import { MARK_BATCH_SQL } from '../store/snapshotGate.js';
 import { armWakeup } from '../store/wakeup.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
+import { sendEarlyRead, type EarlyRead } from './apply/earlyRead.js';
 import { applyBatch, pickForm, type ApplyForm } from './apply/pickForm.js';
 import { BatchFailure, BatchTimeoutError, EventFailure, handlerCause } from './batchErrors.js';
 import { selectionMovedMessage } from './checkSelections.js';
@@ -59,6 +60,13 @@ export interface RunBatchOptions {
   prefetch?: Prefetch;
   /** Told, after the commit, where a batch moved the checkpoint: for waiters (`ProgressAnnouncer`). */
   announce?: (notice: ProgressNotice) => void;
+  /**
+   * Where this runner's last pass left the checkpoint: the batch's read is sent from there with
+   * the opening, in its round trip, and used when the checkpoint read under the lock is still
+   * there (`EarlyRead`). For a runner that caught up, whose next batch is small: its round
+   * trips are most of its time. Ignored with `park`.
+   */
+  readFrom?: Position;
   /** Of a split projection (`partitions`), the part this pass works on. @defaultValue the whole projection */
   part?: Part;
   /**
@@ -143,7 +151,8 @@ type Outcome = { commit: boolean; result: BatchResult; move?: { from: Position; 
  *
  * Round trips, on a pipelined connection: one to begin, lock and read the checkpoint, the
  * batch form's own (its read, its handlers), and one to move the checkpoint and commit. Then,
- * outside the transaction, `announce` tells waiters.
+ * outside the transaction, `announce` tells waiters. With `readFrom`, the form's read goes in
+ * the first round trip.
  */
 export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   const { pool, timeoutMs } = options;
@@ -194,7 +203,10 @@ async function runInTransaction(
 ): Promise<Outcome> {
   const { projection, batchSize, park, preparedStatements, part = WHOLE } = options;
   const split = part.count > 1;
-  let opening = await openTransaction(client, options, split ? 'part' : 'projection');
+  const form = pickForm(projection, { perEvent: options.perEvent });
+  const limit = park ? 1 : batchSize;
+  const early = park ? undefined : { form, limit };
+  let opening = await openTransaction(client, options, split ? 'part' : 'projection', early);
   opened(opening);
   if (options.build && isSetUp(opening.live, projection, part)) {
     return { commit: false, result: { kind: 'build_swapped', liveVersion: opening.live.version } };
@@ -226,7 +238,6 @@ async function runInTransaction(
     return { commit: false, result: { kind: 'projection_busy' } };
   }
   const { checkpoint, setUp } = ready;
-  const form = pickForm(projection, { perEvent: options.perEvent });
   const done = { kind: 'done' as const, form, setUp, ...(opening.quiet === undefined ? {} : { quiet: opening.quiet }) };
 
   if (park) {
@@ -256,9 +267,10 @@ async function runInTransaction(
       if (deadline.expired) throw new Error('the batch has timed out; this query was not sent');
     },
   });
-  const limit = park ? 1 : batchSize;
   const prefetch = options.prefetch && { prefetch: options.prefetch, pool: options.pool, timeoutMs: options.timeoutMs };
-  const context = { client, projection, part, after: checkpoint, limit, prepared: preparedStatements, handlerDb, deadline, prefetch };
+  // The read sent with the opening is this batch's when the checkpoint was where it guessed.
+  const sentEarly = opening.early && !setUp && comparePositions(opening.early.after, checkpoint) === 0 ? opening.early : undefined;
+  const context = { client, projection, part, after: checkpoint, limit, prepared: preparedStatements, handlerDb, deadline, prefetch, early: sentEarly };
   const applied = await applyBatch(form, context);
   const { full, heldBack, scannedTo } = applied;
   if (!scannedTo) {
@@ -281,13 +293,16 @@ interface Opening {
   live: Checkpoint | null;
   /** Of a pass that armed the wake-up: no silent writer was in flight (see `RunBatchOptions.arm`). */
   quiet?: boolean;
+  /** The batch's read, sent after the opening from `RunBatchOptions.readFrom`. */
+  early?: EarlyRead;
 }
 
 /**
  * Begins the transaction, takes the lock and reads the checkpoint, sent together: one round
  * trip. The server runs them in order, so the checkpoint is read under the lock when it was
  * taken (and ignored when it was not). `lock`: the projection's lock without waiting, a part's
- * locks without waiting, or the projection's lock waiting for it.
+ * locks without waiting, or the projection's lock waiting for it. With `read` and `readFrom`,
+ * the form's read of the batch goes last in the same round trip (`EarlyRead`).
  *
  * statement_timeout bounds each statement and the idle timeout a handler stuck between
  * statements, so a hung daemon cannot hold the projection's lock forever. Without
@@ -300,6 +315,7 @@ async function openTransaction(
   client: pg.PoolClient,
   options: RunBatchOptions,
   lock: 'projection' | 'part' | 'wait',
+  read?: { form: ApplyForm; limit: number },
 ): Promise<Opening> {
   const { projection, timeoutMs, part = WHOLE, synchronousCommit = true, build } = options;
   const asynchronous = synchronousCommit ? '' : ' set local synchronous_commit = off;';
@@ -320,8 +336,12 @@ async function openTransaction(
   const live = build ? selectCheckpoint(client, build.live, 0, prepared) : Promise.resolve(null);
   // Before every read of this batch: each statement reads a snapshot of its own, taken later.
   const armed = options.arm ? armWakeup(client) : Promise.resolve(undefined);
-  const [started, gotLock, read, liveRead, quiet] = await inOrder(begun, locked, checkpoint, live, armed);
-  return { pid: started.at(-1)?.rows[0]?.pid, lock: gotLock, checkpoint: read, live: liveRead, quiet };
+  // Last, so that it reads after the lock, and after the arming as every read of the batch must.
+  const { readFrom } = options;
+  const scan = readFrom && { after: readFrom, eventTypes: projection.eventTypes, part, ...prepared };
+  const early = read && scan && lock !== 'wait' ? sendEarlyRead(client, read.form, { ...scan, limit: read.limit }) : undefined;
+  const [started, gotLock, checkpointRead, liveRead, quiet] = await inOrder(begun, locked, checkpoint, live, armed);
+  return { pid: started.at(-1)?.rows[0]?.pid, lock: gotLock, checkpoint: checkpointRead, live: liveRead, quiet, early };
 }
 
 /**

@@ -38,20 +38,18 @@ describe('two daemons running a projection of four parts', () => {
     const first = startDaemon(['run'], { cwd: project.dir, env });
     const second = startDaemon(['run'], { cwd: project.dir, env });
 
-    // Live appends while both daemons' runners compete for the parts, batch by batch.
-    const appending = (async () => {
-      for (let i = 0; i < 10; i += 1) await appendLedgerEvents(db.pool, { count: 500, streams: 100 });
-    })();
+    // Live appends while both daemons' runners compete for the parts, batch by batch, until
+    // both have been seen holding parts: a daemon slow to start must still find work to take.
     // Each part goes to whichever daemon takes its lock: both daemons hold parts.
     const owners = new Set<number>();
     await waitFor(
       async () => {
+        await appendLedgerEvents(db.pool, { count: 100, streams: 100 });
         for (const pid of await partOwners(db.pool, [first, second])) owners.add(pid);
         return owners.size === 2;
       },
       { timeoutMs: 60_000, message: 'both daemons to hold parts of the projection' },
     );
-    await appending;
     await waitFor(async () => (await countApplied(db.pool)) === (await countEvents(db.pool)), {
       timeoutMs: 60_000,
       message: 'both daemons together applied every event',

@@ -7,6 +7,7 @@ import { appendEvents } from '../../src/store/appendEvents.js';
 import { CHECKPOINTS_TABLE, PROGRESS_CHANNEL } from '../../src/store/names.js';
 import { parseProgressNotice, type ProgressNotice } from '../../src/store/progressNotice.js';
 import { createPool } from '../../src/store/connect.js';
+import { START, type Position } from '../../src/store/position.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { untilBelowGate } from '../helpers/snapshotGate.js';
 import { waitFor } from '../helpers/waitFor.js';
@@ -50,6 +51,9 @@ const options = (): RunBatchOptions => ({
   preparedStatements: false,
   announce: announcer.announce,
 });
+
+/** Batches that announce nothing: their notices would reach the tests that follow. */
+const unannounced = (): RunBatchOptions => ({ ...options(), announce: undefined });
 
 beforeAll(async () => {
   runnerPool = createPool({ url: db.url, max: 1, connectTimeout: 10_000 });
@@ -111,6 +115,45 @@ describe('a batch on a pipelined connection', () => {
     const announced = () => notices.filter((notice) => notice.checkpoint.position === appended);
     await waitFor(() => announced().length > 0, { message: 'the batch to notify projd_progress' });
     expect(announced()).toEqual([{ projection: 'visits', part: 0, parts: 1, checkpoint }]);
+  });
+
+  it("sends its read with the opening, in its round trip, when told where it left the checkpoint", async () => {
+    const left = await runBatch(unannounced());
+    expect(left).toMatchObject({ kind: 'done' });
+    const { positions } = await appendEvents(db.pool, 'page-4', [{ type: 'page.visited', data: {} }]);
+    await untilBelowGate(db.pool);
+    roundTrips = 0;
+    const result = await runBatch({ ...unannounced(), readFrom: (left as { checkpoint: Position }).checkpoint });
+    expect(result).toMatchObject({ kind: 'done', applied: 1 });
+    // Begin + lock + checkpoint + the batch's read, the handler's statement, move + commit.
+    expect(roundTrips).toBe(3);
+    expect(await visitedPositions()).toContain(String(positions[0]));
+  });
+
+  it('reads again when the checkpoint is behind where it was told: nothing is applied twice', async () => {
+    const before = await visitedPositions();
+    const { positions } = await appendEvents(db.pool, 'page-5', [{ type: 'page.visited', data: {} }]);
+    await untilBelowGate(db.pool);
+    roundTrips = 0;
+    // Read from the start, every visit already applied comes back: applied again, each would
+    // break the table's primary key.
+    const result = await runBatch({ ...unannounced(), readFrom: START });
+    expect(result).toMatchObject({ kind: 'done', applied: 1 });
+    expect(await visitedPositions()).toEqual([...before, String(positions[0])]);
+  });
+
+  it('reads again when the checkpoint is ahead of where it was told: nothing is skipped', async () => {
+    const left = await runBatch(unannounced());
+    const { era } = (left as { checkpoint: Position }).checkpoint;
+    const { positions, transactionId } = await appendEvents(db.pool, 'page-6', [
+      { type: 'page.visited', data: {} },
+      { type: 'page.visited', data: {} },
+    ]);
+    await untilBelowGate(db.pool);
+    // Told the first of the two is behind it already.
+    const result = await runBatch({ ...unannounced(), readFrom: { era, transactionId, position: positions[0]! } });
+    expect(result).toMatchObject({ kind: 'done', applied: 2 });
+    expect(await visitedPositions()).toEqual(expect.arrayContaining(positions.map(String)));
   });
 
   it('rolls back, and reports a conflict, when the checkpoint moved under the batch', async () => {

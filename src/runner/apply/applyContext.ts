@@ -5,6 +5,7 @@ import type { Position } from '../../store/position.js';
 import type { Deadline } from '../deadline.js';
 import type { HandlerDb } from '../handlerDb.js';
 import type { Prefetch } from '../prefetch.js';
+import type { EarlyRead } from './earlyRead.js';
 
 /** What a form needs to apply the next batch inside the batch's transaction. */
 export interface ApplyContext {
@@ -23,6 +24,8 @@ export interface ApplyContext {
   /** The transaction as handlers see it (`handlerDb.db`), which tracks the statements they send. */
   handlerDb: HandlerDb;
   deadline: Deadline;
+  /** The form's read of this batch, already sent with the batch's opening, for `after`. */
+  early?: EarlyRead;
   /** Reads the next batch while this one applies, where the form gains from it. */
   prefetch?: { prefetch: Prefetch; pool: pg.Pool; timeoutMs: number };
 }

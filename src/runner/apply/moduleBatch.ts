@@ -6,9 +6,12 @@ import type { Applied, ApplyContext } from './applyContext.js';
 
 /** Reads the batch's events and hands them to the module's `handleBatch` in one call. */
 export async function applyModuleBatch(context: ApplyContext): Promise<Applied> {
-  const { client, projection, part, after, through, limit, prepared, handlerDb, deadline, prefetch } = context;
+  const { client, projection, part, after, through, limit, prepared, handlerDb, deadline, prefetch, early } = context;
   const read = { eventTypes: projection.eventTypes, limit, part, through, prepared };
-  const batch = (await prefetch?.prefetch.take(after, limit)) ?? (await readBatch(client, { ...read, after }));
+  const batch =
+    early && early.form !== 'sqlBatch'
+      ? await early.batch
+      : ((await prefetch?.prefetch.take(after, limit)) ?? (await readBatch(client, { ...read, after })));
   const { events, scannedTo, full, heldBack } = batch;
   // The events cross the wire, so their read is a large share of a batch: the next one's read
   // overlaps this one's handler, on a connection of its own.

@@ -18,8 +18,10 @@ const MAX_IN_FLIGHT = 2_000;
  * round trip, and are all answered before the checkpoint moves.
  */
 export async function applyPerEvent(context: ApplyContext): Promise<Applied> {
-  const { client, projection, part, after, through, limit, prepared, handlerDb, deadline } = context;
-  const batch = await readBatch(client, { after, through, eventTypes: projection.eventTypes, limit, part, prepared });
+  const { client, projection, part, after, through, limit, prepared, handlerDb, deadline, early } = context;
+  const batch = await (early && early.form !== 'sqlBatch'
+    ? early.batch
+    : readBatch(client, { after, through, eventTypes: projection.eventTypes, limit, part, prepared }));
   const { events, scannedTo, full, heldBack } = batch;
   // One race for the whole batch: once the deadline passes, an abandoned handler's next
   // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.

@@ -30,8 +30,10 @@ function batchStatement(sql: string, prepared: boolean): string | pg.QueryConfig
  * crosses the wire.
  */
 export async function applySqlBatch(context: ApplyContext): Promise<Applied> {
-  const { client, projection, part, after, through, limit, prepared, deadline } = context;
-  const bounds = await readBatchBounds(client, { after, through, eventTypes: projection.eventTypes, limit, part, prepared });
+  const { client, projection, part, after, through, limit, prepared, deadline, early } = context;
+  const bounds = await (early?.form === 'sqlBatch'
+    ? early.bounds
+    : readBatchBounds(client, { after, through, eventTypes: projection.eventTypes, limit, part, prepared }));
   const { count, scannedTo, full, heldBack } = bounds;
   if (count > 0 && scannedTo !== null) {
     // The scan's end bounds the relation when the batch is not full: past the last event of
