@@ -63,6 +63,13 @@ export interface HandlerDb {
   drain(inFlight?: number): Promise<void>;
   /** Resolves (never rejects) once every statement is answered, with the first failure. */
   settle(): Promise<StatementFailure | undefined>;
+  /**
+   * The first failure known once the statements refused before reaching the server (a value pg
+   * cannot send, a check of projd's) have failed: pg reports those a tick later. A statement
+   * the server never saw cannot abort the transaction, so a commit sent behind the others
+   * would land without it: none may be sent while this finds one.
+   */
+  refused(): Promise<StatementFailure | undefined>;
 }
 
 interface Pending {
@@ -136,6 +143,11 @@ export function createHandlerDb(client: pg.ClientBase, { prepare, assertUsable, 
     drain,
     async settle() {
       await drain(0);
+      return first && { index: first.index, error: first.error };
+    },
+    async refused() {
+      // Past the ticks and promise jobs in which pg and `send` reject a statement they did not send.
+      await new Promise((resolve) => setImmediate(resolve));
       return first && { index: first.index, error: first.error };
     },
   };

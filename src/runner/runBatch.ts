@@ -21,7 +21,7 @@ import { MARK_BATCH_SQL } from '../store/snapshotGate.js';
 import { armWakeup } from '../store/wakeup.js';
 import { compareSelections, selectionOf } from '../store/selection.js';
 import { sendEarlyRead, type EarlyRead } from './apply/earlyRead.js';
-import { applyBatch, pickForm, type ApplyForm } from './apply/pickForm.js';
+import { applyBatchInFlight, pickForm, type ApplyForm } from './apply/pickForm.js';
 import { BatchFailure, BatchTimeoutError, EventFailure, handlerCause } from './batchErrors.js';
 import { selectionMovedMessage } from './checkSelections.js';
 import { createDeadline, type Deadline } from './deadline.js';
@@ -140,8 +140,11 @@ export type BatchResult =
     };
 
 type DoneResult = Extract<BatchResult, { kind: 'done' }>;
-/** How a pass ends: roll back, commit, or move the checkpoint from `from` to `to` and commit. */
-type Outcome = { commit: boolean; result: BatchResult; move?: { from: Position; to: Position } };
+/**
+ * How a pass ends: roll back, commit, or move the checkpoint from `from` to `to` and commit,
+ * behind the form's statements still in flight (`answered`).
+ */
+type Outcome = { commit: boolean; result: BatchResult; move?: { from: Position; to: Position }; answered?: () => Promise<void> };
 
 /**
  * One batch as one transaction: lock the projection, read its checkpoint, apply the next
@@ -165,9 +168,9 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   let broken: Error | undefined;
   try {
     const opened = (opening: Opening) => (backendPid = opening.pid);
-    const { commit, result, move } = await runInTransaction(client, options, deadline, opened);
+    const { commit, result, move, answered } = await runInTransaction(client, options, deadline, opened);
     if (move) {
-      const moved = await moveAndCommit(client, options, move);
+      const moved = await moveAndCommit(client, options, move, answered);
       if (!moved) return { kind: 'conflict', expected: move.from };
       announceMove(options, move.to);
       return result;
@@ -190,7 +193,8 @@ export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
     throw deadline.expired && !inHandler ? new BatchTimeoutError(timeoutMs) : error;
   } finally {
     deadline.clear();
-    release(broken);
+    // Committed just as the deadline passed: its cancel may still reach the connection.
+    release(broken ?? (deadline.expired ? new BatchTimeoutError(timeoutMs) : undefined));
   }
 }
 
@@ -271,14 +275,16 @@ async function runInTransaction(
   // The read sent with the opening is this batch's when the checkpoint was where it guessed.
   const sentEarly = opening.early && !setUp && comparePositions(opening.early.after, checkpoint) === 0 ? opening.early : undefined;
   const context = { client, projection, part, after: checkpoint, limit, prepared: preparedStatements, handlerDb, deadline, prefetch, early: sentEarly };
-  const applied = await applyBatch(form, context);
-  const { full, heldBack, scannedTo } = applied;
+  const applied = await applyBatchInFlight(form, context);
+  const { full, heldBack, scannedTo, answered } = applied;
   if (!scannedTo) {
+    await answered?.();
     return { commit: setUp !== undefined, result: { ...done, full, heldBack, applied: 0, to: null, checkpoint } };
   }
   return {
     commit: true,
     move: { from: checkpoint, to: scannedTo },
+    answered,
     result: { ...done, full, heldBack, applied: applied.applied, to: scannedTo, checkpoint: scannedTo },
   };
 }
@@ -345,24 +351,33 @@ async function openTransaction(
 }
 
 /**
- * Moves the checkpoint and commits, sent together: one round trip. When the checkpoint moved
- * under the batch, the move fails, so the commit rolls back, and this returns false.
+ * Moves the checkpoint and commits, sent together, behind the form's statements still in
+ * flight: the batch's last round trip. A statement that failed aborted the transaction, so the
+ * move fails behind it and the commit rolls back: `answered` throws the form's failure. When the
+ * checkpoint moved under the batch, the move fails, the commit rolls back, and this returns
+ * false. Whatever the client saw of the answers, the commit's own answer says what the server did.
  */
 async function moveAndCommit(
   client: pg.PoolClient,
   options: RunBatchOptions,
   { from, to }: { from: Position; to: Position },
+  answered: () => Promise<void> = async () => undefined,
 ): Promise<boolean> {
   const { projection, part = WHOLE, preparedStatements } = options;
   const moved = moveCheckpoint(client, projection.name, from, to, part.index, { prepared: preparedStatements });
   const committed = client.query('commit');
-  const [move, commit] = await Promise.allSettled([moved, committed]);
+  const [applied, move, commit] = await Promise.allSettled([answered(), moved, committed]);
+  // COMMIT, not ROLLBACK: every statement of the batch ran, and the read model and the
+  // checkpoint landed together. A failure the client saw after that (an answer it could not
+  // parse) changes nothing the server did.
+  if (commit.status === 'fulfilled' && commit.value.command === 'COMMIT') return true;
+  if (applied.status === 'rejected') throw applied.reason;
   if (move.status === 'rejected') {
     if (sqlstateOf(move.reason) === CHECKPOINT_MOVED_SQLSTATE) return false;
     throw move.reason;
   }
   if (commit.status === 'rejected') throw commit.reason;
-  return true;
+  throw new Error(`the batch's commit rolled back (${commit.value.command}) with no statement failing`);
 }
 
 /** A committed batch moved the checkpoint to `to`: tell waiters, after the commit (see `ProgressAnnouncer`). */

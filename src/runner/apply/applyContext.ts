@@ -37,4 +37,11 @@ export interface Applied {
   scannedTo: Position | null;
   full: boolean;
   heldBack: boolean;
+  /**
+   * The form's statements may still be in flight, none refused before reaching the server: the
+   * checkpoint's move and the commit go out behind them, in the same round trip, and this
+   * resolves once they are all answered, or rejects with the form's failure (the commit then
+   * rolled back, the transaction being aborted). Absent: every statement was answered.
+   */
+  answered?: () => Promise<void>;
 }

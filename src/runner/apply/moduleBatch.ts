@@ -2,6 +2,7 @@ import { readBatch } from '../../store/readBatch.js';
 import type { ProjdEvent, Projection } from '../../projection/types.js';
 import { upcastEvent } from '../../projection/upcasters.js';
 import { BatchFailure, EventFailure } from '../batchErrors.js';
+import type { HandlerDb } from '../handlerDb.js';
 import type { Applied, ApplyContext } from './applyContext.js';
 
 /** Reads the batch's events and hands them to the module's `handleBatch` in one call. */
@@ -20,24 +21,31 @@ export async function applyModuleBatch(context: ApplyContext): Promise<Applied> 
     const lifted = liftEvents(projection, events);
     const range = { count: events.length, firstPosition: events[0]!.position, lastPosition: events.at(-1)!.position };
     const handleBatch = projection.handleBatch!;
-    // Statements it left unawaited are answered before the checkpoint moves: the first that
-    // failed fails the batch, and a throw before its first await counts as its failure too.
+    const failed = (error: unknown): never => {
+      throw new BatchFailure('moduleBatch', range, error);
+    };
+    // Statements it left unawaited are answered with the checkpoint's move and the commit
+    // (`answered`): the first that failed fails the batch. When it throws, its statements are
+    // answered first, and one that failed before the throw counts as the failure.
     const run = async () => {
-      let thrown: { error: unknown } | undefined;
       try {
         await handleBatch(lifted, handlerDb.db);
       } catch (error) {
-        thrown = { error };
+        const failure = await handlerDb.settle();
+        throw failure ? failure.error : error;
       }
-      const failure = await handlerDb.settle();
-      if (failure) throw failure.error;
-      if (thrown) throw thrown.error;
+      if (await handlerDb.refused()) await settle(handlerDb);
     };
-    await deadline.race(run()).catch((error: unknown) => {
-      throw new BatchFailure('moduleBatch', range, error);
-    });
+    await deadline.race(run()).catch(failed);
+    return { applied: events.length, scannedTo, full, heldBack, answered: () => deadline.race(settle(handlerDb)).catch(failed) };
   }
   return { applied: events.length, scannedTo, full, heldBack };
+}
+
+/** Once every statement is answered: the first that failed, in the order they were sent. */
+async function settle(handlerDb: HandlerDb): Promise<void> {
+  const failure = await handlerDb.settle();
+  if (failure) throw failure.error;
 }
 
 /**

@@ -15,7 +15,7 @@ const MAX_IN_FLIGHT = 2_000;
 /**
  * Reads the batch's events and hands them to their handlers one at a time, in order. Handlers
  * may leave statements unawaited (YAML handlers always do): they go out in pipeline, many per
- * round trip, and are all answered before the checkpoint moves.
+ * round trip, and the checkpoint's move and the commit follow them in the last one (`answered`).
  */
 export async function applyPerEvent(context: ApplyContext): Promise<Applied> {
   const { client, projection, part, after, through, limit, prepared, handlerDb, deadline, early } = context;
@@ -26,20 +26,28 @@ export async function applyPerEvent(context: ApplyContext): Promise<Applied> {
   // One race for the whole batch: once the deadline passes, an abandoned handler's next
   // statement is refused by `db`, so the loop cannot go on behind the rolled-back batch.
   const applying = { index: 0 };
-  await deadline.race(applyEvents(projection, events, handlerDb, applying)).catch((error: unknown) => {
+  const blameTimeout = (error: unknown): never => {
     // Timed out in a handler: the runner may blame that event when it was alone in its batch.
     // With statements in flight, the server was working on the oldest one.
     if (!(error instanceof BatchTimeoutError)) throw error;
     const index = handlerDb.pendingIndex ?? applying.index;
     throw new EventFailure(events[index]!, index, error, events.length);
-  });
-  return { applied: events.length, scannedTo, full, heldBack };
+  };
+  await deadline.race(applyEvents(projection, events, handlerDb, applying)).catch(blameTimeout);
+  const answered = () => deadline.race(settleEvents(events, handlerDb)).catch(blameTimeout);
+  return { applied: events.length, scannedTo, full, heldBack, answered };
+}
+
+/** Once every statement is answered: the first one that failed, in the order they were sent, fails its own event. */
+async function settleEvents(events: readonly ProjdEvent[], handlerDb: HandlerDb): Promise<void> {
+  const failure = await handlerDb.settle();
+  if (failure) throw new EventFailure(events[failure.index]!, failure.index, failure.error, events.length);
 }
 
 /**
- * Applies `events` in order; `applying.index` follows the event in flight. Every statement is
- * answered before this resolves, and the first one that failed, in the order they were sent,
- * fails its own event.
+ * Applies `events` in order; `applying.index` follows the event in flight. Statements may still
+ * be in flight when this resolves, but none that pg refused to send: a failure known by then
+ * (refused, or answered already) fails its event here, and the batch sends no commit.
  */
 async function applyEvents(
   projection: Projection,
@@ -61,8 +69,7 @@ async function applyEvents(
     if (handlerDb.firstFailure) break;
     if (handlerDb.inFlight > MAX_IN_FLIGHT) await handlerDb.drain(MAX_IN_FLIGHT);
   }
-  const failure = await handlerDb.settle();
-  if (failure) throw new EventFailure(events[failure.index]!, failure.index, failure.error, events.length);
+  if (await handlerDb.refused()) await settleEvents(events, handlerDb);
 }
 
 /**

@@ -33,7 +33,17 @@ export function pickForm(projection: Projection, { perEvent = false }: { perEven
   return 'perEvent';
 }
 
-/** Applies the next batch in `form`. */
-export function applyBatch(form: ApplyForm, context: ApplyContext): Promise<Applied> {
+/** Applies the next batch in `form`: when this resolves, every statement it sent is answered. */
+export async function applyBatch(form: ApplyForm, context: ApplyContext): Promise<Applied> {
+  const { answered, ...applied } = await FORMS[form](context);
+  await answered?.();
+  return applied;
+}
+
+/**
+ * As `applyBatch`, but the form's statements may still be in flight: the caller sends its
+ * checkpoint's move and commit behind them, then awaits `answered` (see `Applied.answered`).
+ */
+export function applyBatchInFlight(form: ApplyForm, context: ApplyContext): Promise<Applied> {
   return FORMS[form](context);
 }

@@ -26,7 +26,7 @@ function batchStatement(sql: string, prepared: boolean): string | pg.QueryConfig
 
 /**
  * Reads only where the batch ends, which points `projd.batch_events()` at it in the same
- * statement, and runs the projection's `batch` SQL, which reads the events in place: none
+ * statement, and sends the projection's `batch` SQL, which reads the events in place: none
  * crosses the wire.
  */
 export async function applySqlBatch(context: ApplyContext): Promise<Applied> {
@@ -39,11 +39,19 @@ export async function applySqlBatch(context: ApplyContext): Promise<Applied> {
     // The scan's end bounds the relation when the batch is not full: past the last event of
     // the projection's types up to there, there are only events of other types.
     const range = { count, firstPosition: bounds.firstPosition!, lastPosition: bounds.lastPosition! };
-    try {
-      for (const sql of projection.batch!) await deadline.race(client.query(batchStatement(sql, prepared)));
-    } catch (error) {
-      throw new BatchFailure('sqlBatch', range, error);
-    }
+    // Sent in pipeline, unanswered: they run in order, and the checkpoint's move and the commit
+    // follow them in the same round trip. They carry no values, so pg sends each as it is.
+    const sent = projection.batch!.map((sql) => client.query(batchStatement(sql, prepared)));
+    for (const statement of sent) statement.catch(() => undefined); // answered below, in order
+    const answered = async () => {
+      const settled = await deadline.race(Promise.allSettled(sent)).catch((error: unknown) => {
+        throw new BatchFailure('sqlBatch', range, error);
+      });
+      // The first that failed; those after it failed behind it (25P02).
+      const failed = settled.find((outcome) => outcome.status === 'rejected');
+      if (failed) throw new BatchFailure('sqlBatch', range, failed.reason);
+    };
+    return { applied: count, scannedTo, full, heldBack, answered };
   }
   return { applied: count, scannedTo, full, heldBack };
 }
