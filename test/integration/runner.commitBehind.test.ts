@@ -10,12 +10,13 @@ import { CHECKPOINTS_TABLE } from '../../src/store/names.js';
 import { createPool } from '../../src/store/connect.js';
 import type { Position } from '../../src/store/position.js';
 import { createTestDatabase } from '../helpers/database.js';
+import { countRoundTrips } from '../helpers/roundTrips.js';
 import { untilBelowGate } from '../helpers/snapshotGate.js';
 
 const db = await createTestDatabase();
 
-/** Round trips on the runner's connection, counted as in runner.roundTrips. */
-let roundTrips = 0;
+/** Round trips on the runner's connection (see `countRoundTrips`). */
+let roundTrips: ReturnType<typeof countRoundTrips>;
 let runnerPool: pg.Pool;
 
 /** A value pg cannot send: it refuses the statement before it reaches the server. */
@@ -71,20 +72,7 @@ const options = (projection = queued): RunBatchOptions => ({ pool: runnerPool, p
 
 beforeAll(async () => {
   runnerPool = createPool({ url: db.url, max: 1, connectTimeout: 10_000 });
-  runnerPool.on('connect', (client) => {
-    let pending = 0;
-    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-    (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args) => {
-      if (pending === 0) roundTrips += 1;
-      pending += 1;
-      const answered = query(...args);
-      void answered.then(
-        () => (pending -= 1),
-        () => (pending -= 1),
-      );
-      return answered;
-    };
-  });
+  roundTrips = countRoundTrips(runnerPool);
   for (const projection of [queued, queuedBatch, counted]) {
     expect(await runBatch(options(projection))).toMatchObject({ kind: 'done', setUp: 'created' });
   }
@@ -111,11 +99,11 @@ describe('a batch whose handlers queue their statements', () => {
     const left = await runBatch(options());
     const { positions } = await visit('page-1');
     await untilBelowGate(db.pool);
-    roundTrips = 0;
+    roundTrips.reset();
     const result = await runBatch({ ...options(), readFrom: (left as { checkpoint: Position }).checkpoint });
     expect(result).toMatchObject({ kind: 'done', form: 'perEvent', applied: 1 });
     // Begin + lock + checkpoint + read; the handler's statement + move + commit.
-    expect(roundTrips).toBe(2);
+    expect(roundTrips.count).toBe(2);
     expect(await appliedPositions()).toContain(String(positions[0]));
   });
 
@@ -155,11 +143,11 @@ describe('a SQL batch handler', () => {
     const left = await runBatch(options(counted));
     await visit('count-1');
     await untilBelowGate(db.pool);
-    roundTrips = 0;
+    roundTrips.reset();
     const result = await runBatch({ ...options(counted), readFrom: (left as { checkpoint: Position }).checkpoint });
     expect(result).toMatchObject({ kind: 'done', form: 'sqlBatch', applied: 1 });
     // Begin + lock + checkpoint + the batch's bounds; the batch SQL + move + commit.
-    expect(roundTrips).toBe(2);
+    expect(roundTrips.count).toBe(2);
     const { rows } = await db.pool.query("select visits from counted_visits where stream_id = 'count-1'");
     expect(rows).toEqual([{ visits: 1 }]);
   });

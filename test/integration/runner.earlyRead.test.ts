@@ -7,6 +7,7 @@ import { createRunner } from '../../src/runner/createRunner.js';
 import { appendEvents } from '../../src/store/appendEvents.js';
 import { createPool } from '../../src/store/connect.js';
 import { createTestDatabase } from '../helpers/database.js';
+import { countRoundTrips } from '../helpers/roundTrips.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 const db = await createTestDatabase();
@@ -21,23 +22,9 @@ function countingPool(): { pool: pg.Pool; reads: { rodeAlong: boolean }[] } {
   const reads: { rodeAlong: boolean }[] = [];
   const pool = createPool({ url: db.url, max: 2, connectTimeout: 10_000 });
   pools.push(pool);
-  pool.on('connect', (client) => {
-    let pending = 0;
-    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-    (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args) => {
-      const text = typeof args[0] === 'string' ? args[0] : (args[0] as { text: string }).text;
-      // Both batch reads (events, or the bounds for a SQL batch) scan to the gate's end.
-      if (text.includes('scan_end')) reads.push({ rodeAlong: pending > 0 });
-      // pool.query passes a callback, and gets no promise back: not one of the runner's batches.
-      if (typeof args.at(-1) === 'function') return query(...args);
-      pending += 1;
-      const answered = query(...args);
-      void answered.then(
-        () => (pending -= 1),
-        () => (pending -= 1),
-      );
-      return answered;
-    };
+  countRoundTrips(pool, (text, rodeAlong) => {
+    // Both batch reads (events, or the bounds for a SQL batch) scan to the gate's end.
+    if (text.includes('scan_end')) reads.push({ rodeAlong });
   });
   return { pool, reads };
 }

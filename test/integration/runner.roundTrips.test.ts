@@ -10,15 +10,13 @@ import { createPool } from '../../src/store/connect.js';
 import { START, type Position } from '../../src/store/position.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { untilBelowGate } from '../helpers/snapshotGate.js';
+import { countRoundTrips } from '../helpers/roundTrips.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 const db = await createTestDatabase();
 
-/**
- * Round trips on the runner's pipelined connections: a statement sent while none of its
- * connection's is awaiting an answer starts one; a statement sent while one is rides along.
- */
-let roundTrips = 0;
+/** Round trips on the runner's pipelined connections (see `countRoundTrips`). */
+let roundTrips: ReturnType<typeof countRoundTrips>;
 let runnerPool: pg.Pool;
 /** Listens on the progress channel: what the batches announced, in commit order. */
 let progressListener: pg.Client;
@@ -57,20 +55,7 @@ const unannounced = (): RunBatchOptions => ({ ...options(), announce: undefined 
 
 beforeAll(async () => {
   runnerPool = createPool({ url: db.url, max: 1, connectTimeout: 10_000 });
-  runnerPool.on('connect', (client) => {
-    let pending = 0;
-    const query = client.query.bind(client) as (...args: unknown[]) => Promise<unknown>;
-    (client as unknown as { query: (...args: unknown[]) => Promise<unknown> }).query = (...args) => {
-      if (pending === 0) roundTrips += 1;
-      pending += 1;
-      const answered = query(...args);
-      void answered.then(
-        () => (pending -= 1),
-        () => (pending -= 1),
-      );
-      return answered;
-    };
-  });
+  roundTrips = countRoundTrips(runnerPool);
   expect(await runBatch(options())).toMatchObject({ kind: 'done', setUp: 'created' });
   progressListener = new pg.Client({ connectionString: db.url });
   await progressListener.connect();
@@ -95,11 +80,11 @@ describe('a batch on a pipelined connection', () => {
   it('begins, locks and reads its checkpoint in one round trip, and moves it and commits in one more', async () => {
     await appendEvents(db.pool, 'page-1', [{ type: 'page.visited', data: {} }]);
     await untilBelowGate(db.pool);
-    roundTrips = 0;
+    roundTrips.reset();
     const result = await runBatch(options());
     expect(result).toMatchObject({ kind: 'done', form: 'perEvent', applied: 1 });
     // Begin + lock + checkpoint, the batch's read, the handler's statement, move + commit.
-    expect(roundTrips).toBe(4);
+    expect(roundTrips.count).toBe(4);
   });
 
   it('announces its new checkpoint on projd_progress once it has committed, once', async () => {
@@ -122,11 +107,11 @@ describe('a batch on a pipelined connection', () => {
     expect(left).toMatchObject({ kind: 'done' });
     const { positions } = await appendEvents(db.pool, 'page-4', [{ type: 'page.visited', data: {} }]);
     await untilBelowGate(db.pool);
-    roundTrips = 0;
+    roundTrips.reset();
     const result = await runBatch({ ...unannounced(), readFrom: (left as { checkpoint: Position }).checkpoint });
     expect(result).toMatchObject({ kind: 'done', applied: 1 });
     // Begin + lock + checkpoint + the batch's read, the handler's statement, move + commit.
-    expect(roundTrips).toBe(3);
+    expect(roundTrips.count).toBe(3);
     expect(await visitedPositions()).toContain(String(positions[0]));
   });
 
@@ -134,7 +119,7 @@ describe('a batch on a pipelined connection', () => {
     const before = await visitedPositions();
     const { positions } = await appendEvents(db.pool, 'page-5', [{ type: 'page.visited', data: {} }]);
     await untilBelowGate(db.pool);
-    roundTrips = 0;
+    roundTrips.reset();
     // Read from the start, every visit already applied comes back: applied again, each would
     // break the table's primary key.
     const result = await runBatch({ ...unannounced(), readFrom: START });
