@@ -152,10 +152,10 @@ type Outcome = { commit: boolean; result: BatchResult; move?: { from: Position; 
  * checkpoint with a compare-and-swap. A crash at any point leaves the whole batch or none of it.
  * No savepoints: a failing event rolls the batch back and the runner isolates it.
  *
- * Round trips, on a pipelined connection: one to begin, lock and read the checkpoint, the
- * batch form's own (its read, its handlers), and one to move the checkpoint and commit. Then,
- * outside the transaction, `announce` tells waiters. With `readFrom`, the form's read goes in
- * the first round trip.
+ * Round trips, on a pipelined connection: one to begin, lock and read the checkpoint (with
+ * `readFrom`, the form's read rides along), the form's own (its read, each statement a handler
+ * awaits), and a last one that carries the statements no handler awaited, the checkpoint's move
+ * and the commit. Then, outside the transaction, `announce` tells waiters.
  */
 export async function runBatch(options: RunBatchOptions): Promise<BatchResult> {
   const { pool, timeoutMs } = options;

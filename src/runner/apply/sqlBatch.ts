@@ -40,7 +40,8 @@ export async function applySqlBatch(context: ApplyContext): Promise<Applied> {
     // the projection's types up to there, there are only events of other types.
     const range = { count, firstPosition: bounds.firstPosition!, lastPosition: bounds.lastPosition! };
     // Sent in pipeline, unanswered: they run in order, and the checkpoint's move and the commit
-    // follow them in the same round trip. They carry no values, so pg sends each as it is.
+    // follow them in the same round trip. They carry no values, so pg cannot refuse one before
+    // it reaches the server (see `HandlerDb.refused`).
     const sent = projection.batch!.map((sql) => client.query(batchStatement(sql, prepared)));
     for (const statement of sent) statement.catch(() => undefined); // answered below, in order
     const answered = async () => {
