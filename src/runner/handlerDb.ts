@@ -44,7 +44,7 @@ export interface StatementFailure {
  * The batch's statements as handlers send them. Every statement is tracked with the index of
  * the event whose handler sent it, whether the handler awaits it or not: on a pipelined
  * connection a handler may queue its statements and return, and the batch learns of their
- * failures here before its checkpoint moves.
+ * failures here, with the answer to the commit it sent behind them.
  */
 export interface HandlerDb {
   /** What handlers are given: statements only, no release, no end. */
