@@ -3,7 +3,7 @@
 // caught up once), stopped with SIGTERM.
 
 import { spawn } from 'node:child_process';
-import { createServer } from 'node:net';
+import { freePort } from '../scripts/embeddedPostgres.js';
 import { onCleanup, timeout } from './cleanup.js';
 import { PROJD_BIN, writeProject } from './project.js';
 
@@ -62,16 +62,4 @@ async function isReady(port) {
   } catch {
     return false; // not listening yet
   }
-}
-
-/** A port nothing listens on, for the daemon's /metrics, /healthz and /readyz. */
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
 }

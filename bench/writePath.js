@@ -102,14 +102,14 @@ async function measureConcurrentWriters({ writeUrl, transactions, repeat, progre
   for (let round = 1; round <= repeat; round++) {
     for (const side of sides) {
       progress(`write path: ${WRITERS} concurrent writers, ${transactions} transactions each, ${side.label}`);
-      runs[side.key].push(await runConcurrent(writeUrl, clients, side, transactions, `concurrent.${side.key}.${round}`));
+      runs[side.key].push({ seconds: await runConcurrent(writeUrl, clients, side, transactions, `concurrent.${side.key}.${round}`) });
     }
   }
   return {
     writers: WRITERS,
     transactions,
     sides: sides.map((side) => {
-      const seconds = [...runs[side.key]].sort((a, b) => a - b)[Math.floor((runs[side.key].length - 1) / 2)];
+      const { seconds } = median(runs[side.key]);
       return { key: side.key, label: side.label, commitsPerSecond: (WRITERS * transactions) / seconds };
     }),
   };
@@ -183,7 +183,7 @@ async function runCase(sides, { rows, perStatement, oneTransaction }, streams) {
   return result;
 }
 
-/** The run of median duration, with its quarters and server CPU time. */
+/** The run of median duration (with its quarters and server CPU time, where it has them). */
 function median(runs) {
   const sorted = [...runs].sort((a, b) => a.seconds - b.seconds);
   return sorted[Math.floor((sorted.length - 1) / 2)];

@@ -16,6 +16,7 @@ import { WHOLE, type Part } from '../store/part.js';
 import type { ProgressNotice } from '../store/progressNotice.js';
 import type { Position } from '../store/position.js';
 import { comparePositions, START } from '../store/position.js';
+import { inOrder } from '../store/queryable.js';
 import { searchPathSql } from '../store/scratchSchema.js';
 import { MARK_BATCH_SQL } from '../store/snapshotGate.js';
 import { armWakeup } from '../store/wakeup.js';
@@ -209,8 +210,9 @@ async function runInTransaction(
   const split = part.count > 1;
   const form = pickForm(projection, { perEvent: options.perEvent });
   const limit = park ? 1 : batchSize;
-  const early = park ? undefined : { form, limit };
-  let opening = await openTransaction(client, options, split ? 'part' : 'projection', early);
+  // What the opening reads ahead for, when told where the checkpoint stands (`readFrom`).
+  const firstRead = park ? undefined : { form, limit };
+  let opening = await openTransaction(client, options, split ? 'part' : 'projection', firstRead);
   opened(opening);
   if (options.build && isSetUp(opening.live, projection, part)) {
     return { commit: false, result: { kind: 'build_swapped', liveVersion: opening.live.version } };
@@ -384,17 +386,6 @@ async function moveAndCommit(
 function announceMove(options: RunBatchOptions, to: Position): void {
   const { projection, part = WHOLE } = options;
   options.announce?.({ projection: projection.name, part: part.index, parts: part.count, checkpoint: to });
-}
-
-/**
- * Waits for statements sent together. A failing statement aborts the transaction, and those
- * after it then fail as well (25P02): the first failure, in send order, is the one reported.
- */
-async function inOrder<T extends unknown[]>(...sent: { [K in keyof T]: Promise<T[K]> }): Promise<T> {
-  const settled = await Promise.allSettled(sent);
-  const failed = settled.find((outcome) => outcome.status === 'rejected');
-  if (failed) throw failed.reason;
-  return settled.map((outcome) => (outcome as PromiseFulfilledResult<unknown>).value) as T;
 }
 
 type ReadyCheckpoint =

@@ -1,6 +1,6 @@
 import { PROGRESS_CHANNEL } from './names.js';
 import type { Position } from './position.js';
-import type { Queryable } from './queryable.js';
+import { inOrder, type Queryable } from './queryable.js';
 
 /**
  * What a daemon says on `projd_progress` once a batch has committed: this part of this
@@ -48,17 +48,14 @@ const sendProgressNoticesSql = /* sql */ `select pg_notify($1, payload) from unn
  * read model back from its readers meanwhile.
  */
 export async function sendProgressNotices(db: Queryable, notices: readonly ProgressNotice[]): Promise<void> {
-  const sent = [
+  await inOrder(
     db.query('begin; set local synchronous_commit = off'),
     db.query(sendProgressNoticesSql, [PROGRESS_CHANNEL, notices.map(progressPayload)]),
     db.query('commit'),
-  ];
-  const settled = await Promise.allSettled(sent);
-  const failed = settled.find((outcome) => outcome.status === 'rejected');
-  if (failed) {
+  ).catch(async (error: unknown) => {
     await db.query('rollback').catch(() => undefined);
-    throw (failed as PromiseRejectedResult).reason;
-  }
+    throw error;
+  });
 }
 
 /**

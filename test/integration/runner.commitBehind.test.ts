@@ -1,6 +1,5 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defineProjection } from '../../src/projection/defineProjection.js';
 import { applyBatch } from '../../src/runner/apply/pickForm.js';
 import { createDeadline } from '../../src/runner/deadline.js';
 import { createHandlerDb } from '../../src/runner/handlerDb.js';
@@ -12,6 +11,7 @@ import type { Position } from '../../src/store/position.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { countRoundTrips } from '../helpers/roundTrips.js';
 import { untilBelowGate } from '../helpers/snapshotGate.js';
+import { queuedBatchVisits, queuedVisits, visitCounts } from '../helpers/visits.js';
 
 const db = await createTestDatabase();
 
@@ -19,54 +19,11 @@ const db = await createTestDatabase();
 let roundTrips: ReturnType<typeof countRoundTrips>;
 let runnerPool: pg.Pool;
 
-/** A value pg cannot send: it refuses the statement before it reaches the server. */
-function unsendable(): unknown {
-  const loop: Record<string, unknown> = {};
-  loop.self = loop;
-  return loop;
-}
-
-// Queues its statements, as YAML handlers and the example do; `refuse` adds one pg cannot send.
-const queued = defineProjection({
-  name: 'queued_visits',
-  version: 1,
-  setup: 'create table if not exists queued_visits (position bigint primary key, note jsonb)',
-  handlers: {
-    'page.visited': (event, handlerDb) => {
-      handlerDb.query('insert into queued_visits (position) values ($1)', [event.position]);
-      if ((event.data as { refuse?: boolean }).refuse) {
-        handlerDb.query('update queued_visits set note = $2 where position = $1', [event.position, unsendable()]);
-      }
-    },
-  },
-});
-
-// handleBatch queues an insert per event, and the same update as above for an event that asks.
-const queuedBatch = defineProjection({
-  name: 'queued_batch',
-  version: 1,
-  setup: 'create table if not exists queued_batch (position bigint primary key, note jsonb)',
-  eventTypes: ['page.visited'],
-  handleBatch: (events, handlerDb) => {
-    for (const event of events) {
-      handlerDb.query('insert into queued_batch (position) values ($1)', [event.position]);
-      if ((event.data as { refuse?: boolean }).refuse) {
-        handlerDb.query('update queued_batch set note = $2 where position = $1', [event.position, unsendable()]);
-      }
-    }
-  },
-});
-
-// The SQL batch form sends its statement unanswered too.
-const counted = defineProjection({
-  name: 'counted_visits',
-  version: 1,
-  setup: 'create table if not exists counted_visits (stream_id text primary key, visits integer not null)',
-  eventTypes: ['page.visited'],
-  batch: `insert into counted_visits (stream_id, visits)
-          select stream_id, count(*) from projd.batch_events() group by stream_id
-          on conflict (stream_id) do update set visits = counted_visits.visits + excluded.visits`,
-});
+// Queue their statements, as YAML handlers and the example do; an event can ask for one pg
+// cannot send. The SQL batch form sends its statement unanswered too.
+const queued = queuedVisits('queued_visits', { refusing: true });
+const queuedBatch = queuedBatchVisits('queued_batch', { refusing: true });
+const counted = visitCounts('counted_visits');
 
 const options = (projection = queued): RunBatchOptions => ({ pool: runnerPool, projection, batchSize: 100, timeoutMs: 30_000, preparedStatements: true });
 
@@ -154,16 +111,7 @@ describe('a SQL batch handler', () => {
 });
 
 describe('applyBatch, as builds beside the live version use it', () => {
-  const settled = defineProjection({
-    name: 'settled_visits',
-    version: 1,
-    setup: 'create table if not exists settled_visits (position bigint primary key)',
-    handlers: {
-      'page.visited': (event, handlerDb) => {
-        handlerDb.query('insert into settled_visits (position) values ($1)', [event.position]);
-      },
-    },
-  });
+  const settled = queuedVisits('settled_visits');
 
   it('resolves only once every queued statement is answered, and fails the event whose statement failed', async () => {
     // Set up, and past every event before these.

@@ -1,13 +1,13 @@
 import type pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/log.js';
-import { defineProjection } from '../../src/projection/defineProjection.js';
 import type { Projection } from '../../src/projection/types.js';
 import { createRunner } from '../../src/runner/createRunner.js';
 import { appendEvents } from '../../src/store/appendEvents.js';
 import { createPool } from '../../src/store/connect.js';
 import { createTestDatabase } from '../helpers/database.js';
 import { countRoundTrips } from '../helpers/roundTrips.js';
+import { queuedVisits, visitCounts } from '../helpers/visits.js';
 import { waitFor } from '../helpers/waitFor.js';
 
 const db = await createTestDatabase();
@@ -29,26 +29,8 @@ function countingPool(): { pool: pg.Pool; reads: { rodeAlong: boolean }[] } {
   return { pool, reads };
 }
 
-const perEvent = defineProjection({
-  name: 'early_visits',
-  version: 1,
-  setup: 'create table if not exists early_visits (position bigint primary key)',
-  handlers: {
-    'page.visited': (event, handlerDb) => {
-      handlerDb.query('insert into early_visits (position) values ($1)', [event.position]);
-    },
-  },
-});
-
-const sqlBatch = defineProjection({
-  name: 'early_counts',
-  version: 1,
-  setup: 'create table if not exists early_counts (stream_id text primary key, visits integer not null)',
-  eventTypes: ['page.visited'],
-  batch: `insert into early_counts (stream_id, visits)
-          select stream_id, count(*) from projd.batch_events() group by stream_id
-          on conflict (stream_id) do update set visits = early_counts.visits + excluded.visits`,
-});
+const perEvent = queuedVisits('early_visits');
+const sqlBatch = visitCounts('early_counts');
 
 describe.each([
   ['per event', perEvent, 'select count(*)::int as n from early_visits'],

@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { splitSqlStatements } from '../../projection/sqlLexer.js';
+import { inOrder } from '../../store/queryable.js';
 import { readBatchBounds } from '../../store/readBatchBounds.js';
 import { BatchFailure } from '../batchErrors.js';
 import { statementName } from '../handlerDb.js';
@@ -43,15 +44,15 @@ export async function applySqlBatch(context: ApplyContext): Promise<Applied> {
     // follow them in the same round trip. They carry no values, so pg cannot refuse one before
     // it reaches the server (see `HandlerDb.refused`).
     const sent = projection.batch!.map((sql) => client.query(batchStatement(sql, prepared)));
-    for (const statement of sent) statement.catch(() => undefined); // answered below, in order
-    const answered = async () => {
-      const settled = await deadline.race(Promise.allSettled(sent)).catch((error: unknown) => {
-        throw new BatchFailure('sqlBatch', range, error);
-      });
-      // The first that failed; those after it failed behind it (25P02).
-      const failed = settled.find((outcome) => outcome.status === 'rejected');
-      if (failed) throw new BatchFailure('sqlBatch', range, failed.reason);
-    };
+    const answers = inOrder(...sent);
+    answers.catch(() => undefined); // awaited by `answered`, once the commit is sent behind them
+    const answered = () =>
+      deadline.race(answers).then(
+        () => undefined,
+        (error: unknown) => {
+          throw new BatchFailure('sqlBatch', range, error);
+        },
+      );
     return { applied: count, scannedTo, full, heldBack, answered };
   }
   return { applied: count, scannedTo, full, heldBack };
